@@ -1,0 +1,42 @@
+# lorastudy: `make help` lists what you can do. Everything installs into .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PARAMS ?= params/smoke.yaml
+# This machine installs a CPU build of torch from local disk; on a GPU machine use the
+# CUDA build that matches its driver, e.g. `make install TORCH=torch==2.13.0` from the CUDA index.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install report check test lab bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  variables: PARAMS=$(PARAMS)  ARGS='-p key=value --force'  TORCH=$(TORCH)"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install lorastudy with everything it needs
+
+report: $(STAMP) ## run the study in PARAMS and render rendered/<study>.html and .md
+	$(BIN)/lorastudy run $(PARAMS) $(ARGS)
+
+check: $(STAMP) ## validate PARAMS without loading any model
+	$(BIN)/lorastudy check $(PARAMS) $(ARGS)
+
+test: $(STAMP) ## run the test suite (unit tests and an end-to-end smoke study)
+	$(BIN)/python -m pytest
+
+lab: $(STAMP) ## open the notebooks in JupyterLab
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP) ## memory and step-time benchmark of LoRA vs QLoRA at Qwen3-0.6B's size
+	$(BIN)/python benchmarks/memory.py --arch qwen3-0.6b --json runs/benchmarks/memory-qwen3-0.6b.json
+
+clean: ## remove what studies wrote (runs/ and rendered reports), keep .venv
+	rm -rf runs rendered/*.html rendered/*.md rendered/*_files

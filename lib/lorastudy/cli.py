@@ -1,0 +1,140 @@
+"""`lorastudy run|check|eval`: the command line. Bad input exits with status 2 and one line
+per problem, before any model is loaded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .config import TASK_NAMES, ConfigError, load_config, parse_overrides
+
+
+def _overrides(items: list[str]) -> dict:
+    problems: list[str] = []
+    parsed = parse_overrides(items, problems)
+    if problems:
+        raise ConfigError(problems)
+    return parsed
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .checks import check_study
+
+    start = time.perf_counter()
+    cfg = load_config(args.params, _overrides(args.param), root=args.root)
+    check_study(cfg)
+    runs = ", ".join(r.name for r in cfg.runs())
+    print(f"{args.params}: ok (study {cfg.study}; runs {runs}; tasks "
+          f"{', '.join(t.name for t in cfg.tasks)}; checked in {time.perf_counter() - start:.2f} s)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_study
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    run_study(args.params, _overrides(args.param), root=args.root, force=args.force)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .config import ModelConfig, QuantConfig
+    from .data import clean_arc, clean_openmath, clean_squad, load_local
+    from .evaluate import load_for_eval, run_task
+    from .io import atomic_write_json
+    from .models import load_tokenizer, model_path
+
+    problems = []
+    data = Path(args.data)
+    if not data.is_file():
+        problems.append(f"--data: file {data} does not exist")
+    if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
+        problems.append(f"--adapter: {args.adapter} has no adapter_config.json")
+    if args.limit is not None and args.limit <= 0:
+        problems.append("--limit: must be positive")
+    if args.batch_size <= 0:
+        problems.append("--batch-size: must be positive")
+    if problems:
+        raise ConfigError(problems)
+    cleaners = {"arc_challenge": clean_arc, "squad": clean_squad,
+                "openmath": lambda rows: clean_openmath(rows, require_numeric=True)}
+    cleaned = cleaners[args.task](load_local(data))
+    rows = cleaned.rows[: args.limit] if args.limit else cleaned.rows
+    if args.limit and len(rows) < args.limit:
+        raise ConfigError([f"--limit: asked for {args.limit} items, {data} has {len(rows)} usable"])
+    if not rows:
+        raise ConfigError([f"--data: {data} has no usable {args.task} items"])
+    model_cfg = ModelConfig(name=args.model, dtype=args.dtype)
+    path = model_path(model_cfg, Path(args.root) / "runs" / "_models", lambda p: Path(args.root) / p)
+    tokenizer = load_tokenizer(path, model_cfg)
+    quant = QuantConfig(compute_dtype=args.dtype) if args.load_in_4bit else None
+    model = load_for_eval(path, model_cfg, quant, Path(args.adapter) if args.adapter else None)
+    result = run_task(model, tokenizer, args.task, rows, args.batch_size, args.max_new_tokens)
+    out = {"task": args.task, "n": result["n"], **result["metrics"], "items_per_s": result["items_per_s"],
+           "skipped": cleaned.skipped, "model": args.model, "adapter": args.adapter,
+           "load_in_4bit": args.load_in_4bit}
+    atomic_write_json(Path(args.out), out)
+    print(json.dumps({k: out[k] for k in out if k not in ("skipped",)}, indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="lorastudy", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def study_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("params", help="the study's params file, e.g. params/smoke.yaml")
+        p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a parameter, e.g. -p train.learning_rate=1e-4 (repeatable)")
+        p.add_argument("--root", default=".", help="folder that runs/ and rendered/ live in (default: .)")
+        return p
+
+    study_command("check", "validate a params file without loading any model").set_defaults(func=cmd_check)
+    run = study_command("run", "run the study's notebooks and render its report")
+    run.add_argument("--force", action="store_true", help="redo every step, even those already done")
+    run.set_defaults(func=cmd_run)
+
+    ev = sub.add_parser("eval", help="evaluate one model on one task from a local file")
+    ev.add_argument("--model", required=True, help="hub id, local model folder, or builtin:tiny-qwen3")
+    ev.add_argument("--adapter", help="a LoRA adapter folder (saved with save_pretrained)")
+    ev.add_argument("--load-in-4bit", action="store_true", help="NF4, double-quantized base (QLoRA)")
+    ev.add_argument("--task", required=True, choices=TASK_NAMES)
+    ev.add_argument("--data", required=True, help="JSONL/JSON/Parquet file in the task's schema")
+    ev.add_argument("--limit", type=int, help="evaluate the first N usable items")
+    ev.add_argument("--batch-size", type=int, default=16)
+    ev.add_argument("--max-new-tokens", type=int, help="default: the task's")
+    ev.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    ev.add_argument("--root", default=".", help="folder whose runs/_models caches the built-in model")
+    ev.add_argument("--out", required=True, help="JSON file for the metrics")
+    ev.set_defaults(func=cmd_eval)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished steps are kept; rerun to continue", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a failed step or a data problem: its message, not a traceback
+        from .data import DataError
+        from .runner import StepFailed
+
+        if isinstance(exc, (StepFailed, DataError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Files written whole or not at all, and the study's folder layout.
+
+Every output goes to a temporary name in the same folder and is renamed when complete, so
+an interrupted step never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` (file or folder) that replaces it on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.is_dir():
+        shutil.rmtree(tmp)
+    try:
+        yield tmp
+        if path.is_dir() and tmp.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with Path(path).open() as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy and torch scalars
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def scratch_dir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Where a study's outputs live: runs/<study>/... and rendered/<study>.*"""
+
+    root: Path
+    study: str
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "runs" / self.study
+
+    @property
+    def data(self) -> Path:
+        return self.run_dir / "data"
+
+    def adapter(self, run: str) -> Path:
+        return self.run_dir / "adapters" / run
+
+    def train_json(self, run: str) -> Path:
+        return self.run_dir / "train" / f"{run}.json"
+
+    def loss_csv(self, run: str) -> Path:
+        return self.run_dir / "train" / f"{run}.loss.csv"
+
+    def predictions(self, run: str, task: str) -> Path:
+        return self.run_dir / "predictions" / run / f"{task}.jsonl"
+
+    def eval_json(self, run: str) -> Path:
+        return self.run_dir / "eval" / f"{run}.json"
+
+    @property
+    def results(self) -> Path:
+        return self.run_dir / "results"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.run_dir / "notebooks"
+
+    @property
+    def steps(self) -> Path:
+        return self.run_dir / "steps"
+
+    @property
+    def rendered(self) -> Path:
+        return self.root / "rendered"
+
+    @property
+    def models(self) -> Path:
+        """Built models shared by every study (the offline tiny base)."""
+        return self.root / "runs" / "_models"

@@ -1,0 +1,103 @@
+"""Markdown for the report and the notebooks: escaping untrusted text, tables, numbers.
+
+Kept free of heavy imports (no pandas, matplotlib or seaborn) so the training and
+evaluation kernels can show their summaries without paying for the charting stack.
+
+Everything shown of dataset text or model output is untrusted: `escape` makes it inert in
+both the Markdown file and the HTML page (no tag, link, image or emphasis in it renders).
+A figure that does not apply says so in words rather than showing a zero or a blank.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .tasks import TASKS
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")
+
+
+def escape(text: object, limit: int | None = None) -> str:
+    """Untrusted text as inert Markdown: HTML special characters become entities and
+    Markdown punctuation is backslash-escaped; newlines become a visible return sign."""
+    text = str(text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("\r", "").replace("\n", " \u21b5 ")
+
+
+def table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> str:
+    """A Markdown pipe table from already formatted (and, if untrusted, escaped) cells."""
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+    rule = ["---:" if a == "r" else ":---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def num(x: float | None, digits: int = 3, na: str = "n/a") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return na
+    return f"{x:,.{digits}f}"
+
+
+def integer(x: float | None, na: str = "n/a") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return na
+    return f"{int(round(x)):,}"
+
+
+
+def data_section(summary: dict) -> str:
+    rows = []
+    for name, d in summary["datasets"].items():
+        skipped = "; ".join(f"{escape(reason)}: {count:,}" for reason, count in d.get("skipped", {}).items()) or "none"
+        rows.append([TASKS[name].title if name in TASKS else escape(name), integer(d.get("loaded")),
+                     skipped, integer(d.get("train"), "\u2014"), integer(d.get("eval"), "\u2014"),
+                     integer(d.get("overlap_with_train"), "\u2014")])
+    return "\n".join([
+        "## Data", "",
+        f"Source: {escape(summary['source'])}. Rows with missing fields or empty references are "
+        "skipped and counted; OpenMath evaluation keeps problems with numeric answers; held-out problems are "
+        "never in the training set (overlap checked on normalised text).", "",
+        table(["dataset", "rows loaded", "skipped (reason: count)", "train", "evaluated", "overlap with training"],
+              rows, ["l", "r", "l", "r", "r", "r"])])
+
+
+
+# ------------------------------------------------------------------------- step summaries
+
+def train_summary(record: dict) -> str:
+    """What one training run measured, for the 02_train notebook."""
+    stages = record["stages"]
+    rows = [["trainable / total parameters", f"{record['trainable_params']:,} / {record['total_params']:,} "
+                                             f"({record['pct_trainable']:.2f}%)"],
+            ["weights footprint after load", f"{stages['load']['weights_bytes'] / 2**20:,.2f} MB"]]
+    if "prepare" in stages:
+        rows.append(["weights after k-bit preparation", f"{stages['prepare']['weights_bytes'] / 2**20:,.2f} MB"])
+    if stages["quantized"]:
+        rows.append(["bits per quantized weight", f"{stages['quantized']['bits_per_quantized_weight']:.3f}"])
+    rows += [[f"peak memory while training ({record['memory_kind']})", f"{record['peak_memory_mb']:,.1f} MB"],
+             ["wall time", f"{record['wall_s']:,.1f} s"],
+             ["optimizer steps / tokens seen", f"{record['optimizer_steps']:,} / {record['tokens_seen']:,}"],
+             ["throughput", f"{record['tokens_per_s']:,.0f} tokens/s"],
+             ["final logged loss", f"{record['final_loss']:.4f}"],
+             ["adapter on disk", f"{record['adapter_bytes'] / 2**20:,.2f} MB"]]
+    return f"### Trained `{escape(record['run'])}`\n\n" + table(["", ""], rows, ["l", "r"])
+
+
+def eval_summary(record: dict) -> str:
+    """What one evaluation run measured, for the 03_evaluate notebook."""
+    rows = [[TASKS[t].title, ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items()), str(r["n"]),
+             f"{r['items_per_s']:,.1f}"] for t, r in record["tasks"].items()]
+    text = f"### Evaluated `{escape(record['run'])}`\n\n" + table(["task", "metrics", "n", "items/s"], rows,
+                                                                   ["l", "l", "r", "r"])
+    if "latency" in record:
+        lat = record["latency"]
+        text += (f"\n\nLatency at batch size 1 on {lat['items']} {lat['task']} items: p50 {lat['p50_ms']:,.1f} ms, "
+                 f"p95 {lat['p95_ms']:,.1f} ms, {lat['generated_tokens_per_s']:,.0f} generated tokens/s. "
+                 f"Peak memory ({record['memory_kind']}): {record['peak_memory_mb']:,.1f} MB.")
+    return text

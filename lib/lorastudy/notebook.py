@@ -1,0 +1,36 @@
+"""What the notebooks share: load and check the parameters, show Markdown and charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .checks import check_study
+from .config import StudyConfig, load_config
+from .io import StudyPaths
+
+
+def setup(params_file: str, overrides: dict[str, Any], root: str) -> tuple[StudyConfig, StudyPaths]:
+    """Validate the parameters (papermill injects them unchecked) and locate the study's files."""
+    root_path = Path(root).resolve()
+    cfg = load_config(params_file, overrides, root=root_path)
+    check_study(cfg)
+    return cfg, StudyPaths(root_path, cfg.study)
+
+
+def show(markdown: str) -> None:
+    from IPython.display import Markdown, display
+
+    display(Markdown(markdown))
+
+
+def show_figure(fig, caption: str) -> None:
+    """A chart followed by its caption; a chart that does not apply shows the caption only."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    if fig is not None:
+        display(fig)
+        plt.close(fig)
+    if caption:
+        show(f"*{caption}*")

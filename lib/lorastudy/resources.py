@@ -1,0 +1,185 @@
+"""What a method costs: parameters, weights footprint, peak memory, time.
+
+On CUDA, peak memory is torch's allocated and reserved peaks, reset between phases. On a
+CPU it is the process's peak resident set size (VmHWM), which Linux lets a process reset
+by writing 5 to /proc/self/clear_refs, so each phase gets its own peak there too.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+MB = 1024 * 1024
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    import platform
+
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
+
+
+def _status_kb(field_name: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def rss_bytes() -> int:
+    kb = _status_kb("VmRSS")
+    if kb is not None:
+        return kb * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass  # no per-phase reset: the peak below is the process's lifetime peak
+
+
+def peak_bytes() -> dict[str, int | str]:
+    """The peak since the last reset_peak(): CUDA allocated/reserved, or CPU RSS."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        return {"memory_kind": "cuda",
+                "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
+                "peak_reserved_bytes": torch.cuda.max_memory_reserved(),
+                "peak_rss_bytes": _peak_rss()}
+    return {"memory_kind": "cpu_rss", "peak_rss_bytes": _peak_rss()}
+
+
+def _peak_rss() -> int:
+    kb = _status_kb("VmHWM")
+    if kb is not None:
+        return kb * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_bytes() -> dict[str, int]:
+    out = {"rss_bytes": rss_bytes()}
+    if torch.cuda.is_available():
+        out["cuda_allocated_bytes"] = torch.cuda.memory_allocated()
+    return out
+
+
+def headline_peak_mb(peak: dict) -> float:
+    """The one peak figure a table shows: CUDA reserved on a GPU, RSS on a CPU."""
+    key = "peak_reserved_bytes" if peak["memory_kind"] == "cuda" else "peak_rss_bytes"
+    return round(peak[key] / MB, 1)
+
+
+@dataclass
+class Phase:
+    wall_s: float = 0.0
+    peak: dict = field(default_factory=dict)
+
+
+@contextmanager
+def measure() -> Iterator[Phase]:
+    """Time a block and record its peak memory."""
+    phase = Phase()
+    reset_peak()
+    start = time.perf_counter()
+    try:
+        yield phase
+    finally:
+        phase.wall_s = time.perf_counter() - start
+        phase.peak = peak_bytes()
+
+
+# ------------------------------------------------------------------------- parameters
+
+def logical_numel(param: torch.nn.Parameter) -> int:
+    """Parameters a weight stands for: bitsandbytes packs two 4-bit values per byte and
+    keeps the real shape in quant_state, so its .numel() undercounts by half or more."""
+    quant_state = getattr(param, "quant_state", None)
+    if quant_state is not None and getattr(quant_state, "shape", None) is not None:
+        return int(torch.Size(quant_state.shape).numel())
+    return param.numel()
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable and logical total parameters, tied weights counted once."""
+    seen, total, trainable = set(), 0, 0
+    for param in model.parameters():
+        if id(param) in seen:
+            continue
+        seen.add(id(param))
+        n = logical_numel(param)
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return {"trainable_params": trainable, "total_params": total}
+
+
+def weights_bytes(model: torch.nn.Module) -> int:
+    """Bytes the weights occupy: parameters and buffers, plus the quantization constants
+    (absmax, the double-quantized absmax and its code) that bitsandbytes keeps beside them."""
+    seen, total = set(), 0
+
+    def add(tensor: torch.Tensor | None) -> None:
+        nonlocal total
+        if tensor is not None and id(tensor) not in seen:
+            seen.add(id(tensor))
+            total += tensor.numel() * tensor.element_size()
+
+    for param in model.parameters():
+        add(param)
+        quant_state = getattr(param, "quant_state", None)
+        if quant_state is not None:
+            add(getattr(quant_state, "absmax", None))
+            add(getattr(quant_state, "code", None))
+            nested = getattr(quant_state, "state2", None)
+            if nested is not None:
+                add(getattr(nested, "absmax", None))
+                add(getattr(nested, "code", None))
+    for buffer in model.buffers():
+        add(buffer)
+    return total
+
+
+def quantized_weights(model: torch.nn.Module) -> dict[str, float]:
+    """Bits per quantized weight, measured (QLoRA paper: NF4 + double quant is ~4.127)."""
+    packed_bytes, constant_bytes, n = 0, 0, 0
+    for param in model.parameters():
+        quant_state = getattr(param, "quant_state", None)
+        if quant_state is None:
+            continue
+        n += logical_numel(param)
+        packed_bytes += param.numel() * param.element_size()
+        for tensor in (quant_state.absmax, getattr(getattr(quant_state, "state2", None), "absmax", None)):
+            if tensor is not None:
+                constant_bytes += tensor.numel() * tensor.element_size()
+        if getattr(quant_state, "offset", None) is not None:
+            constant_bytes += quant_state.offset.numel() * quant_state.offset.element_size()
+    if n == 0:
+        return {}
+    return {"quantized_params": n, "bits_per_quantized_weight": 8 * (packed_bytes + constant_bytes) / n}
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

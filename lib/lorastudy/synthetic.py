@@ -1,0 +1,173 @@
+"""Deterministic synthetic data in the real datasets' schemas, for studies without a network.
+
+- OpenMathInstruct-2: problem, generated_solution, expected_answer, problem_source
+- ai2_arc: id, question, choices{text,label}, answerKey
+- squad: id, title, context, question, answers{text,answer_start}
+
+The generators are small templates (word problems with numeric answers, four-choice
+category questions, short biographies with extractive answers). The same generators, with
+other seeds, write the text the built-in tiny model is pretrained on, so the smoke study's
+base model knows the domain a little and fine-tuning has something to build on.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Iterator
+
+from .tasks import squad_user_message
+
+NAMES = ["Ava", "Ben", "Chloe", "Dan", "Ella", "Finn", "Grace", "Hugo", "Iris", "Jack",
+         "Kate", "Leo", "Mia", "Noah", "Olive", "Paul", "Rosa", "Sam", "Tara", "Vic"]
+SURNAMES = ["Adams", "Baker", "Clark", "Diaz", "Evans", "Fox", "Gray", "Hill", "Irwin", "Jones",
+            "King", "Lopez", "Moore", "Nash", "Owens", "Price", "Reed", "Stone", "Turner", "Wells"]
+OBJECTS = ["apples", "books", "coins", "pencils", "stickers", "marbles", "cookies", "cards",
+           "shells", "stamps", "flowers", "toys"]
+CITIES = ["Paris", "Lima", "Oslo", "Cairo", "Tokyo", "Dublin", "Quito", "Madrid", "Seoul",
+          "Nairobi", "Vienna", "Boston", "Denver", "Lisbon", "Prague", "Sydney"]
+JOBS = ["teacher", "doctor", "painter", "farmer", "pilot", "baker", "nurse", "writer",
+        "chemist", "sailor", "lawyer", "carpenter"]
+CATEGORIES = {
+    "mammal": ["dog", "cat", "horse", "whale", "bat", "cow", "lion", "rabbit", "goat", "mouse"],
+    "bird": ["robin", "eagle", "penguin", "owl", "sparrow", "parrot", "crow", "duck"],
+    "fish": ["salmon", "trout", "shark", "tuna", "cod", "carp", "eel"],
+    "insect": ["ant", "bee", "beetle", "butterfly", "fly", "moth", "wasp"],
+    "metal": ["iron", "copper", "gold", "silver", "zinc", "tin", "nickel"],
+    "gas at room temperature": ["oxygen", "helium", "neon", "nitrogen", "argon", "hydrogen"],
+    "planet": ["Mars", "Venus", "Jupiter", "Saturn", "Mercury", "Neptune", "Uranus"],
+    "vegetable": ["carrot", "potato", "onion", "cabbage", "pea", "spinach", "leek"],
+}
+
+
+def _pronoun(name: str) -> str:
+    return "She" if name in {"Ava", "Chloe", "Ella", "Grace", "Iris", "Kate", "Mia", "Olive",
+                             "Rosa", "Tara"} else "He"
+
+
+# ------------------------------------------------------------------------- OpenMath
+
+def math_problem(rng: random.Random) -> dict:
+    name, obj = rng.choice(NAMES), rng.choice(OBJECTS)
+    kind = rng.randrange(4)
+    if kind == 0:
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        answer = a + b
+        problem = f"{name} has {a} {obj}. {_pronoun(name)} gets {b} more. How many {obj} does {name} have now?"
+        steps = f"{name} has {a} + {b} = {answer} {obj}."
+    elif kind == 1:
+        b, answer = rng.randint(1, 9), rng.randint(1, 9)
+        a = answer + b
+        problem = f"{name} has {a} {obj} and gives away {b}. How many {obj} are left?"
+        steps = f"{name} has {a} - {b} = {answer} {obj} left."
+    elif kind == 2:
+        a, b = rng.randint(2, 5), rng.randint(2, 5)
+        answer = a * b
+        problem = f"{name} buys {a} boxes with {b} {obj} in each box. How many {obj} does {name} buy?"
+        steps = f"{name} buys {a} * {b} = {answer} {obj}."
+    else:
+        b, answer = rng.randint(2, 5), rng.randint(2, 5)
+        a = answer * b
+        problem = f"{name} shares {a} {obj} equally among {b} friends. How many {obj} does each friend get?"
+        steps = f"Each friend gets {a} / {b} = {answer} {obj}."
+    return {
+        "problem": problem,
+        "generated_solution": f"{steps} The answer is \\boxed{{{answer}}}.",
+        "expected_answer": str(answer),
+        "problem_source": "synthetic_gsm8k",
+    }
+
+
+def openmath_rows(n: int, seed: int) -> list[dict]:
+    """n distinct problems (distinct problem text), so train and held-out sets cannot overlap."""
+    rng, seen, rows = random.Random(seed), set(), []
+    while len(rows) < n:
+        row = math_problem(rng)
+        if row["problem"] not in seen:
+            seen.add(row["problem"])
+            rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------------- ARC
+
+def arc_question(rng: random.Random, index: int) -> dict:
+    category = rng.choice(list(CATEGORIES))
+    answer = rng.choice(CATEGORIES[category])
+    others = [m for c, members in CATEGORIES.items() if c != category for m in members]
+    choices = rng.sample(others, 3) + [answer]
+    rng.shuffle(choices)
+    # ARC uses digit labels for some questions; keep a few so label handling is exercised.
+    labels = ["1", "2", "3", "4"] if index % 5 == 4 else ["A", "B", "C", "D"]
+    return {
+        "id": f"Synth_{index:05d}",
+        "question": f"Which of these is a {category}?",
+        "choices": {"text": choices, "label": labels},
+        "answerKey": labels[choices.index(answer)],
+    }
+
+
+def arc_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [arc_question(rng, i) for i in range(n)]
+
+
+# ------------------------------------------------------------------------- SQuAD
+
+def squad_passage(rng: random.Random) -> tuple[str, str, list[tuple[str, list[str]]]]:
+    """A short biography and its questions with reference answers (spans of the passage)."""
+    first, last = rng.choice(NAMES), rng.choice(SURNAMES)
+    city, city2 = rng.sample(CITIES, 2)
+    year, job = rng.randint(1800, 1999), rng.choice(JOBS)
+    he = _pronoun(first)
+    context = (f"{first} {last} was born in {city} in {year}. {he} worked as a {job} "
+               f"for many years and later moved to {city2}.")
+    questions = [
+        (f"Where was {first} {last} born?", [city]),
+        (f"In what year was {first} {last} born?", [str(year)]),
+        (f"What did {first} {last} work as?", [f"a {job}", job]),
+        (f"Where did {first} {last} move to?", [city2]),
+    ]
+    return f"{first} {last}", context, questions
+
+
+def squad_rows(n: int, seed: int) -> list[dict]:
+    rng, rows = random.Random(seed), []
+    while len(rows) < n:
+        title, context, questions = squad_passage(rng)
+        for question, answers in rng.sample(questions, 2):
+            if len(rows) == n:
+                break
+            rows.append({
+                "id": f"synth{len(rows):06d}",
+                "title": title,
+                "context": context,
+                "question": question,
+                "answers": {"text": answers, "answer_start": [context.find(a) for a in answers]},
+            })
+    return rows
+
+
+# ------------------------------------------------------------------------- pretraining text
+
+def pretraining_texts(seed: int) -> Iterator[str | tuple[str, str]]:
+    """An endless stream of domain text for the tiny base model: plain text, or a
+    (user message, answer) pair to be put in the chat template. Math appears only as plain
+    text, so answering math in the chat format is what fine-tuning has to teach."""
+    rng = random.Random(seed)
+    while True:
+        kind = rng.randrange(4)
+        if kind == 0:
+            row = math_problem(rng)
+            yield f"Problem: {row['problem']}\nSolution: {row['generated_solution']}"
+        elif kind == 1:
+            category = rng.choice(list(CATEGORIES))
+            members = rng.sample(CATEGORIES[category], 3)
+            yield " ".join(f"{m[0].upper() + m[1:]} is a {category}." for m in members)
+        elif kind == 2:
+            row = arc_question(rng, rng.randrange(10_000))
+            answer = row["choices"]["text"][row["choices"]["label"].index(row["answerKey"])]
+            yield f"Question: {row['question']}\nAnswer: {answer}"
+        else:
+            _, context, questions = squad_passage(rng)
+            question, answers = rng.choice(questions)
+            yield (squad_user_message(context, question), answers[0])

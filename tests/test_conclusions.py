@@ -1,0 +1,83 @@
+"""The rule-based words: each verdict follows from the numbers beside it."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from lorastudy.conclusions import cost_sentences, recommendation, verdict
+
+GRADING_WORDS = re.compile(r"\b(small|slight|negligible|minor|comparable|similar|relatively|marginal)\b", re.I)
+WIN_WORDS = re.compile(r"\b(better|improv\w*|wins?|outperform\w*|gain\w*|superior)\b", re.I)
+
+
+def comparison(delta, low, high, p, p_holm, *, task="openmath", metric="exact_match", higher=True,
+               a="qlora", b="lora", mdd=0.1):
+    return pd.Series({"task": task, "metric": metric, "method_a": a, "method_b": b, "delta": delta,
+                      "ci_low": low, "ci_high": high, "p_value": p, "p_holm": p_holm, "test": "mcnemar_exact",
+                      "n": 500, "higher_is_better": higher, "primary": True, "mdd": mdd})
+
+
+def resources(lora_mb=1000.0, qlora_mb=600.0, lora_s=100.0, qlora_s=130.0):
+    rows = []
+    for method, mb, s in (("lora", lora_mb, lora_s), ("qlora", qlora_mb, qlora_s)):
+        rows.append({"method": method, "phase": "train", "peak_memory_mb": mb, "memory_kind": "cuda",
+                     "weights_mb": mb / 2, "wall_s": s, "tokens_per_s": 1000.0 / s, "n_seeds": 1})
+    return pd.DataFrame(rows)
+
+
+def test_a_significant_loss_is_called_worse_and_never_graded_small():
+    # The seed report called a 16,846-point loss "relatively small".
+    v = verdict(comparison(-0.04, -0.07, -0.01, 0.003, 0.01), alpha=0.05)
+    assert v.kind == "worse"
+    assert "worse" in v.sentence and "\u22120.040" in v.sentence
+    assert not GRADING_WORDS.search(v.sentence)
+
+
+def test_a_non_significant_gain_is_never_called_a_win():
+    v = verdict(comparison(0.03, -0.01, 0.07, 0.2, 0.6), alpha=0.05)
+    assert v.kind == "no detectable difference"
+    assert not WIN_WORDS.search(v.sentence)
+    assert "\u00b10.100" in v.sentence  # says what the study could have detected
+
+
+def test_significance_is_judged_after_the_holm_correction():
+    # Unadjusted p and interval suggest a gain; the corrected p does not: not claimed, and said why.
+    v = verdict(comparison(0.09, 0.04, 0.15, 0.004, 0.051, a="qlora", b="base"), alpha=0.05)
+    assert v.kind == "no detectable difference"
+    assert "does not survive Holm's correction" in v.sentence
+    assert not WIN_WORDS.search(v.sentence.split("Holm-adjusted")[0])
+
+
+def test_direction_comes_from_the_metric():
+    # A lower no-answer rate is an improvement.
+    v = verdict(comparison(-0.2, -0.3, -0.1, 0.001, 0.002, metric="no_answer_rate", higher=False), alpha=0.05)
+    assert v.kind == "better"
+    v = verdict(comparison(0.2, 0.1, 0.3, 0.001, 0.002, metric="no_answer_rate", higher=False), alpha=0.05)
+    assert v.kind == "worse"
+
+
+def test_every_number_in_a_verdict_matches_the_row():
+    row = comparison(0.123, 0.045, 0.201, 0.0004, 0.0012)
+    v = verdict(row, alpha=0.05)
+    for text in ("+0.123", "+0.045", "+0.201", "p < 0.001", "Holm-adjusted p = 0.001", "n = 500"):
+        assert text in v.sentence
+
+
+def test_costs_are_percent_changes_relative_to_lora():
+    sentences, figures = cost_sentences(resources())
+    assert figures["memory_pct"] == pytest.approx(-40.0) and figures["time_pct"] == pytest.approx(30.0)
+    assert "40.0% lower" in sentences[0] and "30.0% longer" in sentences[1]
+
+
+def test_recommendation_follows_the_verdicts():
+    no_diff = pd.DataFrame([comparison(-0.01, -0.05, 0.03, 0.6, 1.0)])
+    worse = pd.DataFrame([comparison(-0.05, -0.08, -0.02, 0.001, 0.003)])
+    assert recommendation(no_diff, resources(), 0.05).startswith("QLoRA, where memory is the constraint")
+    text = recommendation(worse, resources(), 0.05)
+    assert text.startswith("Prefer LoRA") and "worse" in text
+    # No meaningful memory saving: LoRA, whatever the accuracy verdicts.
+    text = recommendation(no_diff, resources(qlora_mb=990.0), 0.05)
+    assert text.startswith("LoRA") and "1.0% lower" in text
+    assert recommendation(no_diff, resources().query("method == 'lora'"), 0.05).startswith("No recommendation")

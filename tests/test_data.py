@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lorastudy import synthetic
+from lorastudy.checks import study_problems
+from lorastudy.config import load_config
+from lorastudy.data import DataError, normalise_text, prepare
+from lorastudy.io import read_jsonl, write_jsonl
+from lorastudy.metrics import parse_expected_answer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_synthetic_generators_are_deterministic_and_in_the_real_schemas():
+    assert synthetic.openmath_rows(20, 3) == synthetic.openmath_rows(20, 3)
+    assert synthetic.openmath_rows(20, 3) != synthetic.openmath_rows(20, 4)
+    math_row = synthetic.openmath_rows(1, 0)[0]
+    assert set(math_row) == {"problem", "generated_solution", "expected_answer", "problem_source"}
+    assert parse_expected_answer(math_row["expected_answer"]) is not None
+    assert f"\\boxed{{{math_row['expected_answer']}}}" in math_row["generated_solution"]
+    arc = synthetic.arc_rows(10, 0)
+    assert set(arc[0]) == {"id", "question", "choices", "answerKey"}
+    assert all(r["answerKey"] in r["choices"]["label"] and len(r["choices"]["text"]) == 4 for r in arc)
+    assert {"1", "A"} <= {r["choices"]["label"][0] for r in arc}  # both label styles occur
+    squad = synthetic.squad_rows(10, 0)
+    assert set(squad[0]) == {"id", "title", "context", "question", "answers"}
+    for row in squad:  # answers are spans of the passage, as in SQuAD
+        for text, start in zip(row["answers"]["text"], row["answers"]["answer_start"]):
+            assert row["context"][start:start + len(text)] == text
+
+
+def test_synthetic_problems_are_distinct():
+    rows = synthetic.openmath_rows(500, 1)
+    assert len({r["problem"] for r in rows}) == 500
+
+
+def test_prepare_splits_without_overlap(tmp_path):
+    cfg = load_config(ROOT / "params" / "smoke.yaml", root=tmp_path)
+    summary = prepare(cfg, tmp_path / "data", log=lambda _: None)
+    train = read_jsonl(tmp_path / "data" / "train.jsonl")
+    held_out = read_jsonl(tmp_path / "data" / "eval" / "openmath.jsonl")
+    assert len(train) == cfg.data.train_samples and len(held_out) == cfg.task("openmath").n
+    assert not {normalise_text(r["problem"]) for r in train} & {normalise_text(r["problem"]) for r in held_out}
+    for name in ("arc_challenge", "openmath", "squad"):
+        assert summary["datasets"][name]["overlap_with_train"] == 0
+        assert summary["datasets"][name]["eval"] == cfg.task(name).n
+    assert json.loads((tmp_path / "data" / "summary.json").read_text()) == summary
+
+
+def local_study(tmp_path: Path, extra: str = "") -> Path:
+    params = tmp_path / "local.yaml"
+    params.write_text(f"study: local\nmethods: [base]\ndata:\n  source: local\n  local_dir: {tmp_path / 'src'}\n"
+                      f"  train_samples: 10\ntasks:\n  arc_challenge: {{n: 3}}\n  openmath: {{n: 4}}\n"
+                      f"  squad: {{n: 2}}\neval:\n  latency_items: 2\n{extra}")
+    return params
+
+
+def write_sources(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    math = synthetic.openmath_rows(14, 0)
+    math += [{"problem": "", "generated_solution": "x", "expected_answer": "1"},   # missing problem
+             {"problem": "Name a colour.", "generated_solution": "Red. \\boxed{red}", "expected_answer": "red"}]
+    write_jsonl(src / "openmath.jsonl", math)
+    arc = synthetic.arc_rows(3, 0) + [
+        {"id": "bad1", "question": "Q?", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "E"},
+        {"id": "bad2", "question": "", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "A"}]
+    pd.DataFrame(arc).to_parquet(src / "arc_challenge.parquet")  # Parquet works as well as JSONL
+    squad = synthetic.squad_rows(2, 0) + [
+        {"id": "s9", "title": "t", "context": "c", "question": "q?", "answers": {"text": [], "answer_start": []}}]
+    write_jsonl(src / "squad.jsonl", squad)
+
+
+def test_local_rows_with_missing_fields_are_skipped_and_counted(tmp_path):
+    write_sources(tmp_path)
+    cfg = load_config(local_study(tmp_path))
+    assert study_problems(cfg) == []
+    summary = prepare(cfg, tmp_path / "data", log=lambda _: None)
+    d = summary["datasets"]
+    assert d["openmath"]["skipped"] == {"missing problem, solution or expected answer": 1}
+    assert d["arc_challenge"]["skipped"] == {"answer key is not one of the choice labels": 1,
+                                             "missing id or question": 1}
+    assert d["squad"]["skipped"] == {"no reference answer": 1}
+    # The non-numeric problem may train but is never a held-out item (exact match needs a number).
+    held_out = read_jsonl(tmp_path / "data" / "eval" / "openmath.jsonl")
+    assert all(parse_expected_answer(r["expected_answer"]) is not None for r in held_out)
+
+
+def test_asking_for_more_items_than_the_data_has_is_caught_before_loading(tmp_path):
+    write_sources(tmp_path)
+    cfg = load_config(local_study(tmp_path), {"tasks.squad.n": 50})
+    found = study_problems(cfg)
+    assert len(found) == 1 and found[0].startswith("tasks.squad.n: asked for 50 items")
+
+
+def test_a_dataset_left_empty_is_an_error(tmp_path):
+    write_sources(tmp_path)
+    write_jsonl(tmp_path / "src" / "squad.jsonl",
+                [{"id": "s", "title": "", "context": "c", "question": "q", "answers": {"text": [""], "answer_start": [0]}}])
+    cfg = load_config(local_study(tmp_path), {"tasks.squad.n": None})
+    with pytest.raises(DataError, match="tasks.squad: no usable items"):
+        prepare(cfg, tmp_path / "data", log=lambda _: None)

@@ -1,0 +1,108 @@
+"""Training and the resource figures on the built tiny model, with real bitsandbytes 4-bit."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from lorastudy import resources
+from lorastudy.config import load_config
+from lorastudy.data import load_train, prepare
+from lorastudy.io import StudyPaths
+from lorastudy.models import load_model, load_tokenizer
+from lorastudy.train import NonFiniteLossError, _trainer_callback, build_examples, prepare_model, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def small_study(study_root):
+    cfg = load_config(ROOT / "params" / "smoke.yaml", {"data.train_samples": 16, "train.max_steps": 3,
+                                                      "train.logging_steps": 1, "train.batch_size": 4},
+                      root=study_root)
+    paths = StudyPaths(study_root, cfg.study)
+    prepare(cfg, paths.data, log=lambda _: None)
+    return cfg, paths
+
+
+def test_loss_is_on_answer_tokens_only(tiny_model, tmp_path):
+    cfg = load_config(ROOT / "params" / "smoke.yaml", root=tmp_path)
+    prepare(cfg, tmp_path / "data", log=lambda _: None)
+    tokenizer = load_tokenizer(str(tiny_model), cfg.model)
+    rows = load_train(tmp_path / "data")[:4]
+    examples, dropped = build_examples(rows, tokenizer, max_seq_len=512)
+    assert dropped == 0
+    for row, ex in zip(rows, examples):
+        supervised = [t for t, label in zip(ex["input_ids"], ex["labels"]) if label != -100]
+        assert tokenizer.decode(supervised) == row["generated_solution"] + tokenizer.eos_token
+        assert ex["labels"][0] == -100  # the prompt (chat template, problem) is masked
+    short, dropped = build_examples(rows, tokenizer, max_seq_len=40)
+    assert dropped == 4 and short == []  # the prompt alone is longer than 40 tokens
+
+
+def test_4bit_base_counts_the_same_logical_parameters_in_fewer_bytes(tiny_model):
+    cfg = load_config(ROOT / "params" / "smoke.yaml")
+    full = load_model(str(tiny_model), cfg.model)
+    nf4 = load_model(str(tiny_model), cfg.model, cfg.quant)
+    assert type(nf4.model.layers[0].mlp.up_proj).__name__ == "Linear4bit"
+    assert resources.count_parameters(nf4)["total_params"] == resources.count_parameters(full)["total_params"]
+    # peft's and torch's count of packed 4-bit weights is lower than the logical count
+    assert sum(p.numel() for p in nf4.parameters()) < resources.count_parameters(nf4)["total_params"]
+    assert resources.weights_bytes(nf4) < 0.5 * resources.weights_bytes(full)
+    bits = resources.quantized_weights(nf4)["bits_per_quantized_weight"]
+    assert bits == pytest.approx(4.127, abs=0.01)  # QLoRA paper: NF4 + double quantization
+
+
+def test_lora_and_qlora_train_the_same_number_of_parameters(tiny_model):
+    cfg = load_config(ROOT / "params" / "smoke.yaml")
+    lora, lora_stages = prepare_model(cfg, "lora", str(tiny_model))
+    qlora, qlora_stages = prepare_model(cfg, "qlora", str(tiny_model))
+    lc, qc = resources.count_parameters(lora), resources.count_parameters(qlora)
+    assert lc["trainable_params"] == qc["trainable_params"] > 0
+    assert lc["total_params"] == qc["total_params"]
+    assert "prepare" in qlora_stages and "prepare" not in lora_stages
+    assert qlora_stages["load"]["weights_bytes"] < lora_stages["load"]["weights_bytes"]
+
+
+def test_peak_memory_is_reset_between_phases():
+    with resources.measure() as big:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MB
+        del block
+    with resources.measure() as small:
+        pass
+    assert big.peak["peak_rss_bytes"] - small.peak["peak_rss_bytes"] > 32 * 2**20
+
+
+def test_training_records_measured_resources(small_study):
+    cfg, paths = small_study
+    record = train(cfg, "qlora", 0, "qlora", paths, log=lambda _: None)
+    assert (paths.adapter("qlora") / "adapter_model.safetensors").is_file()
+    assert record["optimizer_steps"] == 3 and record["tokens_seen"] > 0 and record["wall_s"] > 0
+    assert record["tokens_per_s"] == pytest.approx(record["tokens_seen"] / record["wall_s"])
+    assert record["peak_memory_mb"] > 0 and record["adapter_bytes"] > 0
+    losses = paths.loss_csv("qlora").read_text().splitlines()
+    assert losses[0].startswith("step,epoch,loss") and len(losses) == 4
+
+
+def test_a_non_finite_loss_stops_training_with_advice(small_study):
+    cfg, paths = small_study
+    cfg = load_config(ROOT / "params" / "smoke.yaml", {"data.train_samples": 16, "train.max_steps": 4,
+                                                      "train.logging_steps": 1, "train.learning_rate": 1e30},
+                      root=cfg.root)
+    with pytest.raises(NonFiniteLossError, match="lower train.learning_rate"):
+        train(cfg, "lora", 0, "lora", paths, log=lambda _: None)
+    assert not paths.train_json("lora").exists() and not paths.adapter("lora").exists()
+
+
+def test_the_loss_callback_rejects_nan_and_inf():
+    class Args:
+        learning_rate = 1e-3
+
+    class State:
+        global_step, epoch = 7, 0.5
+
+    for bad in (math.nan, math.inf):
+        with pytest.raises(NonFiniteLossError, match="step 7"):
+            _trainer_callback([], lambda _: None, 10).on_log(Args(), State(), None, logs={"loss": bad})
