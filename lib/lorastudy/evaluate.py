@@ -243,13 +243,14 @@ def evaluate(cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPat
         "adapter_params": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n),
         "weights_bytes": resources.weights_bytes(model), "load": {"wall_s": load.wall_s, "peak": load.peak},
         "tasks": {}}
+    predictions = {}
     with resources.measure() as phase:
         for task_cfg in cfg.tasks:
             rows = load_eval(paths.data, task_cfg.name)
             log(f"evaluating {run} on {task_cfg.name} ({len(rows)} items)")
             result = run_task(model, tokenizer, task_cfg.name, rows, cfg.eval.batch_size,
                               task_cfg.max_new_tokens, log)
-            write_jsonl(paths.predictions(run, task_cfg.name), result.pop("items"))
+            predictions[task_cfg.name] = result.pop("items")
             record["tasks"][task_cfg.name] = result
         latency_task = cfg.eval.latency_task
         if any(t.name == latency_task for t in cfg.tasks):
@@ -259,6 +260,9 @@ def evaluate(cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPat
                                                 cfg.task(latency_task).max_new_tokens)
     record.update({"wall_s": phase.wall_s, "peak": phase.peak, "memory_kind": phase.peak["memory_kind"],
                    "peak_memory_mb": resources.headline_peak_mb(phase.peak)})
+    # Written only now, the record last, so an interrupted evaluation leaves no partial results.
+    for task, items in predictions.items():
+        write_jsonl(paths.predictions(run, task), items)
     atomic_write_json(paths.eval_json(run), record)
     summary = ", ".join(f"{t} {TASKS[t].primary} {r['metrics'][TASKS[t].primary]:.3f}"
                         for t, r in record["tasks"].items())

@@ -102,7 +102,9 @@ def use_this_interpreter(paths: StudyPaths) -> None:
     kernels = paths.root / "runs" / ".jupyter"
     spec = kernels / "kernels" / "python3" / "kernel.json"
     spec.parent.mkdir(parents=True, exist_ok=True)
-    spec.write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    spec.write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                                         # not its warning about local TCP without encryption
+                                         "--IPKernelApp.log_level=ERROR"],
                                 "display_name": "Python 3 (lorastudy)", "language": "python"}))
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), os.environ.get("JUPYTER_PATH")]))
 

@@ -1,0 +1,105 @@
+"""Evaluation on the built tiny model: the ARC scorer against a direct computation,
+generation, and the `lorastudy eval` command."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lorastudy import synthetic
+from lorastudy.config import load_config
+from lorastudy.evaluate import continuation_tokens, generate, load_for_eval, run_task, score_arc
+from lorastudy.io import write_jsonl
+from lorastudy.models import load_tokenizer
+from lorastudy.tasks import arc_context
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tiny_model):
+    cfg = load_config(ROOT / "params" / "smoke.yaml")
+    return load_for_eval(str(tiny_model), cfg.model, None, None), load_tokenizer(str(tiny_model), cfg.model)
+
+
+def direct_loglikelihood(model, tokenizer, context: str, continuation: str) -> float:
+    """One choice at a time, no padding: log p(continuation tokens | context)."""
+    ctx = tokenizer(context, add_special_tokens=False).input_ids
+    whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
+    cont = whole[len(ctx):]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([whole])).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return sum(float(logprobs[len(ctx) - 1 + i, tok]) for i, tok in enumerate(cont))
+
+
+def test_continuation_is_the_tail_of_the_whole_encoding(model_and_tokenizer):
+    _, tokenizer = model_and_tokenizer
+    ctx, cont = continuation_tokens(tokenizer, "Question: Which is a bird?\nAnswer:", " robin")
+    assert tokenizer.decode(cont) == " robin"
+    assert ctx + cont == tokenizer("Question: Which is a bird?\nAnswer: robin", add_special_tokens=False).input_ids
+    # Trailing whitespace of the context moves to the continuation, as in lm-evaluation-harness.
+    ctx2, cont2 = continuation_tokens(tokenizer, "Question: Which is a bird?\nAnswer: ", "robin")
+    assert (ctx2, cont2) == (ctx, cont)
+
+
+def test_arc_scorer_agrees_with_a_direct_per_choice_computation(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    rows = synthetic.arc_rows(6, 11)  # includes 1-4 labels (index 4)
+    items = score_arc(model, tokenizer, rows, batch_size=10, progress=lambda n: None)
+    assert [it["id"] for it in items] == [r["id"] for r in rows]
+    for row, item in zip(rows, items):
+        direct = [direct_loglikelihood(model, tokenizer, arc_context(row["question"]), " " + c)
+                  for c in row["choices"]["text"]]
+        assert item["loglikelihoods"] == pytest.approx(direct, abs=1e-3)
+        gold = row["choices"]["label"].index(row["answerKey"])
+        assert item["scores"]["acc"] == float(max(range(4), key=lambda i: direct[i]) == gold)
+        norm = [d / len(c) for d, c in zip(direct, row["choices"]["text"])]
+        assert item["scores"]["acc_norm"] == float(max(range(4), key=lambda i: norm[i]) == gold)
+        assert item["extracted"] in row["choices"]["label"]
+
+
+def test_generation_stops_at_stop_strings_and_batches_like_single_items(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    prompts = ["Question: Where was Ava Hill born?\nAnswer:", "Problem: Sam has 3 apples. He gets 4 more."]
+    batched = generate(model, tokenizer, prompts, 12, ("\n",), batch_size=2)
+    single = [generate(model, tokenizer, [p], 12, ("\n",), batch_size=1)[0] for p in prompts]
+    assert [b["output"] for b in batched] == [s["output"] for s in single]
+    assert all("\n" not in b["output"] and 0 < b["generated_tokens"] <= 12 for b in batched)
+
+
+def test_run_task_scores_squad_and_openmath(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    squad = run_task(model, tokenizer, "squad", synthetic.squad_rows(4, 2), 4, 8, log=lambda _: None)
+    assert squad["n"] == 4 and set(squad["metrics"]) == {"exact_match", "f1"}
+    assert 0 <= squad["metrics"]["exact_match"] <= squad["metrics"]["f1"] <= 1
+    assert all(set(it) >= {"id", "prompt", "output", "extracted", "references", "scores"} for it in squad["items"])
+    rows = [{"id": f"m{i}", **r} for i, r in enumerate(synthetic.openmath_rows(4, 5))]
+    math = run_task(model, tokenizer, "openmath", rows, 4, 16, log=lambda _: None)
+    assert set(math["metrics"]) <= {"exact_match", "no_answer_rate", "median_abs_error"}
+    assert math["items_per_s"] > 0
+
+
+def test_eval_command_writes_the_task_metrics(tiny_model, tmp_path):
+    data = tmp_path / "arc.jsonl"
+    write_jsonl(data, synthetic.arc_rows(8, 3))
+    out = tmp_path / "out.json"
+    result = subprocess.run([sys.executable, "-m", "lorastudy", "eval", "--model", str(tiny_model), "--task",
+                             "arc_challenge", "--data", str(data), "--limit", "5", "--dtype", "float32",
+                             "--load-in-4bit", "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(out.read_text())
+    assert metrics["n"] == 5 and 0 <= metrics["acc"] <= 1 and 0 <= metrics["acc_norm"] <= 1
+
+
+def test_eval_command_rejects_bad_input_before_loading(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "lorastudy", "eval", "--model", "builtin:tiny-qwen3", "--task",
+                             "squad", "--data", str(tmp_path / "missing.jsonl"), "--limit", "0", "--out",
+                             str(tmp_path / "o.json")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--data: file" in result.stderr and "--limit: must be positive" in result.stderr
+    assert "Traceback" not in result.stderr

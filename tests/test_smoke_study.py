@@ -1,0 +1,132 @@
+"""End to end: the smoke study through `lorastudy run`, its result files and both renderings."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lorastudy.config import load_config
+from lorastudy.evaluate import evaluate
+from lorastudy.io import StudyPaths, read_json, read_jsonl
+from lorastudy.results import COMPARISON_COLUMNS, METRIC_COLUMNS, RESOURCE_COLUMNS
+from lorastudy.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "params" / "smoke.yaml"
+
+
+def run(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lorastudy", "run", str(SMOKE), "--root", str(root), *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("smoke")
+    (root / "runs" / "_models").mkdir(parents=True)
+    (root / "runs" / "_models" / tiny_model.name).symlink_to(tiny_model)
+    start = time.perf_counter()
+    result = run(root)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    print(f"smoke study: {time.perf_counter() - start:.1f} s")
+    return root, result
+
+
+def test_result_files_follow_the_contracts(smoke):
+    root, _ = smoke
+    results = root / "runs" / "smoke" / "results"
+    metrics = pd.read_csv(results / "metrics.csv")
+    assert list(metrics.columns[: len(METRIC_COLUMNS)]) == METRIC_COLUMNS
+    primary = {("arc_challenge", "acc_norm"), ("openmath", "exact_match"), ("squad", "f1")}
+    for method in ("base", "lora", "qlora"):
+        rows = metrics[metrics.method == method]
+        assert primary <= set(zip(rows.task, rows.metric))
+    fractions = metrics[metrics.metric != "median_abs_error"]
+    assert fractions.value.between(0, 1).all() and (fractions.ci_low <= fractions.value).all()
+    assert (fractions.value <= fractions.ci_high).all() and (fractions.n == 100).all()
+    assert not metrics.loc[metrics.metric == "no_answer_rate", "higher_is_better"].any()
+
+    comparisons = pd.read_csv(results / "comparisons.csv")
+    assert list(comparisons.columns[: len(COMPARISON_COLUMNS)]) == COMPARISON_COLUMNS
+    assert set(zip(comparisons.method_a, comparisons.method_b)) == {("lora", "base"), ("qlora", "base"), ("qlora", "lora")}
+    assert comparisons.p_value.between(0, 1).all() and set(comparisons.test) <= {"mcnemar_exact", "paired_permutation"}
+
+    predictions = read_jsonl(root / "runs" / "smoke" / "predictions" / "qlora" / "squad.jsonl")
+    assert len(predictions) == 100
+    assert set(predictions[0]) >= {"id", "prompt", "output", "extracted", "references", "scores"}
+
+
+def test_every_resource_figure_is_measured(smoke):
+    root, _ = smoke
+    r = pd.read_csv(root / "runs" / "smoke" / "results" / "resources.csv")
+    assert list(r.columns[: len(RESOURCE_COLUMNS)]) == RESOURCE_COLUMNS
+    assert set(zip(r.method, r.phase)) == {("base", "eval"), ("lora", "train"), ("lora", "eval"),
+                                           ("qlora", "train"), ("qlora", "eval")}
+    assert (r.memory_kind == "cpu_rss").all()
+    for column in ("total_params", "peak_memory_mb", "wall_s", "tokens_per_s"):
+        assert (r[column] > 0).all(), column
+    tuned = r[r.method != "base"]
+    assert (tuned.trainable_params > 0).all() and tuned.trainable_params.nunique() == 1  # same adapter
+    assert r[r.method == "base"].trainable_params.iloc[0] == 0  # the base is not fine-tuned
+    train_rows = r[r.phase == "train"].set_index("method")
+    assert train_rows.total_params["lora"] == train_rows.total_params["qlora"]  # logical, not packed
+    assert train_rows.weights_mb["qlora"] < 0.5 * train_rows.weights_mb["lora"]
+    assert (train_rows.tokens_seen > 0).all() and (train_rows.optimizer_steps > 0).all()
+    assert train_rows.bits_per_quantized_weight["qlora"] == pytest.approx(4.127, abs=0.01)
+    eval_rows = r[r.phase == "eval"]
+    assert (eval_rows.latency_ms_p50 > 0).all() and (eval_rows.latency_ms_p50 <= eval_rows.latency_ms_p95).all()
+    assert (eval_rows.items_per_s > 0).all()
+    losses = pd.read_csv(root / "runs" / "smoke" / "train" / "qlora.loss.csv")
+    assert len(losses) > 1 and losses.loss.notna().all()
+
+
+def test_both_renderings_exist_and_stand_alone(smoke):
+    root, _ = smoke
+    html = (root / "rendered" / "smoke.html").read_text()
+    md = (root / "rendered" / "smoke.md").read_text()
+    for text in (html, md):
+        for heading in ("Executive summary", "Performance by dataset", "Comparisons", "Model configurations",
+                        "Examples", "Provenance"):
+            assert heading in text
+        assert "Recommendation." in text
+        assert "def " not in text and "import " not in text  # no code cells
+    # Nothing fetched from elsewhere: no external scripts or stylesheets.
+    assert not re.search(r"<script[^>]+src=", html) and not re.search(r"<link[^>]+href=\"http", html)
+    assert html.count("data:image/png;base64") >= 4
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(images) >= 4 and all((root / "rendered" / img).is_file() for img in images)
+    assert (root / "runs" / "smoke" / "notebooks" / "02_train-qlora.ipynb").is_file()
+
+
+def test_a_finished_study_reruns_in_seconds(smoke):
+    root, _ = smoke
+    start = time.perf_counter()
+    result = run(root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("skipped") == 7
+    assert time.perf_counter() - start < 60
+
+
+def test_same_params_same_machine_same_metrics(smoke, tmp_path):
+    """Retrain and re-evaluate LoRA from the same data: identical metrics and outputs."""
+    root, _ = smoke
+    cfg = load_config(SMOKE, root=tmp_path)
+    paths = StudyPaths(tmp_path, cfg.study)
+    shutil.copytree(root / "runs" / "smoke" / "data", paths.data)
+    paths.models.mkdir(parents=True)
+    (paths.models / "tiny-qwen3-v1").symlink_to((root / "runs" / "_models" / "tiny-qwen3-v1").resolve())
+    first = StudyPaths(root, "smoke")
+    again = train(cfg, "lora", 0, "lora", paths, log=lambda _: None)
+    assert again["final_loss"] == read_json(first.train_json("lora"))["final_loss"]
+    record = evaluate(cfg, "lora", 0, "lora", paths, log=lambda _: None)
+    before = read_json(first.eval_json("lora"))
+    for task, result in record["tasks"].items():
+        assert result["metrics"] == before["tasks"][task]["metrics"], task
+        outputs = [it["output"] for it in read_jsonl(paths.predictions("lora", task))]
+        assert outputs == [it["output"] for it in read_jsonl(first.predictions("lora", task))]
