@@ -5,7 +5,6 @@ import re
 
 import pandas as pd
 import pytest
-
 from lorastudy.conclusions import cost_sentences, recommendation, verdict
 
 GRADING_WORDS = re.compile(r"\b(small|slight|negligible|minor|comparable|similar|relatively|marginal)\b", re.I)

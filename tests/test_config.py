@@ -4,7 +4,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-
 from lorastudy.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]

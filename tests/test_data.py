@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from lorastudy import synthetic
 from lorastudy.checks import study_problems
 from lorastudy.config import load_config

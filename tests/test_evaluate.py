@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from lorastudy import synthetic
 from lorastudy.config import load_config
 from lorastudy.evaluate import continuation_tokens, generate, load_for_eval, run_task, score_arc

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from lorastudy import synthetic
 from lorastudy.io import write_jsonl
 

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from nbconvert import HTMLExporter
-
 from lorastudy.markdown import escape, num, table
+from nbconvert import HTMLExporter
 
 HOSTILE = [
     '<script>alert("x")</script>',

@@ -6,7 +6,6 @@ import random
 import string
 
 import pytest
-
 from lorastudy.metrics import (
     extract_number,
     normalize_answer,

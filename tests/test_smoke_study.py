@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from lorastudy.config import load_config
 from lorastudy.evaluate import evaluate
 from lorastudy.io import StudyPaths, read_json, read_jsonl

@@ -6,8 +6,6 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats as st
-
 from lorastudy.stats import (
     bootstrap_ci,
     compare_paired,
@@ -19,6 +17,7 @@ from lorastudy.stats import (
     paired_permutation_p,
     seed_summary,
 )
+from scipy import stats as st
 
 
 def _discordant(n01: int, n10: int, n11: int = 5, n00: int = 7) -> tuple[list[int], list[int]]:

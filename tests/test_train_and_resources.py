@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from lorastudy import resources
 from lorastudy.config import load_config
 from lorastudy.data import load_train, prepare

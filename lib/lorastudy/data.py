@@ -9,7 +9,6 @@ training and evaluation items never overlap (checked on normalised text, and rep
 from __future__ import annotations
 
 import json
-import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -22,10 +22,10 @@ import seaborn as sns
 import yaml
 
 from . import conclusions
+from .conclusions import memory_kind_label
 from .config import BUILTIN_MODEL, params_hash
-from .conclusions import METHOD_NAMES, memory_kind_label
+from .markdown import escape, num, table
 from .results import StudyResults
-from .markdown import escape, integer, num, table
 from .tasks import OPENMATH_INSTRUCTION, TASKS
 
 METHOD_LABELS = {"base": "base", "lora": "LoRA", "qlora": "QLoRA"}
@@ -309,10 +309,12 @@ def chart_score_vs_memory(res: StudyResults):
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for task, rows in data.groupby("task", sort=False):
         ax.errorbar(rows["peak_memory_mb"], rows["value"], yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
-                    fmt="o-", capsize=4, label=f"{TASKS[task].title} ({TASKS[task].primary})")
+                    fmt="o", capsize=4, label=f"{TASKS[task].title} ({TASKS[task].primary})")
         for _, row in rows.iterrows():
             ax.annotate(METHOD_LABELS[row.method], (row.peak_memory_mb, row.value), textcoords="offset points",
                         xytext=(6, 4), fontsize=9)
+    # From zero, so the gap between the methods is drawn to scale.
+    ax.set_xlim(0, data["peak_memory_mb"].max() * 1.15)
     ax.set_xlabel(f"{memory_kind_label(r.memory_kind.iloc[0])} during training (MB)")
     ax.set_ylabel("primary metric")
     ax.legend(fontsize=8)

@@ -9,6 +9,7 @@ redone on the next run.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -79,8 +80,6 @@ def plan(cfg: StudyConfig, paths: StudyPaths, params_file: Path, overrides: dict
 
 
 def _file_hash(path: Path) -> str:
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -101,6 +101,11 @@ def _trainer_callback(losses: list[dict], log: Callable[[str], None], total_step
     from transformers import TrainerCallback
 
     class LossLog(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            # The last step is always logged, so a curve ends where training ended.
+            if state.global_step == state.max_steps:
+                control.should_log = True
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "loss" not in logs:
                 return
@@ -144,7 +149,7 @@ def train(cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPaths,
         lr_scheduler_type=cfg.train.lr_scheduler, warmup_steps=cfg.train.warmup_ratio,
         max_grad_norm=cfg.train.max_grad_norm, weight_decay=cfg.train.weight_decay, optim=optim,
         num_train_epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
-        logging_steps=cfg.train.logging_steps, logging_nan_inf_filter=False,
+        logging_steps=cfg.train.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available(),
         save_strategy="no", report_to="none", disable_tqdm=True, seed=seed, data_seed=seed,
         remove_unused_columns=False, dataloader_pin_memory=False,
@@ -187,8 +192,6 @@ def train(cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPaths,
         "final_loss": losses[-1]["loss"] if losses else None, "train_loss": float(result.training_loss),
     }
     atomic_write_json(paths.train_json(run), record)
-    import shutil
-
     shutil.rmtree(scratch, ignore_errors=True)
     log(f"trained {run} in {wall_s:.1f} s: {tokens_seen:,} tokens, peak {record['peak_memory_mb']} MB "
         f"({record['memory_kind']}), final loss {record['final_loss']:.4f}")

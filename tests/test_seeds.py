@@ -1,0 +1,53 @@
+"""A study with several seeds, run in-process: per-seed points, seed spread, paired tests
+on seed-averaged scores, and a report built from them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from lorastudy import report, results  # noqa: E402
+from lorastudy.config import load_config  # noqa: E402
+from lorastudy.data import prepare  # noqa: E402
+from lorastudy.evaluate import evaluate  # noqa: E402
+from lorastudy.io import StudyPaths  # noqa: E402
+from lorastudy.train import train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_two_seeds_give_spread_points_and_averaged_comparisons(study_root):
+    overrides = {"methods": ["base", "lora"], "seeds": [0, 1], "data.train_samples": 32, "train.max_steps": 4,
+                 "tasks.arc_challenge.n": 8, "tasks.openmath.n": 8, "tasks.squad.n": 8,
+                 "tasks.openmath.max_new_tokens": 16, "eval.latency_items": 2}
+    cfg = load_config(ROOT / "params" / "smoke.yaml", overrides, root=study_root)
+    paths = StudyPaths(study_root, cfg.study)
+    prepare(cfg, paths.data, log=lambda _: None)
+    quiet = lambda _: None  # noqa: E731
+    for run in cfg.runs():
+        if run.method != "base":
+            train(cfg, run.method, run.seed, run.name, paths, log=quiet)
+        evaluate(cfg, run.method, run.seed, run.name, paths, log=quiet)
+
+    res = results.load(cfg, paths)
+    written = results.write(res)
+    assert {"metrics.csv", "comparisons.csv", "resources.csv", "metrics_by_seed.csv"} <= set(written)
+    lora = res.metrics[(res.metrics.method == "lora") & (res.metrics.metric == "acc_norm")].iloc[0]
+    assert lora.n_seeds == 2 and lora.seed_sd is not None and lora.seed_sd >= 0
+    by_seed = res.metrics_by_seed
+    assert set(by_seed[by_seed.method == "lora"].seed) == {0, 1}
+    # The per-item score of a method is its mean over seeds: 0, 0.5 or 1 for accuracy.
+    scores = res.item_scores("lora", "arc_challenge", "acc")
+    assert set(scores) <= {0.0, 0.5, 1.0}
+    row = res.comparisons[(res.comparisons.metric == "acc") & (res.comparisons.method_a == "lora")].iloc[0]
+    expected = "mcnemar_exact" if set(scores) <= {0.0, 1.0} else "paired_permutation"
+    assert row.test == expected
+    train_row = res.resources[(res.resources.method == "lora") & (res.resources.phase == "train")].iloc[0]
+    assert train_row.n_seeds == 2 and train_row.wall_s > 0
+
+    text = report.performance_tables(res) + report.executive_summary(res)
+    assert "seed sd" in text
+    fig, caption = report.chart_seeds(res)
+    assert fig is not None and "seed" in caption
