@@ -105,3 +105,18 @@ def test_the_loss_callback_rejects_nan_and_inf():
     for bad in (math.nan, math.inf):
         with pytest.raises(NonFiniteLossError, match="step 7"):
             _trainer_callback([], lambda _: None, 10).on_log(Args(), State(), None, logs={"loss": bad})
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_gradient_checkpointing_trains_the_adapter(small_study, method):
+    """Checkpointed blocks get inputs that require grad, so LoRA weights still receive gradients."""
+    cfg, paths = small_study
+    cfg = load_config(ROOT / "params" / "smoke.yaml", {"data.train_samples": 16, "train.max_steps": 2,
+                                                      "train.gradient_checkpointing": True}, root=cfg.root)
+    model, _ = prepare_model(cfg, method, str(paths.models / "tiny-qwen3-v1"))
+    assert model.base_model.model.is_gradient_checkpointing
+    batch = torch.randint(0, 500, (2, 24))
+    model.train()
+    model(input_ids=batch, labels=batch).loss.backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
