@@ -30,6 +30,7 @@ from .tasks import OPENMATH_INSTRUCTION, TASKS
 
 METHOD_LABELS = {"base": "base", "lora": "LoRA", "qlora": "QLoRA"}
 PALETTE = {"base": "#8c8c8c", "lora": "#1f77b4", "qlora": "#d62728"}
+LABEL_PALETTE = {METHOD_LABELS[m]: colour for m, colour in PALETTE.items()}
 LIBRARIES = ["lorastudy", "torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets",
              "papermill", "nbconvert", "scipy", "pandas", "seaborn"]
 def _arrow(higher_is_better: bool) -> str:
@@ -278,6 +279,11 @@ def _style() -> None:
     sns.set_theme(style="whitegrid", context="notebook")
 
 
+def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """Method names as the report shows them (LoRA, QLoRA), for legends and axes."""
+    return frame.assign(method=frame["method"].map(METHOD_LABELS))
+
+
 def chart_primary(res: StudyResults):
     _style()
     m = res.metrics[res.metrics["primary"]]
@@ -328,9 +334,9 @@ def chart_losses(res: StudyResults):
     if res.losses.empty:
         return None, "No training losses were recorded (no method was trained)."
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    data = res.losses.assign(method=res.losses["method"].map(METHOD_LABELS))
+    data = _labelled(res.losses)
     sns.lineplot(data=data, x="step", y="loss", hue="method", units="seed", estimator=None, ax=ax,
-                 palette={METHOD_LABELS[k]: v for k, v in PALETTE.items()})
+                 palette=LABEL_PALETTE)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (answer tokens)")
     fig.tight_layout()
@@ -343,10 +349,9 @@ def chart_latency(res: StudyResults):
     if res.latency.empty:
         return None, "Latency was not measured (the study has no generation task)."
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    data = res.latency.assign(method=res.latency["method"].map(METHOD_LABELS))
+    data = _labelled(res.latency)
     order = [METHOD_LABELS[m] for m in res.methods]
-    pal = {METHOD_LABELS[k]: v for k, v in PALETTE.items()}
-    sns.boxplot(data=data, x="latency_ms", y="method", order=order, hue="method", palette=pal, ax=ax,
+    sns.boxplot(data=data, x="latency_ms", y="method", order=order, hue="method", palette=LABEL_PALETTE, ax=ax,
                 fliersize=0, legend=False)
     sns.stripplot(data=data, x="latency_ms", y="method", order=order, color="black", size=4, ax=ax)
     ax.set_xlabel("latency per item at batch size 1 (ms)")
@@ -371,11 +376,10 @@ def chart_memory_stages(res: StudyResults):
     process["stage"] = process["stage"].map({"rss_after_load_mb": "after load", "rss_after_prepare_mb": "after prep",
                                              "peak_memory_mb": "training peak"})
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    pal = {METHOD_LABELS[k]: v for k, v in PALETTE.items()}
     for ax, data, label in ((axes[0], weights, "weights footprint (MB)"),
                             (axes[1], process, "process RSS (MB)" if kind == "cpu_rss" else "memory (MB)")):
-        sns.barplot(data=data.assign(method=data["method"].map(METHOD_LABELS)), x="stage", y="MB", hue="method",
-                    palette=pal, ax=ax)
+        sns.barplot(data=_labelled(data), x="stage", y="MB", hue="method",
+                    palette=LABEL_PALETTE, ax=ax)
         ax.set_ylabel(label)
         ax.set_xlabel("")
     fig.tight_layout()
@@ -393,8 +397,8 @@ def chart_seeds(res: StudyResults):
         return None, ""
     primary = s[s.apply(lambda row: row.metric == TASKS[row.task].primary, axis=1)]
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    sns.stripplot(data=primary.assign(method=primary.method.map(METHOD_LABELS)), x="task", y="value", hue="method",
-                  dodge=True, ax=ax, palette={METHOD_LABELS[k]: v for k, v in PALETTE.items()})
+    sns.stripplot(data=_labelled(primary), x="task", y="value", hue="method",
+                  dodge=True, ax=ax, palette=LABEL_PALETTE)
     ax.set_ylabel("primary metric")
     fig.tight_layout()
     return fig, "Primary metric of each training seed (one dot per seed): the spread across seeds."

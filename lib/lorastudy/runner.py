@@ -71,8 +71,10 @@ def plan(cfg: StudyConfig, paths: StudyPaths, params_file: Path, overrides: dict
                     [paths.eval_json(run.name)] + [paths.predictions(run.name, t.name) for t in cfg.tasks])
         eval_hashes.append(step.hash)
         steps.append(step)
+    # The report is cheap to redo, so a change to its notebook or to the package's code redoes it.
+    code = [NOTEBOOKS_DIR / "04_report.ipynb", *sorted(Path(__file__).parent.glob("*.py"))]
     report_dep = {"version": __version__, "runs": eval_hashes, "train": sorted(train_hash.values()),
-                  "report": c["report"], "notebook": _file_hash(NOTEBOOKS_DIR / "04_report.ipynb")}
+                  "report": c["report"], "code": [_file_hash(p) for p in code]}
     steps.append(Step("04_report", "04_report.ipynb", common, report_dep,
                       [paths.results / "metrics.csv", paths.results / "comparisons.csv",
                        paths.results / "resources.csv"]))
