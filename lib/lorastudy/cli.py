@@ -68,10 +68,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError([f"--limit: asked for {args.limit} items, {data} has {len(rows)} usable"])
     if not rows:
         raise ConfigError([f"--data: {data} has no usable {args.task} items"])
-    model_cfg = ModelConfig(name=args.model, dtype=args.dtype)
+    import torch
+
+    dtype = args.dtype or ("bfloat16" if torch.cuda.is_available() else "float32")
+    model_cfg = ModelConfig(name=args.model, dtype=dtype)
     path = model_path(model_cfg, Path(args.root) / "runs" / "_models", lambda p: Path(args.root) / p)
     tokenizer = load_tokenizer(path, model_cfg)
-    quant = QuantConfig(compute_dtype=args.dtype) if args.load_in_4bit else None
+    quant = QuantConfig(compute_dtype=dtype) if args.load_in_4bit else None
     model = load_for_eval(path, model_cfg, quant, Path(args.adapter) if args.adapter else None)
     result = run_task(model, tokenizer, args.task, rows, args.batch_size, args.max_new_tokens)
     out = {"task": args.task, "n": result["n"], **result["metrics"], "items_per_s": result["items_per_s"],
@@ -108,7 +111,8 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="evaluate the first N usable items")
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--max-new-tokens", type=int, help="default: the task's")
-    ev.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    ev.add_argument("--dtype", choices=["bfloat16", "float16", "float32"],
+                    help="weights dtype (default: bfloat16 on a GPU, float32 on a CPU, where bf16 is slow)")
     ev.add_argument("--root", default=".", help="folder whose runs/_models caches the built-in model")
     ev.add_argument("--out", required=True, help="JSON file for the metrics")
     ev.set_defaults(func=cmd_eval)
