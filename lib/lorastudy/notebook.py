@@ -25,12 +25,17 @@ def show(markdown: str) -> None:
 
 
 def show_figure(fig, caption: str) -> None:
-    """A chart followed by its caption; a chart that does not apply shows the caption only."""
+    """A chart followed by its caption; a chart that does not apply shows the caption only.
+    The caption is also the image's alternative text in both rendered reports."""
+    import io
+
     import matplotlib.pyplot as plt
-    from IPython.display import display
+    from IPython.display import Image, display
 
     if fig is not None:
-        display(fig)
+        png = io.BytesIO()
+        fig.savefig(png, format="png", bbox_inches="tight")
         plt.close(fig)
+        display(Image(data=png.getvalue(), format="png", metadata={"alt": caption or "chart"}))
     if caption:
         show(f"*{caption}*")

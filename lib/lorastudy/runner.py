@@ -155,7 +155,8 @@ def render(paths: StudyPaths, log: Callable[[str], None] = print) -> tuple[Path,
     html, _ = HTMLExporter(extra_template_basedirs=[str(TEMPLATES_DIR)], template_name="offline",
                            **options).from_notebook_node(notebook)
     stem = paths.study
-    markdown, resources = MarkdownExporter(**options).from_notebook_node(
+    markdown, resources = MarkdownExporter(extra_template_basedirs=[str(TEMPLATES_DIR)], template_name="offline_md",
+                                           **options).from_notebook_node(
         notebook, resources={"output_files_dir": f"{stem}_files"})
     paths.rendered.mkdir(parents=True, exist_ok=True)
     for name, data in resources.get("outputs", {}).items():
