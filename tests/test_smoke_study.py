@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from html import unescape as html_unescape
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from lorastudy.config import load_config
 from lorastudy.evaluate import evaluate
 from lorastudy.io import StudyPaths, read_json, read_jsonl
+from lorastudy.models import tiny_model_dir
 from lorastudy.results import COMPARISON_COLUMNS, METRIC_COLUMNS, RESOURCE_COLUMNS
 from lorastudy.train import train
 
@@ -98,8 +100,13 @@ def test_both_renderings_exist_and_stand_alone(smoke):
     # Nothing fetched from elsewhere: no external scripts or stylesheets.
     assert not re.search(r"<script[^>]+src=", html) and not re.search(r"<link[^>]+href=\"http", html)
     assert html.count("data:image/png;base64") >= 4
-    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert len(images) >= 4 and all((root / "rendered" / img).is_file() for img in images)
+    # Every chart's alternative text is its caption, in both renderings.
+    alts = re.findall(r"<img [^>]*alt=\"([^\"]*)\"", html)
+    assert len(alts) == html.count("<img ") and all(len(alt) > 40 for alt in alts), alts
+    assert any(alt.startswith("Primary metric per task and method") for alt in alts)
+    images = re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", md)
+    assert len(images) >= 4 and all((root / "rendered" / img).is_file() for _, img in images)
+    assert {alt for alt, _ in images} == {html_unescape(alt).replace("[", "(").replace("]", ")") for alt in alts}
     assert (root / "runs" / "smoke" / "notebooks" / "02_train-qlora.ipynb").is_file()
 
 
@@ -119,7 +126,8 @@ def test_same_params_same_machine_same_metrics(smoke, tmp_path):
     paths = StudyPaths(tmp_path, cfg.study)
     shutil.copytree(root / "runs" / "smoke" / "data", paths.data)
     paths.models.mkdir(parents=True)
-    (paths.models / "tiny-qwen3-v1").symlink_to((root / "runs" / "_models" / "tiny-qwen3-v1").resolve())
+    tiny = tiny_model_dir(root / "runs" / "_models")
+    tiny_model_dir(paths.models).symlink_to(tiny.resolve())
     first = StudyPaths(root, "smoke")
     again = train(cfg, "lora", 0, "lora", paths, log=lambda _: None)
     assert again["final_loss"] == read_json(first.train_json("lora"))["final_loss"]
