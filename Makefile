@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# The smoke study's model is built here once, like a download (cached in runs/_models).
+	$(BIN)/lorastudy build-model
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install lorastudy with everything it needs
+install: $(STAMP) ## create .venv, install lorastudy with everything it needs, build the offline model
 
 report: $(STAMP) ## run the study in PARAMS and render rendered/<study>.html and .md
 	$(BIN)/lorastudy run $(PARAMS) $(ARGS)
@@ -38,5 +40,6 @@ lab: $(STAMP) ## open the notebooks in JupyterLab
 bench: $(STAMP) ## memory and step-time benchmark of LoRA vs QLoRA at Qwen3-0.6B's size
 	$(BIN)/python benchmarks/memory.py --arch qwen3-0.6b --json runs/benchmarks/memory-qwen3-0.6b.json
 
-clean: ## remove what studies wrote (runs/ and rendered reports), keep .venv
-	rm -rf runs rendered/*.html rendered/*.md rendered/*_files
+clean: ## remove what studies wrote (runs/ and rendered reports), keep .venv and the built model
+	find runs -mindepth 1 -maxdepth 1 ! -name _models -exec rm -rf {} + 2>/dev/null || true
+	rm -rf rendered/*.html rendered/*.md rendered/*_files

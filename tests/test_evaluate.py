@@ -102,3 +102,12 @@ def test_eval_command_rejects_bad_input_before_loading(tmp_path):
     assert result.returncode == 2
     assert "--data: file" in result.stderr and "--limit: must be positive" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_build_model_command_reuses_the_cached_model(study_root, tiny_model):
+    """`make install` runs it: a model already built is found, not rebuilt."""
+    result = subprocess.run([sys.executable, "-m", "lorastudy", "build-model", "--root", str(study_root)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"{tiny_model.name} (ready in" in result.stdout
+    assert "pretraining" not in result.stdout + result.stderr

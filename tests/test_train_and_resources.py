@@ -10,7 +10,7 @@ from lorastudy import resources
 from lorastudy.config import load_config
 from lorastudy.data import load_train, prepare
 from lorastudy.io import StudyPaths
-from lorastudy.models import load_model, load_tokenizer
+from lorastudy.models import load_model, load_tokenizer, tiny_model_dir
 from lorastudy.train import NonFiniteLossError, _trainer_callback, build_examples, prepare_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_gradient_checkpointing_trains_the_adapter(small_study, method):
     cfg, paths = small_study
     cfg = load_config(ROOT / "params" / "smoke.yaml", {"data.train_samples": 16, "train.max_steps": 2,
                                                       "train.gradient_checkpointing": True}, root=cfg.root)
-    model, _ = prepare_model(cfg, method, str(paths.models / "tiny-qwen3-v1"))
+    model, _ = prepare_model(cfg, method, str(tiny_model_dir(paths.models)))
     assert model.base_model.model.is_gradient_checkpointing
     batch = torch.randint(0, 500, (2, 24))
     model.train()

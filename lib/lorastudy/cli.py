@@ -41,6 +41,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_model(args: argparse.Namespace) -> int:
+    from .config import BUILTIN_MODEL, ModelConfig
+    from .models import model_path
+
+    start = time.perf_counter()
+    path = model_path(ModelConfig(name=BUILTIN_MODEL), Path(args.root) / "runs" / "_models", Path)
+    print(f"{BUILTIN_MODEL}: {path} (ready in {time.perf_counter() - start:.1f} s)")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .config import ModelConfig, QuantConfig
     from .data import clean_arc, clean_openmath, clean_squad, load_local
@@ -101,6 +111,10 @@ def parser() -> argparse.ArgumentParser:
     run = study_command("run", "run the study's notebooks and render its report")
     run.add_argument("--force", action="store_true", help="redo every step, even those already done")
     run.set_defaults(func=cmd_run)
+
+    build = sub.add_parser("build-model", help="build and cache the offline tiny model, if not already built")
+    build.add_argument("--root", default=".", help="folder whose runs/_models caches it (default: .)")
+    build.set_defaults(func=cmd_build_model)
 
     ev = sub.add_parser("eval", help="evaluate one model on one task from a local file")
     ev.add_argument("--model", required=True, help="hub id, local model folder, or builtin:tiny-qwen3")

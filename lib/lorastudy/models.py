@@ -24,7 +24,7 @@ from .resources import device
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 # Bump when the tiny model's recipe changes, so cached builds are not reused.
-TINY_VERSION = 1
+TINY_VERSION = 2
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 # Qwen3's chat format, reduced to what the study uses; enable_thinking=False adds the empty
 # think block exactly as Qwen3's own template does.
@@ -35,11 +35,11 @@ TINY_CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
     "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
     "{%- endif %}")
-TINY_ARCH = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
+TINY_ARCH = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=32, tie_word_embeddings=True,
                  max_position_embeddings=1024, rope_theta=1_000_000.0, rms_norm_eps=1e-6)
 TINY_VOCAB = 1024
-TINY_PRETRAIN = dict(steps=200, batch_size=16, block_size=64, learning_rate=3e-3, seed=1234)
+TINY_PRETRAIN = dict(steps=800, batch_size=8, block_size=128, learning_rate=3e-3, seed=1234)
 
 
 def tiny_model_dir(models_dir: Path) -> Path:
