@@ -24,7 +24,7 @@ from .resources import device
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 # Bump when the tiny model's recipe changes, so cached builds are not reused.
-TINY_VERSION = 2
+TINY_VERSION = 3
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 # Qwen3's chat format, reduced to what the study uses; enable_thinking=False adds the empty
 # think block exactly as Qwen3's own template does.

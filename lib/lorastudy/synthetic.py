@@ -39,6 +39,10 @@ CATEGORIES = {
 }
 
 
+def _article(noun: str) -> str:
+    return "an" if noun[0] in "aeiou" else "a"
+
+
 def _pronoun(name: str) -> str:
     return "She" if name in {"Ava", "Chloe", "Ella", "Grace", "Iris", "Kate", "Mia", "Olive",
                              "Rosa", "Tara"} else "He"
@@ -100,7 +104,7 @@ def arc_question(rng: random.Random, index: int) -> dict:
     labels = ["1", "2", "3", "4"] if index % 5 == 4 else ["A", "B", "C", "D"]
     return {
         "id": f"Synth_{index:05d}",
-        "question": f"Which of these is a {category}?",
+        "question": f"Which of these is {_article(category)} {category}?",
         "choices": {"text": choices, "label": labels},
         "answerKey": labels[choices.index(answer)],
     }
@@ -164,7 +168,7 @@ def pretraining_texts(seed: int) -> Iterator[str | tuple[str, str]]:
         elif kind == 1:
             category = rng.choice(list(CATEGORIES))
             members = rng.sample(CATEGORIES[category], 3)
-            yield " ".join(f"{m[0].upper() + m[1:]} is a {category}." for m in members)
+            yield " ".join(f"{m[0].upper() + m[1:]} is {_article(category)} {category}." for m in members)
         elif kind == 2:
             row = arc_question(rng, rng.randrange(10_000))
             answer = row["choices"]["text"][row["choices"]["label"].index(row["answerKey"])]
