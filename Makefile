@@ -15,11 +15,12 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: PARAMS=$(PARAMS)  ARGS='-p key=value --force'  TORCH=$(TORCH)"
 
+# The install also builds the smoke study's offline model once, as a download would be,
+# cached in runs/_models (a study builds it itself when it is missing).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# The smoke study's model is built here once, like a download (cached in runs/_models).
 	$(BIN)/lorastudy build-model
 	@touch $(STAMP)
 
