@@ -146,11 +146,6 @@ def study_config(args: argparse.Namespace):
     }, root=ROOT)
 
 
-def synchronize() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def autocast(precision: str):
     """Mixed precision as the study's Trainer uses it (bf16/fp16 on GPUs, none on a CPU)."""
     if precision in ("bf16", "fp16"):
@@ -160,24 +155,20 @@ def autocast(precision: str):
 
 def train_step(model, optimizer, batch: torch.Tensor, precision: str) -> tuple[float, float]:
     """One optimizer step on `batch`; (seconds, loss)."""
-    synchronize()  # CUDA runs asynchronously: time the work, not its launch
+    resources.synchronize()  # CUDA runs asynchronously: time the work, not its launch
     start = time.perf_counter()
     with autocast(precision):
         loss = model(input_ids=batch, labels=batch).loss
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    synchronize()
+    resources.synchronize()
     return time.perf_counter() - start, loss.item()
 
 
 def current_memory(stage: dict) -> int:
     """The memory figure a stage is compared by: CUDA allocated on a GPU, RSS on a CPU."""
     return stage.get("cuda_allocated_bytes", stage["rss_bytes"])
-
-
-def peak_memory(peak: dict) -> int:
-    return peak["peak_reserved_bytes"] if peak["memory_kind"] == "cuda" else peak["peak_rss_bytes"]
 
 
 def load_average() -> list[float] | None:
@@ -255,8 +246,8 @@ def run_worker(args: argparse.Namespace) -> dict:
         "memory_after_load_bytes": current_memory(stages["load"]),
         "memory_after_prepare_bytes": current_memory(prepare) if prepare else None,
         "memory_before_train_bytes": current_memory(stages["adapters"]),
-        "peak_load_bytes": peak_memory(stages["load"]["peak"]),
-        "peak_train_bytes": peak_memory(phase.peak),
+        "peak_load_bytes": resources.headline_peak_bytes(stages["load"]["peak"]),
+        "peak_train_bytes": resources.headline_peak_bytes(phase.peak),
         "train_peak": phase.peak,
         **counts,
         "quantized_params": stages["quantized"].get("quantized_params", 0),

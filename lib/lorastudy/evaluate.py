@@ -33,11 +33,6 @@ def load_for_eval(path: str, model_cfg: ModelConfig, quant: QuantConfig | None, 
     return model
 
 
-def _sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 # ------------------------------------------------------------------------- log-likelihood
 
 def continuation_tokens(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -172,7 +167,7 @@ def run_task(model, tokenizer, task: str, rows: list[dict], batch_size: int,
         if done["n"] // every > before // every or done["n"] == len(rows):
             log(f"  {task}: {done['n']}/{len(rows)} items")
 
-    _sync()
+    resources.synchronize()
     start = time.perf_counter()
     if spec.kind == "loglikelihood":
         items = score_arc(model, tokenizer, rows, batch_size, progress)
@@ -183,7 +178,7 @@ def run_task(model, tokenizer, task: str, rows: list[dict], batch_size: int,
                            spec.stop_strings, batch_size, progress)
         items = [{"id": r["id"], "prompt": p, **o, **score(r, o["output"])}
                  for r, p, o in zip(rows, prompts, outputs)]
-    _sync()
+    resources.synchronize()
     wall_s = time.perf_counter() - start
     metrics = {m.name: float(np.mean([it["scores"][m.name] for it in items]))
                for m in spec.metrics if m.per_item}
@@ -206,10 +201,10 @@ def measure_latency(model, tokenizer, task: str, rows: list[dict], max_new_token
     generate(model, tokenizer, prompts[:1], max_new, spec.stop_strings, 1)
     latencies, tokens = [], []
     for prompt in prompts:
-        _sync()
+        resources.synchronize()
         start = time.perf_counter()
         out = generate(model, tokenizer, [prompt], max_new, spec.stop_strings, 1)[0]
-        _sync()
+        resources.synchronize()
         latencies.append(1000.0 * (time.perf_counter() - start))
         tokens.append(out["generated_tokens"])
     return {"task": task, "items": len(prompts), "ms": latencies,

@@ -50,9 +50,15 @@ def rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def reset_peak() -> None:
+def synchronize() -> None:
+    """Wait for queued CUDA work, so a timer or a memory reading covers the work, not its launch."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+def reset_peak() -> None:
+    synchronize()
+    if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     try:
         with open("/proc/self/clear_refs", "w") as handle:
@@ -63,8 +69,8 @@ def reset_peak() -> None:
 
 def peak_bytes() -> dict[str, int | str]:
     """The peak since the last reset_peak(): CUDA allocated/reserved, or CPU RSS."""
+    synchronize()
     if torch.cuda.is_available():
-        torch.cuda.synchronize()
         return {"memory_kind": "cuda",
                 "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
                 "peak_reserved_bytes": torch.cuda.max_memory_reserved(),
@@ -86,10 +92,13 @@ def current_bytes() -> dict[str, int]:
     return out
 
 
-def headline_peak_mb(peak: dict) -> float:
+def headline_peak_bytes(peak: dict) -> int:
     """The one peak figure a table shows: CUDA reserved on a GPU, RSS on a CPU."""
-    key = "peak_reserved_bytes" if peak["memory_kind"] == "cuda" else "peak_rss_bytes"
-    return round(peak[key] / MB, 1)
+    return peak["peak_reserved_bytes"] if peak["memory_kind"] == "cuda" else peak["peak_rss_bytes"]
+
+
+def headline_peak_mb(peak: dict) -> float:
+    return round(headline_peak_bytes(peak) / MB, 1)
 
 
 @dataclass
