@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install report check test lab bench clean
+.PHONY: help install report check test lint format lab bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,14 @@ check: $(STAMP) ## validate PARAMS without loading any model
 
 test: $(STAMP) ## run the test suite (unit tests and an end-to-end smoke study)
 	$(BIN)/python -m pytest
+
+lint: $(STAMP) ## check style and common bugs with ruff (the configuration is in pyproject.toml)
+	$(BIN)/ruff check lib tests benchmarks notebooks
+	$(BIN)/ruff format --check lib tests benchmarks notebooks
+
+format: $(STAMP) ## reformat the code with ruff and apply its safe fixes
+	$(BIN)/ruff format lib tests benchmarks notebooks
+	$(BIN)/ruff check --fix lib tests benchmarks notebooks
 
 lab: $(STAMP) ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/

@@ -75,10 +75,19 @@ RESULT_PREFIX = "BENCHMARK-RESULT "
 
 ARCHS = {
     # Qwen/Qwen3-0.6B's config.json, less the tokenizer-specific token ids.
-    "qwen3-0.6b": dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072,
-                       num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
-                       head_dim=128, tie_word_embeddings=True, rope_theta=1_000_000.0,
-                       max_position_embeddings=40960, rms_norm_eps=1e-6),
+    "qwen3-0.6b": dict(
+        vocab_size=151936,
+        hidden_size=1024,
+        intermediate_size=3072,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        tie_word_embeddings=True,
+        rope_theta=1_000_000.0,
+        max_position_embeddings=40960,
+        rms_norm_eps=1e-6,
+    ),
     # The smoke study's tiny Qwen3 shape: seconds, for checking the script itself.
     "tiny": dict(vocab_size=TINY_VOCAB, **TINY_ARCH),
 }
@@ -89,6 +98,7 @@ def log(message: str) -> None:
 
 
 # ------------------------------------------------------------------------- the model
+
 
 def default_model_dir(arch: str) -> Path:
     return ROOT / "runs" / "benchmarks" / f"{arch}-random"
@@ -133,17 +143,22 @@ def lora_params_expected(arch: dict, rank: int) -> int:
 
 # ------------------------------------------------------------------------- one method (worker)
 
+
 def study_config(args: argparse.Namespace):
     """The real study's parameters, pointed at the random model, with this run's options."""
-    return load_config(PARAMS_FILE, {
-        "model.name": str(args.model_dir),
-        "model.dtype": args.dtype,
-        "quant.compute_dtype": args.dtype,
-        "quant.prepare_kbit": not args.no_prepare_kbit,
-        "lora.r": args.rank,
-        "train.gradient_checkpointing": args.gradient_checkpointing,
-        "train.batch_size": args.batch_size,
-    }, root=ROOT)
+    return load_config(
+        PARAMS_FILE,
+        {
+            "model.name": str(args.model_dir),
+            "model.dtype": args.dtype,
+            "quant.compute_dtype": args.dtype,
+            "quant.prepare_kbit": not args.no_prepare_kbit,
+            "lora.r": args.rank,
+            "train.gradient_checkpointing": args.gradient_checkpointing,
+            "train.batch_size": args.batch_size,
+        },
+        root=ROOT,
+    )
 
 
 def autocast(precision: str):
@@ -215,8 +230,10 @@ def run_worker(args: argparse.Namespace) -> dict:
     optimizer = torch.optim.AdamW(trainable, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
     vocab = ARCHS[args.arch]["vocab_size"]
     batch = torch.randint(0, vocab, (args.batch_size, args.seq_len), device=resources.device())
-    log(f"[{method}] loaded in {stages['load']['wall_s']:.1f} s; {counts['trainable_params']:,} trainable of "
-        f"{counts['total_params']:,} parameters; {args.warmup_steps} warm-up + {args.steps} timed steps")
+    log(
+        f"[{method}] loaded in {stages['load']['wall_s']:.1f} s; {counts['trainable_params']:,} trainable of "
+        f"{counts['total_params']:,} parameters; {args.warmup_steps} warm-up + {args.steps} timed steps"
+    )
 
     model.train()
     load_before = load_average()
@@ -228,9 +245,11 @@ def run_worker(args: argparse.Namespace) -> dict:
             seconds, loss = train_step(model, optimizer, batch, precision)
             times.append(seconds)
             losses.append(loss)
-            log(f"[{method}] step {step + 1}/{args.warmup_steps + args.steps}: {seconds:.2f} s, loss {loss:.4f}"
-                + ("  (warm-up, untimed)" if step < args.warmup_steps else ""))
-    timed = times[args.warmup_steps:]
+            log(
+                f"[{method}] step {step + 1}/{args.warmup_steps + args.steps}: {seconds:.2f} s, loss {loss:.4f}"
+                + ("  (warm-up, untimed)" if step < args.warmup_steps else "")
+            )
+    timed = times[args.warmup_steps :]
     mean = statistics.fmean(timed)
     prepare = stages.get("prepare")
     return {
@@ -254,7 +273,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         "bits_per_quantized_weight": stages["quantized"].get("bits_per_quantized_weight"),
         "step_seconds": mean,
         "step_seconds_all": timed,
-        "warmup_step_seconds": times[:args.warmup_steps],
+        "warmup_step_seconds": times[: args.warmup_steps],
         "tokens_per_second": args.batch_size * args.seq_len / mean,
         "losses": losses,
         "load_seconds": stages["load"]["wall_s"],
@@ -268,12 +287,32 @@ def run_worker(args: argparse.Namespace) -> dict:
 
 # ------------------------------------------------------------------------- all methods (parent)
 
+
 def worker_command(args: argparse.Namespace, method: str) -> list[str]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", method,
-               "--arch", args.arch, "--model-dir", str(args.model_dir), "--seed", str(args.seed),
-               "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps),
-               "--batch-size", str(args.batch_size), "--seq-len", str(args.seq_len),
-               "--rank", str(args.rank), "--dtype", args.dtype]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        method,
+        "--arch",
+        args.arch,
+        "--model-dir",
+        str(args.model_dir),
+        "--seed",
+        str(args.seed),
+        "--steps",
+        str(args.steps),
+        "--warmup-steps",
+        str(args.warmup_steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--seq-len",
+        str(args.seq_len),
+        "--rank",
+        str(args.rank),
+        "--dtype",
+        args.dtype,
+    ]
     if args.no_prepare_kbit:
         command.append("--no-prepare-kbit")
     if args.gradient_checkpointing:
@@ -289,7 +328,7 @@ def run_method(args: argparse.Namespace, method: str) -> dict:
     result = None
     for line in done.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            result = json.loads(line[len(RESULT_PREFIX):])
+            result = json.loads(line[len(RESULT_PREFIX) :])
         elif line.strip():
             log(line)  # anything a library printed to stdout
     if done.returncode != 0 or result is None:
@@ -302,8 +341,10 @@ def run_method(args: argparse.Namespace, method: str) -> dict:
 
 def theory(results: dict, args: argparse.Namespace) -> dict:
     """Measured figures beside what the formats predict."""
-    out: dict = {"nf4_double_quant_bits": NF4_DOUBLE_QUANT_BITS,
-                 "lora_params_expected": lora_params_expected(ARCHS[args.arch], args.rank)}
+    out: dict = {
+        "nf4_double_quant_bits": NF4_DOUBLE_QUANT_BITS,
+        "lora_params_expected": lora_params_expected(ARCHS[args.arch], args.rank),
+    }
     ok = {m: r for m, r in results.items() if "error" not in r}
     dtype_bytes = DTYPE_BYTES[args.dtype]
     if "lora" in ok:
@@ -315,15 +356,18 @@ def theory(results: dict, args: argparse.Namespace) -> dict:
         qlora = ok["qlora"]
         quantized = qlora["quantized_params"]
         other = qlora["total_params"] - qlora["trainable_params"] - quantized
-        out.update({
-            "quantized_params": quantized, "non_quantized_params": other,
-            "bits_per_quantized_weight_measured": qlora["bits_per_quantized_weight"],
-            "qlora_weights_bytes_expected": quantized * NF4_DOUBLE_QUANT_BITS / 8 + other * dtype_bytes,
-            "qlora_weights_bytes_measured": qlora["weights_bytes"],
-            # prepare_model_for_kbit_training upcasts every non-quantized weight to fp32
-            "qlora_prepared_weights_bytes_expected": quantized * NF4_DOUBLE_QUANT_BITS / 8 + other * 4,
-            "qlora_prepared_weights_bytes_measured": qlora["weights_bytes_after_prepare"],
-        })
+        out.update(
+            {
+                "quantized_params": quantized,
+                "non_quantized_params": other,
+                "bits_per_quantized_weight_measured": qlora["bits_per_quantized_weight"],
+                "qlora_weights_bytes_expected": quantized * NF4_DOUBLE_QUANT_BITS / 8 + other * dtype_bytes,
+                "qlora_weights_bytes_measured": qlora["weights_bytes"],
+                # prepare_model_for_kbit_training upcasts every non-quantized weight to fp32
+                "qlora_prepared_weights_bytes_expected": quantized * NF4_DOUBLE_QUANT_BITS / 8 + other * 4,
+                "qlora_prepared_weights_bytes_measured": qlora["weights_bytes_after_prepare"],
+            }
+        )
     if "lora" in ok and "qlora" in ok:
         lora, qlora = ok["lora"], ok["qlora"]
         out["qlora_over_lora"] = {
@@ -336,6 +380,7 @@ def theory(results: dict, args: argparse.Namespace) -> dict:
 
 
 # ------------------------------------------------------------------------- the printed report
+
 
 def _mb(value) -> str:
     return "n/a" if value is None else f"{value / MB:,.1f}"
@@ -380,11 +425,19 @@ def format_table(report: dict) -> str:
         ("final loss", "losses", lambda v: f"{v[-1]:.4f}"),
     ]
     if kind == "cuda":
-        rows.insert(9, ("peak while training, CUDA allocated (MB)", "train_peak",
-                        lambda v: _mb(v["peak_allocated_bytes"])))
-    ratio_keys = {"weights_bytes", "weights_bytes_with_adapters", "memory_after_load_bytes",
-                  "memory_before_train_bytes", "peak_load_bytes", "peak_train_bytes", "step_seconds",
-                  "tokens_per_second"}
+        rows.insert(
+            9, ("peak while training, CUDA allocated (MB)", "train_peak", lambda v: _mb(v["peak_allocated_bytes"]))
+        )
+    ratio_keys = {
+        "weights_bytes",
+        "weights_bytes_with_adapters",
+        "memory_after_load_bytes",
+        "memory_before_train_bytes",
+        "peak_load_bytes",
+        "peak_train_bytes",
+        "step_seconds",
+        "tokens_per_second",
+    }
     header = ["", *methods] + (["qlora/lora"] if {"lora", "qlora"} <= set(methods) else [])
     lines = [header]
     for label, key, fmt in rows:
@@ -424,20 +477,26 @@ def format_theory(report: dict) -> str:
                 f"{_mb(t['qlora_prepared_weights_bytes_expected'])} MB = {q:,} x {NF4_DOUBLE_QUANT_BITS}/8 "
                 f"+ {o:,} x 4 bytes "
                 f"(non-quantized weights upcast to fp32; "
-                f"{pct(t['qlora_prepared_weights_bytes_measured'], t['qlora_prepared_weights_bytes_expected'])})")
+                f"{pct(t['qlora_prepared_weights_bytes_measured'], t['qlora_prepared_weights_bytes_expected'])})"
+            )
     if "lora_weights_bytes_expected" in t:
         lines.append(
             f"  {s['dtype']} base weights: measured {_mb(t['lora_weights_bytes_measured'])} MB vs expected "
             f"{_mb(t['lora_weights_bytes_expected'])} MB = all parameters x {byte_size} bytes "
-            f"({pct(t['lora_weights_bytes_measured'], t['lora_weights_bytes_expected'])})")
+            f"({pct(t['lora_weights_bytes_measured'], t['lora_weights_bytes_expected'])})"
+        )
     trained = next((r["trainable_params"] for r in report["methods"].values() if "trainable_params" in r), None)
     if trained is not None:
-        lines.append(f"  LoRA parameters: measured {trained:,} vs expected {t['lora_params_expected']:,} "
-                     f"(rank {s['rank']} x (in + out) of every linear projection)")
+        lines.append(
+            f"  LoRA parameters: measured {trained:,} vs expected {t['lora_params_expected']:,} "
+            f"(rank {s['rank']} x (in + out) of every linear projection)"
+        )
     if "qlora_over_lora" in t:
         r = t["qlora_over_lora"]
-        lines.append(f"  qlora/lora: weights {r['weights_bytes']:.3f} (expected {r['weights_bytes_expected']:.3f}), "
-                     f"training peak {r['peak_train_bytes']:.3f}, step time {r['step_seconds']:.2f}")
+        lines.append(
+            f"  qlora/lora: weights {r['weights_bytes']:.3f} (expected {r['weights_bytes_expected']:.3f}), "
+            f"training peak {r['peak_train_bytes']:.3f}, step time {r['step_seconds']:.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -445,44 +504,74 @@ def format_report(report: dict) -> str:
     s = report["settings"]
     device = next((r["device"] for r in report["methods"].values() if "device" in r), "unknown device")
     prep = "without" if s["no_prepare_kbit"] else "with"
-    head = (f"LoRA vs QLoRA on {s['arch']} (random weights), {device}\n"
-            f"batch {s['batch_size']} x {s['seq_len']} tokens, rank {s['rank']}, {s['dtype']} base, QLoRA {prep} "
-            f"k-bit preparation, gradient checkpointing {'on' if s['gradient_checkpointing'] else 'off'}, "
-            f"{s['warmup_steps']} warm-up + {s['steps']} timed steps; MB = 2^20 bytes")
+    head = (
+        f"LoRA vs QLoRA on {s['arch']} (random weights), {device}\n"
+        f"batch {s['batch_size']} x {s['seq_len']} tokens, rank {s['rank']}, {s['dtype']} base, QLoRA {prep} "
+        f"k-bit preparation, gradient checkpointing {'on' if s['gradient_checkpointing'] else 'off'}, "
+        f"{s['warmup_steps']} warm-up + {s['steps']} timed steps; MB = 2^20 bytes"
+    )
     if report["load_average_at_start"] is not None:
-        head += (f"\nload average (1 min) at start {report['load_average_at_start'][0]:.2f} on "
-                 f"{report['cpu_count']} cores: other work on the machine slows the steps")
+        head += (
+            f"\nload average (1 min) at start {report['load_average_at_start'][0]:.2f} on "
+            f"{report['cpu_count']} cores: other work on the machine slows the steps"
+        )
     capability = next((r.get("cpu_capability") for r in report["methods"].values() if "device" in r), None)
-    if (kind_of(report) == "cpu_rss" and s["dtype"] != "float32" and capability
-            and not capability.startswith(("AVX512", "SVE"))):
-        head += (f"\nnote: torch's CPU capability is {capability}: without AVX-512 its {s['dtype']} matmuls take a "
-                 f"slow fallback, so step times here say little about a machine that has it")
+    if (
+        kind_of(report) == "cpu_rss"
+        and s["dtype"] != "float32"
+        and capability
+        and not capability.startswith(("AVX512", "SVE"))
+    ):
+        head += (
+            f"\nnote: torch's CPU capability is {capability}: without AVX-512 its {s['dtype']} matmuls take a "
+            f"slow fallback, so step times here say little about a machine that has it"
+        )
     return "\n\n".join([head, format_table(report), format_theory(report)])
 
 
 # ------------------------------------------------------------------------- command line
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", choices=sorted(ARCHS), default="qwen3-0.6b",
-                        help="qwen3-0.6b: Qwen3-0.6B's architecture; tiny: a quick self-check")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--arch",
+        choices=sorted(ARCHS),
+        default="qwen3-0.6b",
+        help="qwen3-0.6b: Qwen3-0.6B's architecture; tiny: a quick self-check",
+    )
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated: lora, qlora (default: both)")
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps (default 3)")
     parser.add_argument("--warmup-steps", type=int, default=1, help="untimed steps before them (default 1)")
     parser.add_argument("--batch-size", type=int, default=2, help="sequences per step (default 2)")
     parser.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (default 128)")
     parser.add_argument("--rank", type=int, default=64, help="LoRA rank (default 64, the real study's)")
-    parser.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="bfloat16",
-                        help="dtype of the 16-bit base and QLoRA's compute dtype (default bfloat16)")
-    parser.add_argument("--no-prepare-kbit", action="store_true",
-                        help="QLoRA without peft's prepare_model_for_kbit_training (which upcasts the "
-                             "non-quantized weights, the tied embedding above all, to fp32)")
-    parser.add_argument("--gradient-checkpointing", action="store_true",
-                        help="recompute activations in the backward pass (off by default)")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPE_BYTES),
+        default="bfloat16",
+        help="dtype of the 16-bit base and QLoRA's compute dtype (default bfloat16)",
+    )
+    parser.add_argument(
+        "--no-prepare-kbit",
+        action="store_true",
+        help="QLoRA without peft's prepare_model_for_kbit_training (which upcasts the "
+        "non-quantized weights, the tied embedding above all, to fp32)",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass (off by default)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights, LoRA and inputs")
-    parser.add_argument("--model-dir", type=Path, default=None,
-                        help="where the random model is cached (default runs/benchmarks/<arch>-random)")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="where the random model is cached (default runs/benchmarks/<arch>-random)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)  # one method, in a child process
     args = parser.parse_args(argv)
@@ -514,16 +603,23 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = load_average()
     ensure_model(args.arch, args.model_dir, args.seed)
     results = {method: run_method(args, method) for method in args.methods}
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k not in ("worker", "json")}
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("worker", "json")}
     lora = study_config(args).lora
-    settings["lora"] = {"r": lora.r, "alpha": lora.alpha, "dropout": lora.dropout,
-                        "target_modules": lora.target_modules}
+    settings["lora"] = {
+        "r": lora.r,
+        "alpha": lora.alpha,
+        "dropout": lora.dropout,
+        "target_modules": lora.target_modules,
+    }
     report = {
-        "benchmark": "memory", "settings": settings, "arch_config": ARCHS[args.arch],
+        "benchmark": "memory",
+        "settings": settings,
+        "arch_config": ARCHS[args.arch],
         "command": shlex.join([sys.executable, *sys.argv]),
-        "methods": results, "theory": theory(results, args),
-        "load_average_at_start": load_at_start, "cpu_count": os.cpu_count(),
+        "methods": results,
+        "theory": theory(results, args),
+        "load_average_at_start": load_at_start,
+        "cpu_count": os.cpu_count(),
         "wall_s": time.perf_counter() - start,
     }
     print(format_report(report), flush=True)

@@ -1,28 +1,56 @@
 """The rule-based words: each verdict follows from the numbers beside it."""
+
 from __future__ import annotations
 
 import re
 
 import pandas as pd
 import pytest
+
 from lorastudy.conclusions import cost_sentences, recommendation, verdict
 
 GRADING_WORDS = re.compile(r"\b(small|slight|negligible|minor|comparable|similar|relatively|marginal)\b", re.I)
 WIN_WORDS = re.compile(r"\b(better|improv\w*|wins?|outperform\w*|gain\w*|superior)\b", re.I)
 
 
-def comparison(delta, low, high, p, p_holm, *, task="openmath", metric="exact_match", higher=True,
-               a="qlora", b="lora", mdd=0.1):
-    return pd.Series({"task": task, "metric": metric, "method_a": a, "method_b": b, "delta": delta,
-                      "ci_low": low, "ci_high": high, "p_value": p, "p_holm": p_holm, "test": "mcnemar_exact",
-                      "n": 500, "higher_is_better": higher, "primary": True, "mdd": mdd})
+def comparison(
+    delta, low, high, p, p_holm, *, task="openmath", metric="exact_match", higher=True, a="qlora", b="lora", mdd=0.1
+):
+    return pd.Series(
+        {
+            "task": task,
+            "metric": metric,
+            "method_a": a,
+            "method_b": b,
+            "delta": delta,
+            "ci_low": low,
+            "ci_high": high,
+            "p_value": p,
+            "p_holm": p_holm,
+            "test": "mcnemar_exact",
+            "n": 500,
+            "higher_is_better": higher,
+            "primary": True,
+            "mdd": mdd,
+        }
+    )
 
 
 def resources(lora_mb=1000.0, qlora_mb=600.0, lora_s=100.0, qlora_s=130.0):
     rows = []
     for method, mb, s in (("lora", lora_mb, lora_s), ("qlora", qlora_mb, qlora_s)):
-        rows.append({"method": method, "phase": "train", "peak_memory_mb": mb, "memory_kind": "cuda",
-                     "weights_mb": mb / 2, "wall_s": s, "tokens_per_s": 1000.0 / s, "n_seeds": 1})
+        rows.append(
+            {
+                "method": method,
+                "phase": "train",
+                "peak_memory_mb": mb,
+                "memory_kind": "cuda",
+                "weights_mb": mb / 2,
+                "wall_s": s,
+                "tokens_per_s": 1000.0 / s,
+                "n_seeds": 1,
+            }
+        )
     return pd.DataFrame(rows)
 
 

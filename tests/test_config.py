@@ -4,6 +4,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+
 from lorastudy.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,28 +53,34 @@ def test_unknown_top_level_key(tmp_path):
     assert problems(write(tmp_path, MINIMAL + "learning_rate: 0.1\n"))[0].startswith("learning_rate: unknown")
 
 
-@pytest.mark.parametrize("line, key", [
-    ("lora:\n  r: eight\n", "lora.r: expected an integer"),
-    ("train:\n  learning_rate: fast\n", "train.learning_rate: expected a number"),
-    ("train:\n  gradient_checkpointing: 1\n", "train.gradient_checkpointing: expected true or false"),
-    ("quant:\n  quant_type: nf3\n", "quant.quant_type: expected one of 'nf4', 'fp4'"),
-    ("model:\n  dtype: float8\n", "model.dtype: expected one of"),
-    ("seeds: [0, one]\n", "seeds: expected a list of an integer"),
-    ("lora: 8\n", "lora: expected a section"),
-])
+@pytest.mark.parametrize(
+    "line, key",
+    [
+        ("lora:\n  r: eight\n", "lora.r: expected an integer"),
+        ("train:\n  learning_rate: fast\n", "train.learning_rate: expected a number"),
+        ("train:\n  gradient_checkpointing: 1\n", "train.gradient_checkpointing: expected true or false"),
+        ("quant:\n  quant_type: nf3\n", "quant.quant_type: expected one of 'nf4', 'fp4'"),
+        ("model:\n  dtype: float8\n", "model.dtype: expected one of"),
+        ("seeds: [0, one]\n", "seeds: expected a list of an integer"),
+        ("lora: 8\n", "lora: expected a section"),
+    ],
+)
 def test_wrong_type_names_the_key(tmp_path, line, key):
     found = problems(write(tmp_path, MINIMAL + line))
     assert any(p.startswith(key) for p in found), found
 
 
-@pytest.mark.parametrize("line, key", [
-    ("lora:\n  r: 0\n", "lora.r: must be positive"),
-    ("lora:\n  r: -4\n", "lora.r: must be positive"),
-    ("methods: [base, dora]\n", "methods: unknown method 'dora'"),
-    ("study: ../../etc\n", "study: '../../etc' is not a safe folder name"),
-    ("report:\n  bootstrap_resamples: 100\n", "report.bootstrap_resamples: must be at least 1000"),
-    ("lora:\n  dropout: 1.5\n", "lora.dropout: must be in [0, 1)"),
-])
+@pytest.mark.parametrize(
+    "line, key",
+    [
+        ("lora:\n  r: 0\n", "lora.r: must be positive"),
+        ("lora:\n  r: -4\n", "lora.r: must be positive"),
+        ("methods: [base, dora]\n", "methods: unknown method 'dora'"),
+        ("study: ../../etc\n", "study: '../../etc' is not a safe folder name"),
+        ("report:\n  bootstrap_resamples: 100\n", "report.bootstrap_resamples: must be at least 1000"),
+        ("lora:\n  dropout: 1.5\n", "lora.dropout: must be in [0, 1)"),
+    ],
+)
 def test_impossible_values_name_the_key(tmp_path, line, key):
     text = MINIMAL + line if not line.startswith("study") else line + "tasks: [openmath]\n"
     found = problems(write(tmp_path, text))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from lorastudy import synthetic
 from lorastudy.checks import study_problems
 from lorastudy.config import load_config
@@ -30,7 +31,7 @@ def test_synthetic_generators_are_deterministic_and_in_the_real_schemas():
     assert set(squad[0]) == {"id", "title", "context", "question", "answers"}
     for row in squad:  # answers are spans of the passage, as in SQuAD
         for text, start in zip(row["answers"]["text"], row["answers"]["answer_start"]):
-            assert row["context"][start:start + len(text)] == text
+            assert row["context"][start : start + len(text)] == text
 
 
 def test_synthetic_problems_are_distinct():
@@ -53,24 +54,30 @@ def test_prepare_splits_without_overlap(tmp_path):
 
 def local_study(tmp_path: Path, extra: str = "") -> Path:
     params = tmp_path / "local.yaml"
-    params.write_text(f"study: local\nmethods: [base]\ndata:\n  source: local\n  local_dir: {tmp_path / 'src'}\n"
-                      f"  train_samples: 10\ntasks:\n  arc_challenge: {{n: 3}}\n  openmath: {{n: 4}}\n"
-                      f"  squad: {{n: 2}}\neval:\n  latency_items: 2\n{extra}")
+    params.write_text(
+        f"study: local\nmethods: [base]\ndata:\n  source: local\n  local_dir: {tmp_path / 'src'}\n"
+        f"  train_samples: 10\ntasks:\n  arc_challenge: {{n: 3}}\n  openmath: {{n: 4}}\n"
+        f"  squad: {{n: 2}}\neval:\n  latency_items: 2\n{extra}"
+    )
     return params
 
 
 def write_sources(tmp_path: Path) -> None:
     src = tmp_path / "src"
     math = synthetic.openmath_rows(14, 0)
-    math += [{"problem": "", "generated_solution": "x", "expected_answer": "1"},   # missing problem
-             {"problem": "Name a colour.", "generated_solution": "Red. \\boxed{red}", "expected_answer": "red"}]
+    math += [
+        {"problem": "", "generated_solution": "x", "expected_answer": "1"},  # missing problem
+        {"problem": "Name a colour.", "generated_solution": "Red. \\boxed{red}", "expected_answer": "red"},
+    ]
     write_jsonl(src / "openmath.jsonl", math)
     arc = synthetic.arc_rows(3, 0) + [
         {"id": "bad1", "question": "Q?", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "E"},
-        {"id": "bad2", "question": "", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "A"}]
+        {"id": "bad2", "question": "", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "A"},
+    ]
     pd.DataFrame(arc).to_parquet(src / "arc_challenge.parquet")  # Parquet works as well as JSONL
     squad = synthetic.squad_rows(2, 0) + [
-        {"id": "s9", "title": "t", "context": "c", "question": "q?", "answers": {"text": [], "answer_start": []}}]
+        {"id": "s9", "title": "t", "context": "c", "question": "q?", "answers": {"text": [], "answer_start": []}}
+    ]
     write_jsonl(src / "squad.jsonl", squad)
 
 
@@ -81,8 +88,10 @@ def test_local_rows_with_missing_fields_are_skipped_and_counted(tmp_path):
     summary = prepare(cfg, tmp_path / "data", log=lambda _: None)
     d = summary["datasets"]
     assert d["openmath"]["skipped"] == {"missing problem, solution or expected answer": 1}
-    assert d["arc_challenge"]["skipped"] == {"answer key is not one of the choice labels": 1,
-                                             "missing id or question": 1}
+    assert d["arc_challenge"]["skipped"] == {
+        "answer key is not one of the choice labels": 1,
+        "missing id or question": 1,
+    }
     assert d["squad"]["skipped"] == {"no reference answer": 1}
     # The non-numeric problem may train but is never a held-out item (exact match needs a number).
     held_out = read_jsonl(tmp_path / "data" / "eval" / "openmath.jsonl")
@@ -98,8 +107,10 @@ def test_asking_for_more_items_than_the_data_has_is_caught_before_loading(tmp_pa
 
 def test_a_dataset_left_empty_is_an_error(tmp_path):
     write_sources(tmp_path)
-    write_jsonl(tmp_path / "src" / "squad.jsonl",
-                [{"id": "s", "title": "", "context": "c", "question": "q", "answers": {"text": [""], "answer_start": [0]}}])
+    write_jsonl(
+        tmp_path / "src" / "squad.jsonl",
+        [{"id": "s", "title": "", "context": "c", "question": "q", "answers": {"text": [""], "answer_start": [0]}}],
+    )
     cfg = load_config(local_study(tmp_path), {"tasks.squad.n": None})
     with pytest.raises(DataError, match="tasks.squad: no usable items"):
         prepare(cfg, tmp_path / "data", log=lambda _: None)

@@ -1,5 +1,6 @@
 """Evaluation on the built tiny model: the ARC scorer against a direct computation,
 generation, and the `lorastudy eval` command."""
+
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from lorastudy import synthetic
 from lorastudy.config import load_config
 from lorastudy.evaluate import continuation_tokens, generate, load_for_eval, run_task, score_arc
@@ -29,7 +31,7 @@ def direct_loglikelihood(model, tokenizer, context: str, continuation: str) -> f
     """One choice at a time, no padding: log p(continuation tokens | context)."""
     ctx = tokenizer(context, add_special_tokens=False).input_ids
     whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
-    cont = whole[len(ctx):]
+    cont = whole[len(ctx) :]
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([whole])).logits[0].float()
     logprobs = torch.log_softmax(logits, dim=-1)
@@ -52,8 +54,10 @@ def test_arc_scorer_agrees_with_a_direct_per_choice_computation(model_and_tokeni
     items = score_arc(model, tokenizer, rows, batch_size=10, progress=lambda n: None)
     assert [it["id"] for it in items] == [r["id"] for r in rows]
     for row, item in zip(rows, items):
-        direct = [direct_loglikelihood(model, tokenizer, arc_context(row["question"]), " " + c)
-                  for c in row["choices"]["text"]]
+        direct = [
+            direct_loglikelihood(model, tokenizer, arc_context(row["question"]), " " + c)
+            for c in row["choices"]["text"]
+        ]
         assert item["loglikelihoods"] == pytest.approx(direct, abs=1e-3)
         gold = row["choices"]["label"].index(row["answerKey"])
         assert item["scores"]["acc"] == float(max(range(4), key=lambda i: direct[i]) == gold)
@@ -87,18 +91,56 @@ def test_eval_command_writes_the_task_metrics(tiny_model, tmp_path):
     data = tmp_path / "arc.jsonl"
     write_jsonl(data, synthetic.arc_rows(8, 3))
     out = tmp_path / "out.json"
-    result = subprocess.run([sys.executable, "-m", "lorastudy", "eval", "--model", str(tiny_model), "--task",
-                             "arc_challenge", "--data", str(data), "--limit", "5", "--dtype", "float32",
-                             "--load-in-4bit", "--out", str(out)], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lorastudy",
+            "eval",
+            "--model",
+            str(tiny_model),
+            "--task",
+            "arc_challenge",
+            "--data",
+            str(data),
+            "--limit",
+            "5",
+            "--dtype",
+            "float32",
+            "--load-in-4bit",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads(out.read_text())
     assert metrics["n"] == 5 and 0 <= metrics["acc"] <= 1 and 0 <= metrics["acc_norm"] <= 1
 
 
 def test_eval_command_rejects_bad_input_before_loading(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "lorastudy", "eval", "--model", "builtin:tiny-qwen3", "--task",
-                             "squad", "--data", str(tmp_path / "missing.jsonl"), "--limit", "0", "--out",
-                             str(tmp_path / "o.json")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lorastudy",
+            "eval",
+            "--model",
+            "builtin:tiny-qwen3",
+            "--task",
+            "squad",
+            "--data",
+            str(tmp_path / "missing.jsonl"),
+            "--limit",
+            "0",
+            "--out",
+            str(tmp_path / "o.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "--data: file" in result.stderr and "--limit: must be positive" in result.stderr
     assert "Traceback" not in result.stderr
@@ -106,8 +148,12 @@ def test_eval_command_rejects_bad_input_before_loading(tmp_path):
 
 def test_build_model_command_reuses_the_cached_model(study_root, tiny_model):
     """`make install` runs it: a model already built is found, not rebuilt."""
-    result = subprocess.run([sys.executable, "-m", "lorastudy", "build-model", "--root", str(study_root)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "lorastudy", "build-model", "--root", str(study_root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert f"{tiny_model.name} (ready in" in result.stdout
     assert "pretraining" not in result.stdout + result.stderr

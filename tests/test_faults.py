@@ -1,4 +1,5 @@
 """Bad input, faults and untrusted text, through the command line."""
+
 from __future__ import annotations
 
 import signal
@@ -8,19 +9,19 @@ import time
 from pathlib import Path
 
 import pytest
+
 from lorastudy import synthetic
 from lorastudy.io import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = '<script>alert("owned")</script>'
-IMAGE = '<img src=x onerror=alert(1)>'
-LINK = '[click](javascript:alert(1))'
+IMAGE = "<img src=x onerror=alert(1)>"
+LINK = "[click](javascript:alert(1))"
 
 
 def lorastudy(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lorastudy", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "lorastudy", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def write_hostile_data(directory: Path) -> None:
@@ -70,6 +71,7 @@ def finished(tmp_path_factory, tiny_model):
 
 # ------------------------------------------------------------------------- untrusted text
 
+
 def test_markup_in_data_and_outputs_comes_out_escaped(finished):
     root, _ = finished
     html = (root / "rendered" / "faults.html").read_text()
@@ -84,6 +86,7 @@ def test_markup_in_data_and_outputs_comes_out_escaped(finished):
 
 
 # ------------------------------------------------------------------------- resume and force
+
 
 def test_rerun_skips_finished_steps_and_redoes_changed_ones(finished):
     root, params = finished
@@ -109,8 +112,12 @@ def test_an_interrupted_step_leaves_nothing_that_looks_complete(tmp_path, tiny_m
     (tmp_path / "runs" / "_models" / tiny_model.name).symlink_to(tiny_model)
     params = small_study(tmp_path, "interrupted")
     study = tmp_path / "runs" / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "lorastudy", "run", str(params), "--root", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lorastudy", "run", str(params), "--root", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     running = study / "notebooks" / ".03_evaluate-base.running.ipynb"
     deadline = time.time() + 300
     while not running.exists() and time.time() < deadline and proc.poll() is None:
@@ -130,8 +137,10 @@ def test_an_interrupted_step_leaves_nothing_that_looks_complete(tmp_path, tiny_m
 
 def test_a_failing_notebook_stops_the_run_with_its_error(tmp_path, tiny_model):
     params = small_study(tmp_path, "failing")
-    bad = [{"id": f"x{i}", "question": "Q?", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "Z"}
-           for i in range(4)]
+    bad = [
+        {"id": f"x{i}", "question": "Q?", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "Z"}
+        for i in range(4)
+    ]
     write_jsonl(tmp_path / "data" / "arc_challenge.jsonl", bad)
     (tmp_path / "runs" / "_models").mkdir(parents=True)
     (tmp_path / "runs" / "_models" / tiny_model.name).symlink_to(tiny_model)
@@ -182,8 +191,9 @@ def test_bad_parameters_exit_2_naming_the_key(tmp_path, text, message):
 
 
 def test_command_line_overrides_are_validated(tmp_path):
-    result = lorastudy("check", str(ROOT / "params" / "smoke.yaml"), "-p", "train.learning_rate=fast",
-                       "-p", "lora.r=-2", timeout=60)
+    result = lorastudy(
+        "check", str(ROOT / "params" / "smoke.yaml"), "-p", "train.learning_rate=fast", "-p", "lora.r=-2", timeout=60
+    )
     assert result.returncode == 2
     assert "error: train.learning_rate: expected a number" in result.stderr
     assert "error: lora.r: must be positive" in result.stderr

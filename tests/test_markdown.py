@@ -2,17 +2,18 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from lorastudy.markdown import escape, num, table
 from nbconvert import HTMLExporter
+
+from lorastudy.markdown import escape, num, table
 
 HOSTILE = [
     '<script>alert("x")</script>',
-    '<img src=x onerror=alert(1)>',
-    '[click me](javascript:alert(1))',
-    '![pixel](http://example.com/p.png)',
-    '**bold** _em_ `code` | pipe',
-    '</td></tr><tr><td>',
-    '&lt;script&gt; already encoded',
+    "<img src=x onerror=alert(1)>",
+    "[click me](javascript:alert(1))",
+    "![pixel](http://example.com/p.png)",
+    "**bold** _em_ `code` | pipe",
+    "</td></tr><tr><td>",
+    "&lt;script&gt; already encoded",
 ]
 
 
@@ -29,8 +30,15 @@ def render_markdown_output(markdown: str) -> str:
 @pytest.mark.parametrize("text", HOSTILE)
 def test_escaped_text_renders_as_text_not_markup(text):
     html = render_markdown_output(table(["prompt"], [[escape(text)]]))
-    for live in ("<script>alert", "<img src=x", 'href="javascript:', "<strong>bold", "<em>em",
-                 '<img alt="pixel"', "</td></tr><tr><td>"):
+    for live in (
+        "<script>alert",
+        "<img src=x",
+        'href="javascript:',
+        "<strong>bold",
+        "<em>em",
+        '<img alt="pixel"',
+        "</td></tr><tr><td>",
+    ):
         assert live not in html
     escaped = escape(text)
     assert "<" not in escaped and ">" not in escaped

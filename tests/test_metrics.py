@@ -6,6 +6,7 @@ import random
 import string
 
 import pytest
+
 from lorastudy.metrics import (
     extract_number,
     normalize_answer,
@@ -204,9 +205,7 @@ def test_extract_number_never_raises_on_random_strings() -> None:
     fragments = [r"\boxed{", r"\frac", r"\dfrac{", "}", "{", "####", ",", "1,000", "/"]
     for _ in range(2000):
         parts = [
-            rng.choice(fragments)
-            if rng.random() < 0.3
-            else "".join(rng.choices(alphabet, k=rng.randint(0, 8)))
+            rng.choice(fragments) if rng.random() < 0.3 else "".join(rng.choices(alphabet, k=rng.randint(0, 8)))
             for _ in range(rng.randint(0, 12))
         ]
         text = "".join(parts)

@@ -1,5 +1,6 @@
 """A study with several seeds, run in-process: per-seed points, seed spread, paired tests
 on seed-averaged scores, and a report built from them."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,9 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_two_seeds_give_spread_points_and_averaged_comparisons(study_root):
-    overrides = {"methods": ["base", "lora"], "seeds": [0, 1], "data.train_samples": 32, "train.max_steps": 4,
-                 "tasks.arc_challenge.n": 8, "tasks.openmath.n": 8, "tasks.squad.n": 8,
-                 "tasks.openmath.max_new_tokens": 16, "eval.latency_items": 2}
+    overrides = {
+        "methods": ["base", "lora"],
+        "seeds": [0, 1],
+        "data.train_samples": 32,
+        "train.max_steps": 4,
+        "tasks.arc_challenge.n": 8,
+        "tasks.openmath.n": 8,
+        "tasks.squad.n": 8,
+        "tasks.openmath.max_new_tokens": 16,
+        "eval.latency_items": 2,
+    }
     cfg = load_config(ROOT / "params" / "smoke.yaml", overrides, root=study_root)
     paths = StudyPaths(study_root, cfg.study)
     prepare(cfg, paths.data, log=lambda _: None)

@@ -1,16 +1,18 @@
 """End to end: the smoke study through `lorastudy run`, its result files and both renderings."""
+
 from __future__ import annotations
 
 import re
-from html import unescape as html_unescape
 import shutil
 import subprocess
 import sys
 import time
+from html import unescape as html_unescape
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from lorastudy.config import load_config
 from lorastudy.evaluate import evaluate
 from lorastudy.io import StudyPaths, read_json, read_jsonl
@@ -23,8 +25,12 @@ SMOKE = ROOT / "params" / "smoke.yaml"
 
 
 def run(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lorastudy", "run", str(SMOKE), "--root", str(root), *args],
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "lorastudy", "run", str(SMOKE), "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +61,11 @@ def test_result_files_follow_the_contracts(smoke):
 
     comparisons = pd.read_csv(results / "comparisons.csv")
     assert list(comparisons.columns[: len(COMPARISON_COLUMNS)]) == COMPARISON_COLUMNS
-    assert set(zip(comparisons.method_a, comparisons.method_b)) == {("lora", "base"), ("qlora", "base"), ("qlora", "lora")}
+    assert set(zip(comparisons.method_a, comparisons.method_b)) == {
+        ("lora", "base"),
+        ("qlora", "base"),
+        ("qlora", "lora"),
+    }
     assert comparisons.p_value.between(0, 1).all() and set(comparisons.test) <= {"mcnemar_exact", "paired_permutation"}
 
     predictions = read_jsonl(root / "runs" / "smoke" / "predictions" / "qlora" / "squad.jsonl")
@@ -67,8 +77,13 @@ def test_every_resource_figure_is_measured(smoke):
     root, _ = smoke
     r = pd.read_csv(root / "runs" / "smoke" / "results" / "resources.csv")
     assert list(r.columns[: len(RESOURCE_COLUMNS)]) == RESOURCE_COLUMNS
-    assert set(zip(r.method, r.phase)) == {("base", "eval"), ("lora", "train"), ("lora", "eval"),
-                                           ("qlora", "train"), ("qlora", "eval")}
+    assert set(zip(r.method, r.phase)) == {
+        ("base", "eval"),
+        ("lora", "train"),
+        ("lora", "eval"),
+        ("qlora", "train"),
+        ("qlora", "eval"),
+    }
     assert (r.memory_kind == "cpu_rss").all()
     for column in ("total_params", "peak_memory_mb", "wall_s", "tokens_per_s"):
         assert (r[column] > 0).all(), column
@@ -92,8 +107,14 @@ def test_both_renderings_exist_and_stand_alone(smoke):
     html = (root / "rendered" / "smoke.html").read_text()
     md = (root / "rendered" / "smoke.md").read_text()
     for text in (html, md):
-        for heading in ("Executive summary", "Performance by dataset", "Comparisons", "Model configurations",
-                        "Examples", "Provenance"):
+        for heading in (
+            "Executive summary",
+            "Performance by dataset",
+            "Comparisons",
+            "Model configurations",
+            "Examples",
+            "Provenance",
+        ):
             assert heading in text
         assert "Recommendation." in text
         assert "def " not in text and "import " not in text  # no code cells

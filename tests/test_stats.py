@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as st
+
 from lorastudy.stats import (
     bootstrap_ci,
     compare_paired,
@@ -17,7 +19,6 @@ from lorastudy.stats import (
     paired_permutation_p,
     seed_summary,
 )
-from scipy import stats as st
 
 
 def _discordant(n01: int, n10: int, n11: int = 5, n00: int = 7) -> tuple[list[int], list[int]]:
@@ -268,9 +269,7 @@ def test_mdd_uses_sd_of_diffs():
 
 
 def test_mdd_zero_sd_diffs_fall_back_to_binomial():
-    assert min_detectable_difference(np.zeros(100)) == pytest.approx(
-        min_detectable_difference(n=100)
-    )
+    assert min_detectable_difference(np.zeros(100)) == pytest.approx(min_detectable_difference(n=100))
 
 
 def test_mdd_errors():

@@ -1,4 +1,5 @@
 """Training and the resource figures on the built tiny model, with real bitsandbytes 4-bit."""
+
 from __future__ import annotations
 
 import math
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from lorastudy import resources
 from lorastudy.config import load_config
 from lorastudy.data import load_train, prepare
@@ -18,9 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def small_study(study_root):
-    cfg = load_config(ROOT / "params" / "smoke.yaml", {"data.train_samples": 16, "train.max_steps": 3,
-                                                      "train.logging_steps": 1, "train.batch_size": 4},
-                      root=study_root)
+    cfg = load_config(
+        ROOT / "params" / "smoke.yaml",
+        {"data.train_samples": 16, "train.max_steps": 3, "train.logging_steps": 1, "train.batch_size": 4},
+        root=study_root,
+    )
     paths = StudyPaths(study_root, cfg.study)
     prepare(cfg, paths.data, log=lambda _: None)
     return cfg, paths
@@ -87,9 +91,11 @@ def test_training_records_measured_resources(small_study):
 
 def test_a_non_finite_loss_stops_training_with_advice(small_study):
     cfg, paths = small_study
-    cfg = load_config(ROOT / "params" / "smoke.yaml", {"data.train_samples": 16, "train.max_steps": 4,
-                                                      "train.logging_steps": 1, "train.learning_rate": 1e30},
-                      root=cfg.root)
+    cfg = load_config(
+        ROOT / "params" / "smoke.yaml",
+        {"data.train_samples": 16, "train.max_steps": 4, "train.logging_steps": 1, "train.learning_rate": 1e30},
+        root=cfg.root,
+    )
     with pytest.raises(NonFiniteLossError, match="lower train.learning_rate"):
         train(cfg, "lora", 0, "lora", paths, log=lambda _: None)
     assert not paths.train_json("lora").exists() and not paths.adapter("lora").exists()
@@ -111,8 +117,11 @@ def test_the_loss_callback_rejects_nan_and_inf():
 def test_gradient_checkpointing_trains_the_adapter(small_study, method):
     """Checkpointed blocks get inputs that require grad, so LoRA weights still receive gradients."""
     cfg, paths = small_study
-    cfg = load_config(ROOT / "params" / "smoke.yaml", {"data.train_samples": 16, "train.max_steps": 2,
-                                                      "train.gradient_checkpointing": True}, root=cfg.root)
+    cfg = load_config(
+        ROOT / "params" / "smoke.yaml",
+        {"data.train_samples": 16, "train.max_steps": 2, "train.gradient_checkpointing": True},
+        root=cfg.root,
+    )
     model, _ = prepare_model(cfg, method, str(tiny_model_dir(paths.models)))
     assert model.base_model.model.is_gradient_checkpointing
     batch = torch.randint(0, 500, (2, 24))

@@ -30,27 +30,33 @@ def study_problems(cfg: StudyConfig) -> list[str]:
             for dataset in sorted(needed):
                 path = local_file(directory, dataset)
                 if path is None:
-                    problems.append(f"data.local_dir: {directory} has no {LOCAL_NAMES[dataset]}.jsonl, "
-                                    f".json or .parquet")
+                    problems.append(
+                        f"data.local_dir: {directory} has no {LOCAL_NAMES[dataset]}.jsonl, .json or .parquet"
+                    )
                     continue
                 rows = count_rows(path)
                 if dataset == "openmath":
                     want = cfg.data.train_samples + _n(cfg, "openmath", 500)
                     if rows < want:
-                        problems.append(f"data.train_samples: {path} has {rows} rows, fewer than the "
-                                        f"{want} asked for (training plus held-out openmath items)")
+                        problems.append(
+                            f"data.train_samples: {path} has {rows} rows, fewer than the "
+                            f"{want} asked for (training plus held-out openmath items)"
+                        )
                 elif _n(cfg, dataset, 0) > rows:
-                    problems.append(f"tasks.{dataset}.n: asked for {_n(cfg, dataset, 0)} items, "
-                                    f"{path} has {rows} rows")
+                    problems.append(f"tasks.{dataset}.n: asked for {_n(cfg, dataset, 0)} items, {path} has {rows} rows")
     if cfg.data.source == "hub":
         for dataset, size in HUB_EVAL_SIZES.items():
             if _n(cfg, dataset, 0) > size:
-                problems.append(f"tasks.{dataset}.n: asked for {_n(cfg, dataset, 0)} items, "
-                                f"{TASKS[dataset].hub_id} {TASKS[dataset].hub_split} has {size}")
+                problems.append(
+                    f"tasks.{dataset}.n: asked for {_n(cfg, dataset, 0)} items, "
+                    f"{TASKS[dataset].hub_id} {TASKS[dataset].hub_split} has {size}"
+                )
     generative = [t.name for t in cfg.tasks if TASKS[t.name].kind == "generate"]
     if generative and cfg.eval.latency_task not in generative:
-        problems.append(f"eval.latency_task: {cfg.eval.latency_task!r} is not one of the study's "
-                        f"generation tasks ({', '.join(generative)})")
+        problems.append(
+            f"eval.latency_task: {cfg.eval.latency_task!r} is not one of the study's "
+            f"generation tasks ({', '.join(generative)})"
+        )
     if cfg.model.trust_remote_code and name == BUILTIN_MODEL:
         problems.append("model.trust_remote_code: the built-in model needs no remote code; leave it false")
     return problems

@@ -28,8 +28,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.params, _overrides(args.param), root=args.root)
     check_study(cfg)
     runs = ", ".join(r.name for r in cfg.runs())
-    print(f"{args.params}: ok (study {cfg.study}; runs {runs}; tasks "
-          f"{', '.join(t.name for t in cfg.tasks)}; checked in {time.perf_counter() - start:.2f} s)")
+    print(
+        f"{args.params}: ok (study {cfg.study}; runs {runs}; tasks "
+        f"{', '.join(t.name for t in cfg.tasks)}; checked in {time.perf_counter() - start:.2f} s)"
+    )
     return 0
 
 
@@ -70,8 +72,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         problems.append("--batch-size: must be positive")
     if problems:
         raise ConfigError(problems)
-    cleaners = {"arc_challenge": clean_arc, "squad": clean_squad,
-                "openmath": lambda rows: clean_openmath(rows, require_numeric=True)}
+    cleaners = {
+        "arc_challenge": clean_arc,
+        "squad": clean_squad,
+        "openmath": lambda rows: clean_openmath(rows, require_numeric=True),
+    }
     cleaned = cleaners[args.task](load_local(data))
     rows = cleaned.rows[: args.limit] if args.limit else cleaned.rows
     if args.limit and len(rows) < args.limit:
@@ -87,9 +92,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     quant = QuantConfig(compute_dtype=dtype) if args.load_in_4bit else None
     model = load_for_eval(path, model_cfg, quant, Path(args.adapter) if args.adapter else None)
     result = run_task(model, tokenizer, args.task, rows, args.batch_size, args.max_new_tokens)
-    out = {"task": args.task, "n": result["n"], **result["metrics"], "items_per_s": result["items_per_s"],
-           "skipped": cleaned.skipped, "model": args.model, "adapter": args.adapter,
-           "load_in_4bit": args.load_in_4bit}
+    out = {
+        "task": args.task,
+        "n": result["n"],
+        **result["metrics"],
+        "items_per_s": result["items_per_s"],
+        "skipped": cleaned.skipped,
+        "model": args.model,
+        "adapter": args.adapter,
+        "load_in_4bit": args.load_in_4bit,
+    }
     atomic_write_json(Path(args.out), out)
     print(json.dumps({k: out[k] for k in out if k not in ("skipped",)}, indent=2))
     return 0
@@ -102,8 +114,14 @@ def parser() -> argparse.ArgumentParser:
     def study_command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("params", help="the study's params file, e.g. params/smoke.yaml")
-        p.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a parameter, e.g. -p train.learning_rate=1e-4 (repeatable)")
+        p.add_argument(
+            "-p",
+            "--param",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a parameter, e.g. -p train.learning_rate=1e-4 (repeatable)",
+        )
         p.add_argument("--root", default=".", help="folder that runs/ and rendered/ live in (default: .)")
         return p
 
@@ -125,8 +143,11 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="evaluate the first N usable items")
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--max-new-tokens", type=int, help="default: the task's")
-    ev.add_argument("--dtype", choices=["bfloat16", "float16", "float32"],
-                    help="weights dtype (default: bfloat16 on a GPU, float32 on a CPU, where bf16 is slow)")
+    ev.add_argument(
+        "--dtype",
+        choices=["bfloat16", "float16", "float32"],
+        help="weights dtype (default: bfloat16 on a GPU, float32 on a CPU, where bf16 is slow)",
+    )
     ev.add_argument("--root", default=".", help="folder whose runs/_models caches the built-in model")
     ev.add_argument("--out", required=True, help="JSON file for the metrics")
     ev.set_defaults(func=cmd_eval)

@@ -44,25 +44,33 @@ def verdict(row: pd.Series, alpha: float, confidence: float = 0.95) -> Verdict:
     else:
         kind = "no detectable difference"
     where = f"{task.title}, {row['metric']} (n = {int(row['n'])})"
-    evidence = (f"\u0394 = {_fmt(row['delta'], True)} [{_fmt(row['ci_low'], True)}, {_fmt(row['ci_high'], True)}] "
-                f"({confidence:.0%} CI), {p_text(row['p_value'])} ({row['test'].replace('_', ' ')}; "
-                f"Holm-adjusted {p_text(row['p_holm'])})")
+    evidence = (
+        f"\u0394 = {_fmt(row['delta'], True)} [{_fmt(row['ci_low'], True)}, {_fmt(row['ci_high'], True)}] "
+        f"({confidence:.0%} CI), {p_text(row['p_value'])} ({row['test'].replace('_', ' ')}; "
+        f"Holm-adjusted {p_text(row['p_holm'])})"
+    )
     a_cap = a[0].upper() + a[1:]
     if kind == "no detectable difference":
         caveat = ""
         if row["p_value"] < alpha or row["ci_low"] > 0 or row["ci_high"] < 0:
             # The unadjusted figures alone would suggest a difference; say why it is not claimed.
-            caveat = (" The unadjusted test or interval points to a difference, but it does not survive "
-                      "Holm's correction for the study's many comparisons, so it is not claimed.")
-        sentence = (f"{a_cap} vs {b} on {where}: no detectable difference, {evidence}.{caveat} At this n, only "
-                    f"a difference of about \u00b1{_fmt(row['mdd'])} or more would be detected with 80% power; "
-                    f"a smaller one is not ruled out.")
+            caveat = (
+                " The unadjusted test or interval points to a difference, but it does not survive "
+                "Holm's correction for the study's many comparisons, so it is not claimed."
+            )
+        sentence = (
+            f"{a_cap} vs {b} on {where}: no detectable difference, {evidence}.{caveat} At this n, only "
+            f"a difference of about \u00b1{_fmt(row['mdd'])} or more would be detected with 80% power; "
+            f"a smaller one is not ruled out."
+        )
     else:
         sentence = f"{a_cap} vs {b} on {where}: {kind}, {evidence}."
     return Verdict(kind, sentence)
 
 
-def primary_verdicts(comparisons: pd.DataFrame, alpha: float, confidence: float = 0.95) -> list[tuple[pd.Series, Verdict]]:
+def primary_verdicts(
+    comparisons: pd.DataFrame, alpha: float, confidence: float = 0.95
+) -> list[tuple[pd.Series, Verdict]]:
     if comparisons.empty:
         return []
     rows = comparisons[comparisons["primary"]]
@@ -92,13 +100,17 @@ def cost_sentences(resources: pd.DataFrame) -> tuple[list[str], dict[str, float]
         "weights_pct": _pct_change(qlora["weights_mb"], lora["weights_mb"]),
         "time_pct": _pct_change(qlora["wall_s"], lora["wall_s"]),
     }
+
     def change(pct: float, less: str, more: str) -> str:
         return f"{abs(pct):.1f}% {less if pct < 0 else more}"
 
     label = memory_kind_label(lora["memory_kind"])
     runs = int(lora.get("n_seeds", 1) or 1)
-    noise = ("one training run per method, so run-to-run timing noise is not estimated"
-             if runs == 1 else f"mean of {runs} runs per method")
+    noise = (
+        "one training run per method, so run-to-run timing noise is not estimated"
+        if runs == 1
+        else f"mean of {runs} runs per method"
+    )
     sentences = [
         f"Memory: QLoRA's {label} during training was {change(figures['memory_pct'], 'lower', 'higher')} than "
         f"LoRA's ({qlora['peak_memory_mb']:,.1f} MB vs {lora['peak_memory_mb']:,.1f} MB). Its base weights took "
@@ -116,23 +128,31 @@ def recommendation(comparisons: pd.DataFrame, resources: pd.DataFrame, alpha: fl
     _, figures = cost_sentences(resources)
     if not figures:
         return "No recommendation between LoRA and QLoRA: the study did not train both."
-    pairs = [(row, v) for row, v in primary_verdicts(comparisons, alpha)
-             if row["method_a"] == "qlora" and row["method_b"] == "lora"]
+    pairs = [
+        (row, v)
+        for row, v in primary_verdicts(comparisons, alpha)
+        if row["method_a"] == "qlora" and row["method_b"] == "lora"
+    ]
     worse = [TASKS[row["task"]].title for row, v in pairs if v.kind == "worse"]
     better = [TASKS[row["task"]].title for row, v in pairs if v.kind == "better"]
     saving = -figures["memory_pct"]
     time_text = f"{abs(figures['time_pct']):.1f}% {'more' if figures['time_pct'] >= 0 else 'less'} training time"
     if worse:
-        return (f"Prefer LoRA where {', '.join(worse)} matters: QLoRA scored measurably worse there. Choose "
-                f"QLoRA only if LoRA does not fit in memory (QLoRA's peak training memory was "
-                f"{abs(saving):.1f}% {'lower' if saving > 0 else 'higher'}).")
+        return (
+            f"Prefer LoRA where {', '.join(worse)} matters: QLoRA scored measurably worse there. Choose "
+            f"QLoRA only if LoRA does not fit in memory (QLoRA's peak training memory was "
+            f"{abs(saving):.1f}% {'lower' if saving > 0 else 'higher'})."
+        )
     if saving >= MEANINGFUL_SAVING_PCT:
         extra = f" It scored measurably better on {', '.join(better)}." if better else ""
-        return (f"QLoRA, where memory is the constraint: it cut peak training memory by {saving:.1f}% at "
-                f"{time_text}, with no measurable loss on any primary metric at this n (differences "
-                f"smaller than each comparison's detectable difference are not ruled out).{extra}")
+        return (
+            f"QLoRA, where memory is the constraint: it cut peak training memory by {saving:.1f}% at "
+            f"{time_text}, with no measurable loss on any primary metric at this n (differences "
+            f"smaller than each comparison's detectable difference are not ruled out).{extra}"
+        )
     change = f"{saving:.1f}% lower" if saving >= 0 else f"{-saving:.1f}% higher"
-    return (f"LoRA: here QLoRA did not cut peak training memory meaningfully (its peak was {change}; this "
-            f"report treats a cut below {MEANINGFUL_SAVING_PCT:.0f}% as not worth a switch) and took {time_text}; "
-            f"no primary metric favoured it measurably"
-            + (f" except {', '.join(better)}" if better else "") + ".")
+    return (
+        f"LoRA: here QLoRA did not cut peak training memory meaningfully (its peak was {change}; this "
+        f"report treats a cut below {MEANINGFUL_SAVING_PCT:.0f}% as not worth a switch) and took {time_text}; "
+        f"no primary metric favoured it measurably" + (f" except {', '.join(better)}" if better else "") + "."
+    )

@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -48,7 +48,7 @@ class DataConfig:
     # synthetic: generated offline in the real datasets' schemas; hub: downloaded by id;
     # local: JSONL or Parquet files in local_dir named after the datasets (see data.py).
     source: Literal["synthetic", "hub", "local"] = "synthetic"
-    local_dir: Optional[str] = None
+    local_dir: str | None = None
     train_samples: int = 1000
     max_seq_len: int = 512
     seed: int = 0
@@ -58,8 +58,8 @@ class DataConfig:
 class TaskConfig:
     name: str
     # Items evaluated; None means the whole evaluation split.
-    n: Optional[int] = None
-    max_new_tokens: Optional[int] = None
+    n: int | None = None
+    max_new_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class LoraConfig:
     alpha: int = 16
     dropout: float = 0.05
     # "all-linear" is peft's shorthand for every linear layer except the output head.
-    target_modules: Union[str, list[str]] = "all-linear"
+    target_modules: str | list[str] = "all-linear"
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class StudyConfig:
     def trained_methods(self) -> tuple[str, ...]:
         return tuple(m for m in self.methods if m != "base")
 
-    def runs(self) -> list["Run"]:
+    def runs(self) -> list[Run]:
         """One run per method and seed; the untrained base is evaluated once (greedy decoding)."""
         runs = []
         for method in self.methods:
@@ -159,14 +159,17 @@ class StudyConfig:
                 runs.append(Run(method=method, seed=seed, name=name))
         return runs
 
-
-    def run(self, method: str, seed: int) -> "Run":
+    def run(self, method: str, seed: int) -> Run:
         """The run that trains (or, for base, evaluates) `method` with `seed`."""
         for run in self.runs():
             if run.method == method and (run.seed == seed or method == "base"):
                 return run
-        raise ConfigError([f"method {method!r} with seed {seed} is not a run of study {self.study!r} "
-                           f"(runs: {', '.join(r.name for r in self.runs())})"])
+        raise ConfigError(
+            [
+                f"method {method!r} with seed {seed} is not a run of study {self.study!r} "
+                f"(runs: {', '.join(r.name for r in self.runs())})"
+            ]
+        )
 
 
 @dataclass(frozen=True)
@@ -189,8 +192,10 @@ def params_hash(obj: Any) -> str:
 
 # ---------------------------------------------------------------- loading and validation
 
-def load_config(path: str | Path, overrides: dict[str, Any] | list[str] | None = None,
-                root: str | Path | None = None) -> StudyConfig:
+
+def load_config(
+    path: str | Path, overrides: dict[str, Any] | list[str] | None = None, root: str | Path | None = None
+) -> StudyConfig:
     """Read a params file, apply overrides (`{"train.learning_rate": 1e-4}` or
     `["train.learning_rate=1e-4"]`), and validate everything. Raises ConfigError."""
     path = Path(path)
@@ -358,8 +363,10 @@ def _check_values(cfg: StudyConfig) -> list[str]:
         if not ok:
             problems.append(message)
 
-    need(bool(SAFE_NAME.match(cfg.study)),
-         f"study: {cfg.study!r} is not a safe folder name (letters, digits, '.', '_', '-'; at most 64)")
+    need(
+        bool(SAFE_NAME.match(cfg.study)),
+        f"study: {cfg.study!r} is not a safe folder name (letters, digits, '.', '_', '-'; at most 64)",
+    )
     need(len(cfg.methods) > 0, "methods: at least one method is needed")
     for m in cfg.methods:
         need(m in METHODS, f"methods: unknown method {m!r} (expected some of {', '.join(METHODS)})")
@@ -373,13 +380,14 @@ def _check_values(cfg: StudyConfig) -> list[str]:
     need(cfg.model.name.strip() != "", "model.name: must name a hub id, a local folder or builtin:tiny-qwen3")
     need(cfg.data.train_samples > 0, "data.train_samples: must be positive")
     need(cfg.data.max_seq_len >= 32, "data.max_seq_len: must be at least 32")
-    need(cfg.data.source != "local" or cfg.data.local_dir is not None,
-         "data.local_dir: required when data.source is local")
+    need(
+        cfg.data.source != "local" or cfg.data.local_dir is not None,
+        "data.local_dir: required when data.source is local",
+    )
     need(cfg.lora.r > 0, f"lora.r: must be positive, got {cfg.lora.r}")
     need(cfg.lora.alpha > 0, f"lora.alpha: must be positive, got {cfg.lora.alpha}")
     need(0.0 <= cfg.lora.dropout < 1.0, f"lora.dropout: must be in [0, 1), got {cfg.lora.dropout}")
-    need(cfg.train.epochs > 0 or cfg.train.max_steps > 0,
-         "train.epochs: must be positive (or set train.max_steps)")
+    need(cfg.train.epochs > 0 or cfg.train.max_steps > 0, "train.epochs: must be positive (or set train.max_steps)")
     need(cfg.train.batch_size > 0, "train.batch_size: must be positive")
     need(cfg.train.grad_accum > 0, "train.grad_accum: must be positive")
     need(cfg.train.learning_rate > 0, "train.learning_rate: must be positive")
@@ -388,8 +396,10 @@ def _check_values(cfg: StudyConfig) -> list[str]:
     need(cfg.train.logging_steps > 0, "train.logging_steps: must be positive")
     need(cfg.eval.batch_size > 0, "eval.batch_size: must be positive")
     need(cfg.eval.latency_items > 0, "eval.latency_items: must be positive")
-    need(cfg.report.bootstrap_resamples >= 1000,
-         "report.bootstrap_resamples: must be at least 1000 for a stable 95% interval")
+    need(
+        cfg.report.bootstrap_resamples >= 1000,
+        "report.bootstrap_resamples: must be at least 1000 for a stable 95% interval",
+    )
     need(0.5 < cfg.report.confidence < 1.0, "report.confidence: must be in (0.5, 1)")
     need(0.0 < cfg.report.alpha < 0.5, "report.alpha: must be in (0, 0.5)")
     need(cfg.report.examples >= 0, "report.examples: must be zero or positive")

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import synthetic
 from .config import StudyConfig
@@ -49,6 +50,7 @@ def normalise_text(text: str) -> str:
 
 
 # ------------------------------------------------------------------------- loading
+
 
 def local_file(directory: Path, dataset: str) -> Path | None:
     for suffix in (".jsonl", ".json", ".parquet"):
@@ -100,8 +102,10 @@ def write_synthetic(directory: Path, cfg: StudyConfig) -> None:
     """Write the synthetic source files; seeds differ per dataset and from pretraining's."""
     sizes, seed = synthetic_sizes(cfg), cfg.data.seed
     makers: dict[str, Callable[[int, int], list[dict]]] = {
-        "openmath": synthetic.openmath_rows, "arc_challenge": synthetic.arc_rows,
-        "squad": synthetic.squad_rows}
+        "openmath": synthetic.openmath_rows,
+        "arc_challenge": synthetic.arc_rows,
+        "squad": synthetic.squad_rows,
+    }
     for offset, (name, make) in enumerate(makers.items()):
         if sizes[name]:
             write_jsonl(directory / f"{name}.jsonl", make(sizes[name], seed * 1000 + offset + 1))
@@ -119,6 +123,7 @@ def load_raw(cfg: StudyConfig, dataset: str, source_dir: Path | None, limit: int
 
 # ------------------------------------------------------------------------- cleaning
 
+
 def _text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
@@ -135,9 +140,15 @@ def clean_openmath(rows: Iterable[dict], *, require_numeric: bool) -> Cleaned:
         if require_numeric and parse_expected_answer(expected) is None:
             out.skip("expected answer is not a number")
             continue
-        out.rows.append({"id": str(row.get("id") or f"openmath-{index:07d}"), "problem": problem,
-                         "generated_solution": solution, "expected_answer": expected,
-                         "problem_source": row.get("problem_source") or ""})
+        out.rows.append(
+            {
+                "id": str(row.get("id") or f"openmath-{index:07d}"),
+                "problem": problem,
+                "generated_solution": solution,
+                "expected_answer": expected,
+                "problem_source": row.get("problem_source") or "",
+            }
+        )
     return out
 
 
@@ -154,9 +165,14 @@ def clean_arc(rows: Iterable[dict]) -> Cleaned:
         elif row.get("answerKey") not in labels:
             out.skip("answer key is not one of the choice labels")
         else:
-            out.rows.append({"id": str(row["id"]), "question": row["question"].strip(),
-                             "choices": {"text": [t.strip() for t in texts], "label": list(labels)},
-                             "answerKey": row["answerKey"]})
+            out.rows.append(
+                {
+                    "id": str(row["id"]),
+                    "question": row["question"].strip(),
+                    "choices": {"text": [t.strip() for t in texts], "label": list(labels)},
+                    "answerKey": row["answerKey"],
+                }
+            )
     return out
 
 
@@ -171,10 +187,15 @@ def clean_squad(rows: Iterable[dict]) -> Cleaned:
         elif not texts:
             out.skip("no reference answer")
         else:
-            out.rows.append({"id": str(row["id"]), "title": row.get("title") or "",
-                             "context": row["context"], "question": row["question"].strip(),
-                             "answers": {"text": texts,
-                                         "answer_start": list(answers.get("answer_start") or [])[:len(texts)]}})
+            out.rows.append(
+                {
+                    "id": str(row["id"]),
+                    "title": row.get("title") or "",
+                    "context": row["context"],
+                    "question": row["question"].strip(),
+                    "answers": {"text": texts, "answer_start": list(answers.get("answer_start") or [])[: len(texts)]},
+                }
+            )
     return out
 
 
@@ -188,6 +209,7 @@ def item_text(dataset: str, row: dict) -> str:
 
 
 # ------------------------------------------------------------------------- the data step
+
 
 def prepare(cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print) -> dict:
     """Load, clean and split every dataset; write train.jsonl, eval/<task>.jsonl, summary.json.
@@ -225,13 +247,21 @@ def prepare(cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print
     held_ids = {r["id"] for r in held_out}
     train = [r for r in unique if r["id"] not in held_ids][: cfg.data.train_samples]
     if len(train) < cfg.data.train_samples:
-        raise DataError(f"data.train_samples: asked for {cfg.data.train_samples} training problems, "
-                        f"the OpenMath source has {len(train)} after cleaning")
+        raise DataError(
+            f"data.train_samples: asked for {cfg.data.train_samples} training problems, "
+            f"the OpenMath source has {len(train)} after cleaning"
+        )
     if len(held_out) < n_math_eval:
-        raise DataError(f"tasks.openmath.n: asked for {n_math_eval} held-out problems with numeric "
-                        f"answers, the source has {len(held_out)} beside the training set")
-    summary["datasets"]["openmath"] = {"loaded": math.loaded, "skipped": math.skipped,
-                                       "train": len(train), "eval": len(held_out)}
+        raise DataError(
+            f"tasks.openmath.n: asked for {n_math_eval} held-out problems with numeric "
+            f"answers, the source has {len(held_out)} beside the training set"
+        )
+    summary["datasets"]["openmath"] = {
+        "loaded": math.loaded,
+        "skipped": math.skipped,
+        "train": len(train),
+        "eval": len(held_out),
+    }
     write_jsonl(data_dir / "train.jsonl", train)
     train_keys = {normalise_text(r["problem"]) for r in train}
 
@@ -243,16 +273,19 @@ def prepare(cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print
             limit = task_cfg.n if cfg.data.source == "hub" else None
             cleaned = cleaners[name](load_raw(cfg, name, source_dir, limit))
             if task_cfg.n is not None and len(cleaned.rows) < task_cfg.n:
-                raise DataError(f"tasks.{name}.n: asked for {task_cfg.n} items, the data has "
-                                f"{len(cleaned.rows)} after skipping {sum(cleaned.skipped.values())}")
+                raise DataError(
+                    f"tasks.{name}.n: asked for {task_cfg.n} items, the data has "
+                    f"{len(cleaned.rows)} after skipping {sum(cleaned.skipped.values())}"
+                )
             rows = cleaned.rows[: task_cfg.n]
-            summary["datasets"][name] = {"loaded": cleaned.loaded, "skipped": cleaned.skipped,
-                                         "eval": len(rows)}
+            summary["datasets"][name] = {"loaded": cleaned.loaded, "skipped": cleaned.skipped, "eval": len(rows)}
         if not rows:
             raise DataError(f"tasks.{name}: no usable items left after cleaning")
-        overlap = sum(normalise_text(item_text(name, r)) in train_keys or
-                      normalise_text(r.get("problem") or r.get("question", "")) in train_keys
-                      for r in rows)
+        overlap = sum(
+            normalise_text(item_text(name, r)) in train_keys
+            or normalise_text(r.get("problem") or r.get("question", "")) in train_keys
+            for r in rows
+        )
         summary["datasets"].setdefault(name, {})["overlap_with_train"] = overlap
         if overlap:
             log(f"warning: {overlap} {name} items also appear in the training data")
@@ -276,6 +309,10 @@ def count_rows(path: Path) -> int:
         return pq.ParquetFile(path).metadata.num_rows
     if path.suffix == ".json":
         text = path.read_text()
-        return len(json.loads(text)) if text.lstrip().startswith("[") else sum(1 for l in text.splitlines() if l.strip())
+        return (
+            len(json.loads(text))
+            if text.lstrip().startswith("[")
+            else sum(1 for line in text.splitlines() if line.strip())
+        )
     with path.open() as handle:
         return sum(1 for line in handle if line.strip())

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ def load_for_eval(path: str, model_cfg: ModelConfig, quant: QuantConfig | None, 
 
 # ------------------------------------------------------------------------- log-likelihood
 
+
 def continuation_tokens(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """lm-evaluation-harness's split: encode the context and context + continuation; the
     continuation's tokens are the tail of the whole after the context's length. Trailing
@@ -44,7 +46,7 @@ def continuation_tokens(tokenizer, context: str, continuation: str) -> tuple[lis
         continuation, context = context[-n_spaces:] + continuation, context[:-n_spaces]
     whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
     context_ids = tokenizer(context, add_special_tokens=False).input_ids
-    return whole[: len(context_ids)], whole[len(context_ids):]
+    return whole[: len(context_ids)], whole[len(context_ids) :]
 
 
 @torch.no_grad()
@@ -77,16 +79,23 @@ def score_arc(model, tokenizer, rows: list[dict], batch_size: int, progress: Cal
         offset = 0
         for row in group:
             texts, labels = row["choices"]["text"], row["choices"]["label"]
-            ll = scores[offset: offset + len(texts)]
+            ll = scores[offset : offset + len(texts)]
             offset += len(texts)
             gold = labels.index(row["answerKey"])
             pick = int(np.argmax(ll))
             pick_norm = int(np.argmax([s / len(t) for s, t in zip(ll, texts)]))
-            items.append({
-                "id": row["id"], "prompt": arc_context(row["question"]), "choices": texts,
-                "output": labels[pick_norm], "extracted": labels[pick_norm], "references": [row["answerKey"]],
-                "loglikelihoods": ll,
-                "scores": {"acc": float(pick == gold), "acc_norm": float(pick_norm == gold)}})
+            items.append(
+                {
+                    "id": row["id"],
+                    "prompt": arc_context(row["question"]),
+                    "choices": texts,
+                    "output": labels[pick_norm],
+                    "extracted": labels[pick_norm],
+                    "references": [row["answerKey"]],
+                    "loglikelihoods": ll,
+                    "scores": {"acc": float(pick == gold), "acc_norm": float(pick_norm == gold)},
+                }
+            )
         progress(len(group))
         group.clear()
 
@@ -101,23 +110,41 @@ def score_arc(model, tokenizer, rows: list[dict], batch_size: int, progress: Cal
 
 # ------------------------------------------------------------------------- generation
 
+
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, stop_strings: tuple[str, ...],
-             batch_size: int, progress: Callable[[int], None] = lambda n: None) -> list[dict]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    stop_strings: tuple[str, ...],
+    batch_size: int,
+    progress: Callable[[int], None] = lambda n: None,
+) -> list[dict]:
     """Greedy generation in left-padded batches (KV cache on); prompts sorted by length so a
     batch wastes little on padding. Output is cut at the first stop string."""
     tokenizer.padding_side = "left"
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[dict] = [{} for _ in prompts]
     for start in range(0, len(order), batch_size):
-        index = order[start: start + batch_size]
-        batch = tokenizer([prompts[i] for i in index], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(model.device)
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                             stop_strings=list(stop_strings) or None, tokenizer=tokenizer,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                             temperature=None, top_p=None, top_k=None)
-        new_tokens = out[:, batch["input_ids"].shape[1]:]
+        index = order[start : start + batch_size]
+        batch = tokenizer([prompts[i] for i in index], return_tensors="pt", padding=True, add_special_tokens=False).to(
+            model.device
+        )
+        out = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            use_cache=True,
+            stop_strings=list(stop_strings) or None,
+            tokenizer=tokenizer,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
+        new_tokens = out[:, batch["input_ids"].shape[1] :]
         for row, i in enumerate(index):
             tokens = new_tokens[row]
             n_generated = int((tokens != tokenizer.pad_token_id).sum())
@@ -140,23 +167,38 @@ def squad_prompt(tokenizer, row: dict) -> str:
 def score_openmath(row: dict, output: str) -> dict:
     expected = parse_expected_answer(row["expected_answer"])
     extracted = extract_number(output)
-    return {"extracted": extracted, "references": [row["expected_answer"]],
-            "abs_error": None if extracted is None else abs(extracted - expected),
-            "scores": {"exact_match": float(numbers_match(extracted, expected)),
-                       "no_answer_rate": float(extracted is None)}}
+    return {
+        "extracted": extracted,
+        "references": [row["expected_answer"]],
+        "abs_error": None if extracted is None else abs(extracted - expected),
+        "scores": {
+            "exact_match": float(numbers_match(extracted, expected)),
+            "no_answer_rate": float(extracted is None),
+        },
+    }
 
 
 def score_squad(row: dict, output: str) -> dict:
     refs = row["answers"]["text"]
-    return {"extracted": output, "references": refs,
-            "scores": {"exact_match": squad_em(output, refs), "f1": squad_f1(output, refs)}}
+    return {
+        "extracted": output,
+        "references": refs,
+        "scores": {"exact_match": squad_em(output, refs), "f1": squad_f1(output, refs)},
+    }
 
 
 GENERATIVE = {"openmath": (openmath_prompt, score_openmath), "squad": (squad_prompt, score_squad)}
 
 
-def run_task(model, tokenizer, task: str, rows: list[dict], batch_size: int,
-             max_new_tokens: int | None = None, log: Callable[[str], None] = print) -> dict:
+def run_task(
+    model,
+    tokenizer,
+    task: str,
+    rows: list[dict],
+    batch_size: int,
+    max_new_tokens: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Evaluate one task; returns its metrics, per-item predictions and throughput."""
     spec = TASKS[task]
     done = {"n": 0}
@@ -174,21 +216,25 @@ def run_task(model, tokenizer, task: str, rows: list[dict], batch_size: int,
     else:
         build_prompt, score = GENERATIVE[task]
         prompts = [build_prompt(tokenizer, r) for r in rows]
-        outputs = generate(model, tokenizer, prompts, max_new_tokens or spec.default_max_new_tokens,
-                           spec.stop_strings, batch_size, progress)
-        items = [{"id": r["id"], "prompt": p, **o, **score(r, o["output"])}
-                 for r, p, o in zip(rows, prompts, outputs)]
+        outputs = generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens or spec.default_max_new_tokens,
+            spec.stop_strings,
+            batch_size,
+            progress,
+        )
+        items = [{"id": r["id"], "prompt": p, **o, **score(r, o["output"])} for r, p, o in zip(rows, prompts, outputs)]
     resources.synchronize()
     wall_s = time.perf_counter() - start
-    metrics = {m.name: float(np.mean([it["scores"][m.name] for it in items]))
-               for m in spec.metrics if m.per_item}
+    metrics = {m.name: float(np.mean([it["scores"][m.name] for it in items])) for m in spec.metrics if m.per_item}
     if task == "openmath":
         errors = [it["abs_error"] for it in items if it["abs_error"] is not None]
         # Undefined when no output has a number; left out rather than reported as 0.
         if errors:
             metrics["median_abs_error"] = float(statistics.median(errors))
-    return {"metrics": metrics, "n": len(items), "wall_s": wall_s, "items_per_s": len(items) / wall_s,
-            "items": items}
+    return {"metrics": metrics, "n": len(items), "wall_s": wall_s, "items_per_s": len(items) / wall_s, "items": items}
 
 
 @torch.no_grad()
@@ -207,16 +253,23 @@ def measure_latency(model, tokenizer, task: str, rows: list[dict], max_new_token
         resources.synchronize()
         latencies.append(1000.0 * (time.perf_counter() - start))
         tokens.append(out["generated_tokens"])
-    return {"task": task, "items": len(prompts), "ms": latencies,
-            "p50_ms": float(np.percentile(latencies, 50)), "p95_ms": float(np.percentile(latencies, 95)),
-            "generated_tokens": int(sum(tokens)),
-            "generated_tokens_per_s": 1000.0 * sum(tokens) / sum(latencies)}
+    return {
+        "task": task,
+        "items": len(prompts),
+        "ms": latencies,
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p95_ms": float(np.percentile(latencies, 95)),
+        "generated_tokens": int(sum(tokens)),
+        "generated_tokens_per_s": 1000.0 * sum(tokens) / sum(latencies),
+    }
 
 
 # ------------------------------------------------------------------------- the eval step
 
-def evaluate(cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPaths,
-             log: Callable[[str], None] = print) -> dict:
+
+def evaluate(
+    cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPaths, log: Callable[[str], None] = print
+) -> dict:
     """Evaluate one run on every task; write predictions/<run>/<task>.jsonl and eval/<run>.json."""
     from transformers import set_seed
 
@@ -232,34 +285,48 @@ def evaluate(cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPat
         model = load_for_eval(path, cfg.model, cfg.quant if method == "qlora" else None, adapter)
     counts = resources.count_parameters(model)
     record: dict[str, Any] = {
-        "run": run, "method": method, "seed": seed, "params_hash": params_hash(cfg.to_dict()),
-        "model": path, "adapter": str(adapter) if adapter else None, "device": resources.device_name(),
+        "run": run,
+        "method": method,
+        "seed": seed,
+        "params_hash": params_hash(cfg.to_dict()),
+        "model": path,
+        "adapter": str(adapter) if adapter else None,
+        "device": resources.device_name(),
         "total_params": counts["total_params"],
         "adapter_params": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n),
-        "weights_bytes": resources.weights_bytes(model), "load": {"wall_s": load.wall_s, "peak": load.peak},
-        "tasks": {}}
+        "weights_bytes": resources.weights_bytes(model),
+        "load": {"wall_s": load.wall_s, "peak": load.peak},
+        "tasks": {},
+    }
     predictions = {}
     with resources.measure() as phase:
         for task_cfg in cfg.tasks:
             rows = load_eval(paths.data, task_cfg.name)
             log(f"evaluating {run} on {task_cfg.name} ({len(rows)} items)")
-            result = run_task(model, tokenizer, task_cfg.name, rows, cfg.eval.batch_size,
-                              task_cfg.max_new_tokens, log)
+            result = run_task(model, tokenizer, task_cfg.name, rows, cfg.eval.batch_size, task_cfg.max_new_tokens, log)
             predictions[task_cfg.name] = result.pop("items")
             record["tasks"][task_cfg.name] = result
         latency_task = cfg.eval.latency_task
         if any(t.name == latency_task for t in cfg.tasks):
             rows = load_eval(paths.data, latency_task)[: cfg.eval.latency_items]
             log(f"timing {len(rows)} {latency_task} items one at a time")
-            record["latency"] = measure_latency(model, tokenizer, latency_task, rows,
-                                                cfg.task(latency_task).max_new_tokens)
-    record.update({"wall_s": phase.wall_s, "peak": phase.peak, "memory_kind": phase.peak["memory_kind"],
-                   "peak_memory_mb": resources.headline_peak_mb(phase.peak)})
+            record["latency"] = measure_latency(
+                model, tokenizer, latency_task, rows, cfg.task(latency_task).max_new_tokens
+            )
+    record.update(
+        {
+            "wall_s": phase.wall_s,
+            "peak": phase.peak,
+            "memory_kind": phase.peak["memory_kind"],
+            "peak_memory_mb": resources.headline_peak_mb(phase.peak),
+        }
+    )
     # Written only now, the record last, so an interrupted evaluation leaves no partial results.
     for task, items in predictions.items():
         write_jsonl(paths.predictions(run, task), items)
     atomic_write_json(paths.eval_json(run), record)
-    summary = ", ".join(f"{t} {TASKS[t].primary} {r['metrics'][TASKS[t].primary]:.3f}"
-                        for t, r in record["tasks"].items())
+    summary = ", ".join(
+        f"{t} {TASKS[t].primary} {r['metrics'][TASKS[t].primary]:.3f}" for t, r in record["tasks"].items()
+    )
     log(f"evaluated {run} in {phase.wall_s:.1f} s: {summary}")
     return record

@@ -50,54 +50,84 @@ def integer(x: float | None, na: str = "n/a") -> str:
     return f"{int(round(x)):,}"
 
 
-
 def data_section(summary: dict) -> str:
     rows = []
     for name, d in summary["datasets"].items():
         skipped = "; ".join(f"{escape(reason)}: {count:,}" for reason, count in d.get("skipped", {}).items()) or "none"
-        rows.append([TASKS[name].title if name in TASKS else escape(name), integer(d.get("loaded")),
-                     skipped, integer(d.get("train"), "\u2014"), integer(d.get("eval"), "\u2014"),
-                     integer(d.get("overlap_with_train"), "\u2014")])
-    return "\n".join([
-        "## Data", "",
-        f"Source: {escape(summary['source'])}. Rows with missing fields or empty references are "
-        "skipped and counted; OpenMath evaluation keeps problems with numeric answers; held-out problems are "
-        "never in the training set (overlap checked on normalised text).", "",
-        table(["dataset", "rows loaded", "skipped (reason: count)", "train", "evaluated", "overlap with training"],
-              rows, ["l", "r", "l", "r", "r", "r"])])
-
+        rows.append(
+            [
+                TASKS[name].title if name in TASKS else escape(name),
+                integer(d.get("loaded")),
+                skipped,
+                integer(d.get("train"), "\u2014"),
+                integer(d.get("eval"), "\u2014"),
+                integer(d.get("overlap_with_train"), "\u2014"),
+            ]
+        )
+    return "\n".join(
+        [
+            "## Data",
+            "",
+            f"Source: {escape(summary['source'])}. Rows with missing fields or empty references are "
+            "skipped and counted; OpenMath evaluation keeps problems with numeric answers; held-out problems are "
+            "never in the training set (overlap checked on normalised text).",
+            "",
+            table(
+                ["dataset", "rows loaded", "skipped (reason: count)", "train", "evaluated", "overlap with training"],
+                rows,
+                ["l", "r", "l", "r", "r", "r"],
+            ),
+        ]
+    )
 
 
 # ------------------------------------------------------------------------- step summaries
 
+
 def train_summary(record: dict) -> str:
     """What one training run measured, for the 02_train notebook."""
     stages = record["stages"]
-    rows = [["trainable / total parameters", f"{record['trainable_params']:,} / {record['total_params']:,} "
-                                             f"({record['pct_trainable']:.2f}%)"],
-            ["weights footprint after load", f"{stages['load']['weights_bytes'] / 2**20:,.2f} MB"]]
+    rows = [
+        [
+            "trainable / total parameters",
+            f"{record['trainable_params']:,} / {record['total_params']:,} ({record['pct_trainable']:.2f}%)",
+        ],
+        ["weights footprint after load", f"{stages['load']['weights_bytes'] / 2**20:,.2f} MB"],
+    ]
     if "prepare" in stages:
         rows.append(["weights after k-bit preparation", f"{stages['prepare']['weights_bytes'] / 2**20:,.2f} MB"])
     if stages["quantized"]:
         rows.append(["bits per quantized weight", f"{stages['quantized']['bits_per_quantized_weight']:.3f}"])
-    rows += [[f"peak memory while training ({record['memory_kind']})", f"{record['peak_memory_mb']:,.1f} MB"],
-             ["wall time", f"{record['wall_s']:,.1f} s"],
-             ["optimizer steps / tokens seen", f"{record['optimizer_steps']:,} / {record['tokens_seen']:,}"],
-             ["throughput", f"{record['tokens_per_s']:,.0f} tokens/s"],
-             ["final logged loss", f"{record['final_loss']:.4f}"],
-             ["adapter on disk", f"{record['adapter_bytes'] / 2**20:,.2f} MB"]]
+    rows += [
+        [f"peak memory while training ({record['memory_kind']})", f"{record['peak_memory_mb']:,.1f} MB"],
+        ["wall time", f"{record['wall_s']:,.1f} s"],
+        ["optimizer steps / tokens seen", f"{record['optimizer_steps']:,} / {record['tokens_seen']:,}"],
+        ["throughput", f"{record['tokens_per_s']:,.0f} tokens/s"],
+        ["final logged loss", f"{record['final_loss']:.4f}"],
+        ["adapter on disk", f"{record['adapter_bytes'] / 2**20:,.2f} MB"],
+    ]
     return f"### Trained `{escape(record['run'])}`\n\n" + table(["", ""], rows, ["l", "r"])
 
 
 def eval_summary(record: dict) -> str:
     """What one evaluation run measured, for the 03_evaluate notebook."""
-    rows = [[TASKS[t].title, ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items()), str(r["n"]),
-             f"{r['items_per_s']:,.1f}"] for t, r in record["tasks"].items()]
-    text = f"### Evaluated `{escape(record['run'])}`\n\n" + table(["task", "metrics", "n", "items/s"], rows,
-                                                                   ["l", "l", "r", "r"])
+    rows = [
+        [
+            TASKS[t].title,
+            ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items()),
+            str(r["n"]),
+            f"{r['items_per_s']:,.1f}",
+        ]
+        for t, r in record["tasks"].items()
+    ]
+    text = f"### Evaluated `{escape(record['run'])}`\n\n" + table(
+        ["task", "metrics", "n", "items/s"], rows, ["l", "l", "r", "r"]
+    )
     if "latency" in record:
         lat = record["latency"]
-        text += (f"\n\nLatency at batch size 1 on {lat['items']} {lat['task']} items: p50 {lat['p50_ms']:,.1f} ms, "
-                 f"p95 {lat['p95_ms']:,.1f} ms, {lat['generated_tokens_per_s']:,.0f} generated tokens/s. "
-                 f"Peak memory ({record['memory_kind']}): {record['peak_memory_mb']:,.1f} MB.")
+        text += (
+            f"\n\nLatency at batch size 1 on {lat['items']} {lat['task']} items: p50 {lat['p50_ms']:,.1f} ms, "
+            f"p95 {lat['p95_ms']:,.1f} ms, {lat['generated_tokens_per_s']:,.0f} generated tokens/s. "
+            f"Peak memory ({record['memory_kind']}): {record['peak_memory_mb']:,.1f} MB."
+        )
     return text

@@ -111,15 +111,11 @@ _NUMBER_TOKEN = re.compile(
 )
 
 # The whole string is a single (optionally signed) number or placeholder.
-_SINGLE_NUMBER = re.compile(
-    r"[-+\u2212]?(?:\x00\d+\x00|" + _UNSIGNED + r")"
-)
+_SINGLE_NUMBER = re.compile(r"[-+\u2212]?(?:\x00\d+\x00|" + _UNSIGNED + r")")
 
 # "a/b" as an entire answer; inside running text a slash is too ambiguous
 # (dates, units, "km/h") to be read as division.
-_SLASH_FRACTION = re.compile(
-    r"(?P<sign>[-+\u2212]?)(?P<a>" + _UNSIGNED + r")\s*/\s*(?P<b>" + _UNSIGNED + r")"
-)
+_SLASH_FRACTION = re.compile(r"(?P<sign>[-+\u2212]?)(?P<a>" + _UNSIGNED + r")\s*/\s*(?P<b>" + _UNSIGNED + r")")
 
 _MAX_DEPTH = 8
 
@@ -169,9 +165,7 @@ def _clean(text: str) -> str:
     return text
 
 
-def _replace_fractions(
-    text: str, values: list[float | None], depth: int = 0
-) -> str:
+def _replace_fractions(text: str, values: list[float | None], depth: int = 0) -> str:
     """Replace each \\frac{a}{b} by a placeholder; its value goes in ``values``.
 
     A fraction whose parts are not plain numbers (``\\frac{\\pi}{2}``) gets a
@@ -304,9 +298,7 @@ def extract_number(text: str) -> float | None:
     return _number_from_segment(text, last=True)
 
 
-def numbers_match(
-    predicted: float | None, expected: float, rel_tol: float = 1e-6
-) -> bool:
+def numbers_match(predicted: float | None, expected: float, rel_tol: float = 1e-6) -> bool:
     """Whether ``predicted`` equals ``expected`` up to ``rel_tol``.
 
     A tiny absolute tolerance lets 0 match 0 (and -0.0 or 1e-12 noise), which a

@@ -12,8 +12,8 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -34,10 +34,20 @@ TINY_CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
     "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
-    "{%- endif %}")
-TINY_ARCH = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, head_dim=32, tie_word_embeddings=True,
-                 max_position_embeddings=1024, rope_theta=1_000_000.0, rms_norm_eps=1e-6)
+    "{%- endif %}"
+)
+TINY_ARCH = dict(
+    hidden_size=128,
+    intermediate_size=384,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=32,
+    tie_word_embeddings=True,
+    max_position_embeddings=1024,
+    rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6,
+)
 TINY_VOCAB = 1024
 TINY_PRETRAIN = dict(steps=800, batch_size=8, block_size=128, learning_rate=3e-3, seed=1234)
 
@@ -46,8 +56,9 @@ def tiny_model_dir(models_dir: Path) -> Path:
     return models_dir / f"tiny-qwen3-v{TINY_VERSION}"
 
 
-def model_path(model: ModelConfig, models_dir: Path, resolve: Callable[[str], Path],
-               log: Callable[[str], None] = print) -> str:
+def model_path(
+    model: ModelConfig, models_dir: Path, resolve: Callable[[str], Path], log: Callable[[str], None] = print
+) -> str:
     """The path or hub id `from_pretrained` gets; builds the tiny model on first use."""
     if model.name == BUILTIN_MODEL:
         path = tiny_model_dir(models_dir)
@@ -71,18 +82,25 @@ def load_tokenizer(path: str, model: ModelConfig):
 def quantization_config(quant: QuantConfig):
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant.quant_type,
-                              bnb_4bit_use_double_quant=quant.double_quant,
-                              bnb_4bit_compute_dtype=DTYPES[quant.compute_dtype])
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quant.quant_type,
+        bnb_4bit_use_double_quant=quant.double_quant,
+        bnb_4bit_compute_dtype=DTYPES[quant.compute_dtype],
+    )
 
 
 def load_model(path: str, model: ModelConfig, quant: QuantConfig | None = None):
     """The base model: 16-bit (model.dtype) or, with `quant`, bitsandbytes 4-bit."""
     from transformers import AutoModelForCausalLM
 
-    kwargs = dict(dtype=DTYPES[model.dtype], device_map=device(), use_safetensors=True,
-                  trust_remote_code=model.trust_remote_code,
-                  attn_implementation=model.attn_implementation)
+    kwargs = dict(
+        dtype=DTYPES[model.dtype],
+        device_map=device(),
+        use_safetensors=True,
+        trust_remote_code=model.trust_remote_code,
+        attn_implementation=model.attn_implementation,
+    )
     if quant is not None:
         kwargs["quantization_config"] = quantization_config(quant)
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -90,12 +108,14 @@ def load_model(path: str, model: ModelConfig, quant: QuantConfig | None = None):
 
 # ------------------------------------------------------------------------- the tiny model
 
+
 def _render(tokenizer, item: str | tuple[str, str]) -> str:
     if isinstance(item, str):
         return item + tokenizer.eos_token
     user, answer = item
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                           add_generation_prompt=True, enable_thinking=False)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
     return prompt + answer + tokenizer.eos_token
 
 
@@ -105,15 +125,20 @@ def build_tokenizer(texts: list[str]):
 
     bpe = Tokenizer(models.BPE())
     # Digits one by one, as Qwen's tokenizer does, so arithmetic is learnable.
-    bpe.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=TINY_VOCAB, special_tokens=TINY_SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_VOCAB, special_tokens=TINY_SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     bpe.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", chat_template=TINY_CHAT_TEMPLATE)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=TINY_CHAT_TEMPLATE
+    )
 
 
 def build_tiny_model(out_dir: Path, log: Callable[[str], None] = print) -> Path:
@@ -128,8 +153,13 @@ def build_tiny_model(out_dir: Path, log: Callable[[str], None] = print) -> Path:
     stream = pretraining_texts(spec["seed"])
     corpus_items = list(itertools.islice(stream, 4000))
     tokenizer = build_tokenizer([t if isinstance(t, str) else " ".join(t) for t in corpus_items])
-    config = Qwen3Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=None, **TINY_ARCH)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        **TINY_ARCH,
+    )
     model = Qwen3ForCausalLM(config)
 
     # Pack the token stream into fixed blocks: plain causal LM pretraining.
@@ -139,15 +169,18 @@ def build_tiny_model(out_dir: Path, log: Callable[[str], None] = print) -> Path:
             buffer += tokenizer(_render(tokenizer, item), add_special_tokens=False).input_ids
             while len(buffer) >= spec["block_size"]:
                 yield buffer[: spec["block_size"]]
-                buffer = buffer[spec["block_size"]:]
+                buffer = buffer[spec["block_size"] :]
 
     source = blocks()
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec["learning_rate"], weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / spec["steps"])))
+        optimizer, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / spec["steps"]))
+    )
     model.train()
-    log(f"building {out_dir.name}: {sum(p.numel() for p in model.parameters()):,} parameters, "
-        f"pretraining {spec['steps']} steps on synthetic text")
+    log(
+        f"building {out_dir.name}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"pretraining {spec['steps']} steps on synthetic text"
+    )
     for step in range(spec["steps"]):
         batch = torch.tensor([next(source) for _ in range(spec["batch_size"])])
         loss = model(input_ids=batch, labels=batch).loss

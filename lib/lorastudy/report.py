@@ -31,31 +31,52 @@ from .tasks import OPENMATH_INSTRUCTION, TASKS
 METHOD_LABELS = {"base": "base", "lora": "LoRA", "qlora": "QLoRA"}
 PALETTE = {"base": "#8c8c8c", "lora": "#1f77b4", "qlora": "#d62728"}
 LABEL_PALETTE = {METHOD_LABELS[m]: colour for m, colour in PALETTE.items()}
-LIBRARIES = ["lorastudy", "torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets",
-             "papermill", "nbconvert", "scipy", "pandas", "seaborn"]
+LIBRARIES = [
+    "lorastudy",
+    "torch",
+    "transformers",
+    "peft",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "papermill",
+    "nbconvert",
+    "scipy",
+    "pandas",
+    "seaborn",
+]
+
+
 def _arrow(higher_is_better: bool) -> str:
     return "\u2191" if higher_is_better else "\u2193"
 
 
 # ------------------------------------------------------------------------- text sections
 
+
 def title(res: StudyResults) -> str:
     cfg = res.cfg
     n = ", ".join(f"{TASKS[t.name].title} n = {len(res.items[(res.runs[0].name, t.name)])}" for t in cfg.tasks)
-    lines = [f"# LoRA vs QLoRA: study `{escape(cfg.study)}`", "",
-             f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets']['openmath']['train']:,} "
-             f"OpenMath problems ({escape(cfg.data.source)} data) with "
-             f"{', '.join(METHOD_LABELS[m] for m in res.methods if m != 'base') or 'no method'}, "
-             f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}; evaluated on {n}. "
-             f"LoRA trains on the unquantized base ({cfg.model.dtype} weights); QLoRA trains the same "
-             f"adapter on a {cfg.quant.quant_type.upper()}{', double-quantized' if cfg.quant.double_quant else ''} "
-             f"4-bit base (bitsandbytes, compute dtype {cfg.quant.compute_dtype})."]
+    lines = [
+        f"# LoRA vs QLoRA: study `{escape(cfg.study)}`",
+        "",
+        f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets']['openmath']['train']:,} "
+        f"OpenMath problems ({escape(cfg.data.source)} data) with "
+        f"{', '.join(METHOD_LABELS[m] for m in res.methods if m != 'base') or 'no method'}, "
+        f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}; evaluated on {n}. "
+        f"LoRA trains on the unquantized base ({cfg.model.dtype} weights); QLoRA trains the same "
+        f"adapter on a {cfg.quant.quant_type.upper()}{', double-quantized' if cfg.quant.double_quant else ''} "
+        f"4-bit base (bitsandbytes, compute dtype {cfg.quant.compute_dtype}).",
+    ]
     if cfg.model.name == BUILTIN_MODEL:
-        lines += ["", "> **Smoke study.** This is the offline study: a tiny Qwen3-architecture model that "
-                      "lorastudy builds and pretrains on synthetic text, evaluated on synthetic data in the real "
-                      "datasets' schemas. Its numbers show that every step works and is measured; they say "
-                      "nothing about how LoRA and QLoRA compare on a real model. Memory on a CPU is dominated "
-                      "by the Python process itself, not by this model's weights."]
+        lines += [
+            "",
+            "> **Smoke study.** This is the offline study: a tiny Qwen3-architecture model that "
+            "lorastudy builds and pretrains on synthetic text, evaluated on synthetic data in the real "
+            "datasets' schemas. Its numbers show that every step works and is measured; they say "
+            "nothing about how LoRA and QLoRA compare on a real model. Memory on a CPU is dominated "
+            "by the Python process itself, not by this model's weights.",
+        ]
     return "\n".join(lines)
 
 
@@ -69,19 +90,26 @@ def executive_summary(res: StudyResults) -> str:
         lines.append("- The study has fewer than two methods, so nothing is compared.")
     costs, _ = conclusions.cost_sentences(res.resources)
     lines += [f"- {c}" for c in costs]
-    lines += ["", f"**Recommendation.** {conclusions.recommendation(res.comparisons, res.resources, rep.alpha)}",
-              "", f"Verdicts use each task's primary metric; \"better\" and \"worse\" need a Holm-adjusted p below "
-                  f"{rep.alpha} across all {len(res.comparisons)} comparisons in this study. No average across "
-                  f"tasks is formed: the tasks' metrics differ in meaning."]
+    lines += [
+        "",
+        f"**Recommendation.** {conclusions.recommendation(res.comparisons, res.resources, rep.alpha)}",
+        "",
+        f'Verdicts use each task\'s primary metric; "better" and "worse" need a Holm-adjusted p below '
+        f"{rep.alpha} across all {len(res.comparisons)} comparisons in this study. No average across "
+        f"tasks is formed: the tasks' metrics differ in meaning.",
+    ]
     return "\n".join(lines)
 
 
 def performance_tables(res: StudyResults) -> str:
     conf = f"{res.cfg.report.confidence:.0%}"
-    parts = ["## Performance by dataset", "",
-             f"Each cell is the score with its {conf} bootstrap interval over items "
-             f"({res.cfg.report.bootstrap_resamples:,} resamples). \u2191 higher is better, \u2193 lower is better. "
-             "Fractions are shown as fractions (0 to 1)."]
+    parts = [
+        "## Performance by dataset",
+        "",
+        f"Each cell is the score with its {conf} bootstrap interval over items "
+        f"({res.cfg.report.bootstrap_resamples:,} resamples). \u2191 higher is better, \u2193 lower is better. "
+        "Fractions are shown as fractions (0 to 1).",
+    ]
     m = res.metrics
     for t in res.cfg.tasks:
         task = TASKS[t.name]
@@ -100,12 +128,19 @@ def performance_tables(res: StudyResults) -> str:
                 if r.n_seeds > 1 and r.seed_sd is not None and not pd.isna(r.seed_sd):
                     text += f", seed sd {num(r.seed_sd)}"
                 cells.append(text)
-            label = f"{metric.name} {_arrow(metric.higher_is_better)}" + (" (primary)" if metric.name == task.primary else "")
+            label = f"{metric.name} {_arrow(metric.higher_is_better)}" + (
+                " (primary)" if metric.name == task.primary else ""
+            )
             rows.append([label] + cells)
         n = len(res.items[(res.runs[0].name, t.name)])
-        parts += ["", f"### {task.title} (n = {n})", "",
-                  table(["metric"] + [METHOD_LABELS[x] for x in res.methods], rows), "",
-                  "; ".join(f"*{x.name}*: {x.description}" for x in task.metrics) + "."]
+        parts += [
+            "",
+            f"### {task.title} (n = {n})",
+            "",
+            table(["metric"] + [METHOD_LABELS[x] for x in res.methods], rows),
+            "",
+            "; ".join(f"*{x.name}*: {x.description}" for x in task.metrics) + ".",
+        ]
     return "\n".join(parts)
 
 
@@ -117,18 +152,38 @@ def comparisons_table(res: StudyResults) -> str:
     rows = []
     for _, r in c.iterrows():
         v = conclusions.verdict(r, rep.alpha, rep.confidence)
-        rows.append([f"{TASKS[r.task].title}", f"{r.metric} {_arrow(r.higher_is_better)}",
-                     f"{METHOD_LABELS[r.method_a]} \u2212 {METHOD_LABELS[r.method_b]}",
-                     num(r.delta), f"[{num(r.ci_low)}, {num(r.ci_high)}]", _p(r.p_value), _p(r.p_holm),
-                     r.test.replace("_", " "), f"\u00b1{num(r.mdd)}", str(int(r.n)), v.kind])
-    return "\n".join([
-        "## Comparisons", "",
-        f"Paired differences on the same items (method A \u2212 method B), with a paired bootstrap {rep.confidence:.0%} "
-        "interval. p-values: exact McNemar for 0/1 scores, a paired permutation test for continuous ones "
-        f"(F1, or scores averaged over seeds); Holm-adjusted across all {len(c)} comparisons. "
-        "MDD: the smallest difference this n detects with 80% power at the same level.", "",
-        table(["task", "metric", "A \u2212 B", "\u0394", "CI", "p", "p (Holm)", "test", "MDD", "n", "verdict"],
-              rows, ["l", "l", "l", "r", "r", "r", "r", "l", "r", "r", "l"])])
+        rows.append(
+            [
+                f"{TASKS[r.task].title}",
+                f"{r.metric} {_arrow(r.higher_is_better)}",
+                f"{METHOD_LABELS[r.method_a]} \u2212 {METHOD_LABELS[r.method_b]}",
+                num(r.delta),
+                f"[{num(r.ci_low)}, {num(r.ci_high)}]",
+                _p(r.p_value),
+                _p(r.p_holm),
+                r.test.replace("_", " "),
+                f"\u00b1{num(r.mdd)}",
+                str(int(r.n)),
+                v.kind,
+            ]
+        )
+    return "\n".join(
+        [
+            "## Comparisons",
+            "",
+            f"Paired differences on the same items (method A \u2212 method B), with a paired bootstrap "
+            f"{rep.confidence:.0%} "
+            "interval. p-values: exact McNemar for 0/1 scores, a paired permutation test for continuous ones "
+            f"(F1, or scores averaged over seeds); Holm-adjusted across all {len(c)} comparisons. "
+            "MDD: the smallest difference this n detects with 80% power at the same level.",
+            "",
+            table(
+                ["task", "metric", "A \u2212 B", "\u0394", "CI", "p", "p (Holm)", "test", "MDD", "n", "verdict"],
+                rows,
+                ["l", "l", "l", "r", "r", "r", "r", "l", "r", "r", "l"],
+            ),
+        ]
+    )
 
 
 def _p(p: float) -> str:
@@ -149,6 +204,7 @@ def resources_table(res: StudyResults) -> str:
 
     mb = lambda v: f"{v:,.1f}"  # noqa: E731
     small_mb = lambda v: f"{v:,.2f}"  # noqa: E731
+
     def trainable(v):
         return f"{int(v):,}" if v else "0 (not fine-tuned)"
 
@@ -172,7 +228,8 @@ def resources_table(res: StudyResults) -> str:
         ("evaluation throughput (items/s, batched)", "items_per_s", lambda v: f"{v:,.1f}"),
         ("latency p50 at batch 1 (ms)", "latency_ms_p50", lambda v: f"{v:,.1f}"),
         ("latency p95 at batch 1 (ms)", "latency_ms_p95", lambda v: f"{v:,.1f}"),
-        ("training precision", "precision", str), ("optimizer", "optim", str),
+        ("training precision", "precision", str),
+        ("optimizer", "optim", str),
     ]
     rows = []
     for label, key, fmt in spec:
@@ -182,8 +239,12 @@ def resources_table(res: StudyResults) -> str:
     lat_task = res.cfg.eval.latency_task
     notes = [
         f"Memory is the {memory_kind_label(kind)}, reset at the start of each phase"
-        + (" (on a CPU the process's peak resident set, which includes Python and the libraries; the weights "
-           "footprint rows isolate the model)." if kind == "cpu_rss" else "; CUDA allocated is shown beside it."),
+        + (
+            " (on a CPU the process's peak resident set, which includes Python and the libraries; the weights "
+            "footprint rows isolate the model)."
+            if kind == "cpu_rss"
+            else "; CUDA allocated is shown beside it."
+        ),
         "Total parameters count logical weights, so the 4-bit base reports the same total as its 16-bit twin; "
         "the adapter's parameters are included where one is loaded.",
         f"Latency: one {escape(lat_task)} item at a time, {res.cfg.eval.latency_items} items after one "
@@ -191,9 +252,15 @@ def resources_table(res: StudyResults) -> str:
         "n/a: the figure does not apply to that phase (no training for the base; no latency while training; "
         "no k-bit preparation for the 16-bit base).",
     ]
-    return "\n".join(["## Model configurations and costs", "",
-                      table(["figure"] + [f"{METHOD_LABELS[m]} ({p})" for m, p in cols], rows), "",
-                      *[f"- {n}" for n in notes]])
+    return "\n".join(
+        [
+            "## Model configurations and costs",
+            "",
+            table(["figure"] + [f"{METHOD_LABELS[m]} ({p})" for m, p in cols], rows),
+            "",
+            *[f"- {n}" for n in notes],
+        ]
+    )
 
 
 def examples(res: StudyResults, limit: int | None = None) -> str:
@@ -215,12 +282,20 @@ def examples(res: StudyResults, limit: int | None = None) -> str:
         for i in shown:
             ref = items[res.methods[0]][i]["references"]
             row = [escape(_question(t.name, items[res.methods[0]][i]["prompt"]), 160)]
-            row += [f"{escape(items[m][i]['output'], 120)} ({num(items[m][i]['scores'][primary], 2)})"
-                    for m in res.methods]
+            row += [
+                f"{escape(items[m][i]['output'], 120)} ({num(items[m][i]['scores'][primary], 2)})" for m in res.methods
+            ]
             row += [escape(" | ".join(map(str, ref)), 80), "yes" if i in differing else "no"]
             rows.append(row)
-        parts += ["", table(["prompt"] + [f"{METHOD_LABELS[m]} ({primary})" for m in res.methods]
-                            + ["reference", "differs"], rows, ["l"] * (len(res.methods) + 3)), ""]
+        parts += [
+            "",
+            table(
+                ["prompt"] + [f"{METHOD_LABELS[m]} ({primary})" for m in res.methods] + ["reference", "differs"],
+                rows,
+                ["l"] * (len(res.methods) + 3),
+            ),
+            "",
+        ]
     return "\n".join(parts)
 
 
@@ -239,10 +314,12 @@ def provenance(res: StudyResults, params_file: str, overrides: dict) -> str:
     cfg = res.cfg
     resolved = {k: v for k, v in cfg.to_dict().items() if k != "root"}
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cfg.root, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cfg.root,
-                               capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cfg.root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cfg.root, capture_output=True, text=True
+        ).stdout.strip()
         commit += " (with uncommitted changes)" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         commit = "not a git checkout"
@@ -259,21 +336,33 @@ def provenance(res: StudyResults, params_file: str, overrides: dict) -> str:
         shown = Path(params_file)
     command = "lorastudy run " + str(shown) + "".join(f" -p {k}={v}" for k, v in overrides.items())
     params_yaml = yaml.safe_dump(resolved, sort_keys=False)
-    return "\n".join([
-        "## Provenance", "",
-        table(["", ""], [
-            ["reproduce with", f"`{escape(command)}`"],
-            ["parameters hash", f"`{params_hash(cfg.to_dict())}`"],
-            ["git commit", escape(commit)],
-            ["device", "; ".join(escape(d) for d in devices)],
-            ["Python", escape(platform.python_version())],
-            ["libraries", escape(", ".join(versions))],
-            ["report generated", time.strftime("%Y-%m-%d %H:%M:%S %Z")],
-        ], ["l", "l"]),
-        "", "Resolved parameters:", "", "<pre>" + html.escape(params_yaml) + "</pre>"])
+    return "\n".join(
+        [
+            "## Provenance",
+            "",
+            table(
+                ["", ""],
+                [
+                    ["reproduce with", f"`{escape(command)}`"],
+                    ["parameters hash", f"`{params_hash(cfg.to_dict())}`"],
+                    ["git commit", escape(commit)],
+                    ["device", "; ".join(escape(d) for d in devices)],
+                    ["Python", escape(platform.python_version())],
+                    ["libraries", escape(", ".join(versions))],
+                    ["report generated", time.strftime("%Y-%m-%d %H:%M:%S %Z")],
+                ],
+                ["l", "l"],
+            ),
+            "",
+            "Resolved parameters:",
+            "",
+            "<pre>" + html.escape(params_yaml) + "</pre>",
+        ]
+    )
 
 
 # ------------------------------------------------------------------------- charts
+
 
 def _style() -> None:
     sns.set_theme(style="whitegrid", context="notebook")
@@ -293,15 +382,26 @@ def chart_primary(res: StudyResults):
         rows = m[m.task == task].set_index("method").loc[res.methods].reset_index()
         x = np.arange(len(rows))
         ax.bar(x, rows["value"], color=[PALETTE[mm] for mm in rows["method"]], alpha=0.85)
-        ax.errorbar(x, rows["value"], yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
-                    fmt="none", ecolor="black", capsize=5)
+        ax.errorbar(
+            x,
+            rows["value"],
+            yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
+            fmt="none",
+            ecolor="black",
+            capsize=5,
+        )
         ax.set_xticks(x, [METHOD_LABELS[mm] for mm in rows["method"]])
         metric = TASKS[task].primary
-        ax.set_title(f"{TASKS[task].title}\n{metric} ({'higher' if TASKS[task].metric(metric).higher_is_better else 'lower'} is better)")
+        ax.set_title(
+            f"{TASKS[task].title}\n{metric} "
+            f"({'higher' if TASKS[task].metric(metric).higher_is_better else 'lower'} is better)"
+        )
         ax.set_ylim(0, 1)
     fig.tight_layout()
-    caption = (f"Primary metric per task and method, with {res.cfg.report.confidence:.0%} bootstrap intervals "
-               f"over items (n per task in the tables above).")
+    caption = (
+        f"Primary metric per task and method, with {res.cfg.report.confidence:.0%} bootstrap intervals "
+        f"over items (n per task in the tables above)."
+    )
     return fig, caption
 
 
@@ -314,19 +414,32 @@ def chart_score_vs_memory(res: StudyResults):
     data = m.merge(r[["method", "peak_memory_mb"]], on="method")
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for task, rows in data.groupby("task", sort=False):
-        ax.errorbar(rows["peak_memory_mb"], rows["value"], yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
-                    fmt="o", capsize=4, label=f"{TASKS[task].title} ({TASKS[task].primary})")
+        ax.errorbar(
+            rows["peak_memory_mb"],
+            rows["value"],
+            yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
+            fmt="o",
+            capsize=4,
+            label=f"{TASKS[task].title} ({TASKS[task].primary})",
+        )
         for _, row in rows.iterrows():
-            ax.annotate(METHOD_LABELS[row.method], (row.peak_memory_mb, row.value), textcoords="offset points",
-                        xytext=(6, 4), fontsize=9)
+            ax.annotate(
+                METHOD_LABELS[row.method],
+                (row.peak_memory_mb, row.value),
+                textcoords="offset points",
+                xytext=(6, 4),
+                fontsize=9,
+            )
     # From zero, so the gap between the methods is drawn to scale.
     ax.set_xlim(0, data["peak_memory_mb"].max() * 1.15)
     ax.set_xlabel(f"{memory_kind_label(r.memory_kind.iloc[0])} during training (MB)")
     ax.set_ylabel("primary metric")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return fig, ("Each trained method's primary score per task (with its interval) against its peak memory "
-                 "while training. Up and to the left is better. The base model is not trained, so it has no point.")
+    return fig, (
+        "Each trained method's primary score per task (with its interval) against its peak memory "
+        "while training. Up and to the left is better. The base model is not trained, so it has no point."
+    )
 
 
 def chart_losses(res: StudyResults):
@@ -335,13 +448,16 @@ def chart_losses(res: StudyResults):
         return None, "No training losses were recorded (no method was trained)."
     fig, ax = plt.subplots(figsize=(6.5, 4))
     data = _labelled(res.losses)
-    sns.lineplot(data=data, x="step", y="loss", hue="method", units="seed", estimator=None, ax=ax,
-                 palette=LABEL_PALETTE)
+    sns.lineplot(
+        data=data, x="step", y="loss", hue="method", units="seed", estimator=None, ax=ax, palette=LABEL_PALETTE
+    )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (answer tokens)")
     fig.tight_layout()
-    return fig, (f"Training loss (cross-entropy on answer tokens only) every {res.cfg.train.logging_steps} "
-                 f"optimizer step(s), one line per method and seed.")
+    return fig, (
+        f"Training loss (cross-entropy on answer tokens only) every {res.cfg.train.logging_steps} "
+        f"optimizer step(s), one line per method and seed."
+    )
 
 
 def chart_latency(res: StudyResults):
@@ -351,14 +467,25 @@ def chart_latency(res: StudyResults):
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     data = _labelled(res.latency)
     order = [METHOD_LABELS[m] for m in res.methods]
-    sns.boxplot(data=data, x="latency_ms", y="method", order=order, hue="method", palette=LABEL_PALETTE, ax=ax,
-                fliersize=0, legend=False)
+    sns.boxplot(
+        data=data,
+        x="latency_ms",
+        y="method",
+        order=order,
+        hue="method",
+        palette=LABEL_PALETTE,
+        ax=ax,
+        fliersize=0,
+        legend=False,
+    )
     sns.stripplot(data=data, x="latency_ms", y="method", order=order, color="black", size=4, ax=ax)
     ax.set_xlabel("latency per item at batch size 1 (ms)")
     ax.set_ylabel("")
     fig.tight_layout()
-    return fig, (f"Per-item generation latency at batch size 1 on the first {res.cfg.eval.latency_items} "
-                 f"{res.cfg.eval.latency_task} items (dots), with quartiles (boxes).")
+    return fig, (
+        f"Per-item generation latency at batch size 1 on the first {res.cfg.eval.latency_items} "
+        f"{res.cfg.eval.latency_task} items (dots), with quartiles (boxes)."
+    )
 
 
 def chart_memory_stages(res: StudyResults):
@@ -366,28 +493,48 @@ def chart_memory_stages(res: StudyResults):
     r = res.resources[res.resources.phase == "train"]
     if r.empty:
         return None, "No method was trained, so there are no training memory stages."
-    weights = r.melt(id_vars="method", value_vars=["weights_mb", "weights_after_prepare_mb", "weights_with_adapters_mb"],
-                     var_name="stage", value_name="MB")
-    weights["stage"] = weights["stage"].map({"weights_mb": "loaded", "weights_after_prepare_mb": "after k-bit prep",
-                                             "weights_with_adapters_mb": "with adapters"})
+    weights = r.melt(
+        id_vars="method",
+        value_vars=["weights_mb", "weights_after_prepare_mb", "weights_with_adapters_mb"],
+        var_name="stage",
+        value_name="MB",
+    )
+    weights["stage"] = weights["stage"].map(
+        {
+            "weights_mb": "loaded",
+            "weights_after_prepare_mb": "after k-bit prep",
+            "weights_with_adapters_mb": "with adapters",
+        }
+    )
     kind = r.memory_kind.iloc[0]
-    process = r.melt(id_vars="method", value_vars=["rss_after_load_mb", "rss_after_prepare_mb", "peak_memory_mb"],
-                     var_name="stage", value_name="MB")
-    process["stage"] = process["stage"].map({"rss_after_load_mb": "after load", "rss_after_prepare_mb": "after prep",
-                                             "peak_memory_mb": "training peak"})
+    process = r.melt(
+        id_vars="method",
+        value_vars=["rss_after_load_mb", "rss_after_prepare_mb", "peak_memory_mb"],
+        var_name="stage",
+        value_name="MB",
+    )
+    process["stage"] = process["stage"].map(
+        {"rss_after_load_mb": "after load", "rss_after_prepare_mb": "after prep", "peak_memory_mb": "training peak"}
+    )
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, data, label in ((axes[0], weights, "weights footprint (MB)"),
-                            (axes[1], process, "process RSS (MB)" if kind == "cpu_rss" else "memory (MB)")):
-        sns.barplot(data=_labelled(data), x="stage", y="MB", hue="method",
-                    palette=LABEL_PALETTE, ax=ax)
+    for ax, data, label in (
+        (axes[0], weights, "weights footprint (MB)"),
+        (axes[1], process, "process RSS (MB)" if kind == "cpu_rss" else "memory (MB)"),
+    ):
+        sns.barplot(data=_labelled(data), x="stage", y="MB", hue="method", palette=LABEL_PALETTE, ax=ax)
         ax.set_ylabel(label)
         ax.set_xlabel("")
     fig.tight_layout()
-    return fig, ("Memory by stage. Left: bytes of the model's weights (parameters, buffers and quantization "
-                 "constants) after loading, after k-bit preparation (which upcasts non-quantized weights to fp32) "
-                 "and with the LoRA adapters. Right: " +
-                 ("the process's resident memory after loading, after preparation, and its peak while training."
-                  if kind == "cpu_rss" else "resident memory after loading and preparation, and the CUDA reserved peak while training."))
+    return fig, (
+        "Memory by stage. Left: bytes of the model's weights (parameters, buffers and quantization "
+        "constants) after loading, after k-bit preparation (which upcasts non-quantized weights to fp32) "
+        "and with the LoRA adapters. Right: "
+        + (
+            "the process's resident memory after loading, after preparation, and its peak while training."
+            if kind == "cpu_rss"
+            else "resident memory after loading and preparation, and the CUDA reserved peak while training."
+        )
+    )
 
 
 def chart_seeds(res: StudyResults):
@@ -397,8 +544,7 @@ def chart_seeds(res: StudyResults):
         return None, ""
     primary = s[s.apply(lambda row: row.metric == TASKS[row.task].primary, axis=1)]
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    sns.stripplot(data=_labelled(primary), x="task", y="value", hue="method",
-                  dodge=True, ax=ax, palette=LABEL_PALETTE)
+    sns.stripplot(data=_labelled(primary), x="task", y="value", hue="method", dodge=True, ax=ax, palette=LABEL_PALETTE)
     ax.set_ylabel("primary metric")
     fig.tight_layout()
     return fig, "Primary metric of each training seed (one dot per seed): the spread across seeds."

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -29,7 +29,8 @@ def device_name() -> str:
         return torch.cuda.get_device_name(0)
     import platform
 
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
 
 
 def _status_kb(field_name: str) -> int | None:
@@ -71,10 +72,12 @@ def peak_bytes() -> dict[str, int | str]:
     """The peak since the last reset_peak(): CUDA allocated/reserved, or CPU RSS."""
     synchronize()
     if torch.cuda.is_available():
-        return {"memory_kind": "cuda",
-                "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
-                "peak_reserved_bytes": torch.cuda.max_memory_reserved(),
-                "peak_rss_bytes": _peak_rss()}
+        return {
+            "memory_kind": "cuda",
+            "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
+            "peak_reserved_bytes": torch.cuda.max_memory_reserved(),
+            "peak_rss_bytes": _peak_rss(),
+        }
     return {"memory_kind": "cpu_rss", "peak_rss_bytes": _peak_rss()}
 
 
@@ -121,6 +124,7 @@ def measure() -> Iterator[Phase]:
 
 
 # ------------------------------------------------------------------------- parameters
+
 
 def logical_numel(param: torch.nn.Parameter) -> int:
     """Parameters a weight stands for: bitsandbytes packs two 4-bit values per byte and

@@ -23,8 +23,18 @@ from .tasks import TASKS
 
 METRIC_COLUMNS = ["method", "task", "metric", "value", "ci_low", "ci_high", "n", "higher_is_better"]
 COMPARISON_COLUMNS = ["task", "metric", "method_a", "method_b", "delta", "ci_low", "ci_high", "p_value", "test"]
-RESOURCE_COLUMNS = ["method", "phase", "trainable_params", "total_params", "peak_memory_mb", "memory_kind",
-                    "wall_s", "tokens_per_s", "latency_ms_p50", "latency_ms_p95"]
+RESOURCE_COLUMNS = [
+    "method",
+    "phase",
+    "trainable_params",
+    "total_params",
+    "peak_memory_mb",
+    "memory_kind",
+    "wall_s",
+    "tokens_per_s",
+    "latency_ms_p50",
+    "latency_ms_p95",
+]
 # The pairs the study compares, in this order: each fine-tuning against the base, then the two.
 PAIRS = [("lora", "base"), ("qlora", "base"), ("qlora", "lora")]
 
@@ -90,6 +100,7 @@ def _check_aligned(items: dict, runs: list[Run], cfg: StudyConfig) -> None:
 
 # ------------------------------------------------------------------------- metrics.csv
 
+
 def metric_table(res: StudyResults) -> tuple[pd.DataFrame, pd.DataFrame]:
     rep = res.cfg.report
     rows, seed_rows = [], []
@@ -99,33 +110,58 @@ def metric_table(res: StudyResults) -> tuple[pd.DataFrame, pd.DataFrame]:
             runs = res.method_runs(method)
             if metric.per_item:
                 scores = res.item_scores(method, t.name, metric.name)
-                value, low, high = stats.bootstrap_ci(scores, n_resamples=rep.bootstrap_resamples,
-                                                      confidence=rep.confidence, seed=0)
+                value, low, high = stats.bootstrap_ci(
+                    scores, n_resamples=rep.bootstrap_resamples, confidence=rep.confidence, seed=0
+                )
                 n = len(scores)
-                per_seed = [float(np.mean([it["scores"][metric.name] for it in res.items[(r.name, t.name)]]))
-                            for r in runs]
+                per_seed = [
+                    float(np.mean([it["scores"][metric.name] for it in res.items[(r.name, t.name)]])) for r in runs
+                ]
             else:  # median absolute error, over the outputs that have a number
-                errors = np.array([it["abs_error"] for r in runs for it in res.items[(r.name, t.name)]
-                                   if it.get("abs_error") is not None], dtype=float)
+                errors = np.array(
+                    [
+                        it["abs_error"]
+                        for r in runs
+                        for it in res.items[(r.name, t.name)]
+                        if it.get("abs_error") is not None
+                    ],
+                    dtype=float,
+                )
                 if errors.size == 0:
                     continue  # undefined: no output had a number; the report says so
-                value, low, high = stats.bootstrap_ci(errors, n_resamples=rep.bootstrap_resamples,
-                                                      confidence=rep.confidence, seed=0, statistic=np.median)
+                value, low, high = stats.bootstrap_ci(
+                    errors, n_resamples=rep.bootstrap_resamples, confidence=rep.confidence, seed=0, statistic=np.median
+                )
                 n = errors.size
-                per_seed = [res.evals[r.name]["tasks"][t.name]["metrics"][metric.name] for r in runs
-                            if metric.name in res.evals[r.name]["tasks"][t.name]["metrics"]]
+                per_seed = [
+                    res.evals[r.name]["tasks"][t.name]["metrics"][metric.name]
+                    for r in runs
+                    if metric.name in res.evals[r.name]["tasks"][t.name]["metrics"]
+                ]
             summary = stats.seed_summary(per_seed) if per_seed else {"sd": None, "n_seeds": 0}
-            rows.append({"method": method, "task": t.name, "metric": metric.name, "value": value,
-                         "ci_low": low, "ci_high": high, "n": n, "higher_is_better": metric.higher_is_better,
-                         "primary": metric.name == task.primary, "is_fraction": metric.is_fraction,
-                         "n_seeds": summary["n_seeds"], "seed_sd": summary["sd"]})
+            rows.append(
+                {
+                    "method": method,
+                    "task": t.name,
+                    "metric": metric.name,
+                    "value": value,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": n,
+                    "higher_is_better": metric.higher_is_better,
+                    "primary": metric.name == task.primary,
+                    "is_fraction": metric.is_fraction,
+                    "n_seeds": summary["n_seeds"],
+                    "seed_sd": summary["sd"],
+                }
+            )
             for r, v in zip(runs, per_seed):
-                seed_rows.append({"method": method, "seed": r.seed, "task": t.name, "metric": metric.name,
-                                  "value": v})
+                seed_rows.append({"method": method, "seed": r.seed, "task": t.name, "metric": metric.name, "value": v})
     return pd.DataFrame(rows), pd.DataFrame(seed_rows)
 
 
 # ------------------------------------------------------------------------- comparisons.csv
+
 
 def comparison_table(res: StudyResults) -> pd.DataFrame:
     rep = res.cfg.report
@@ -137,12 +173,20 @@ def comparison_table(res: StudyResults) -> pd.DataFrame:
             if not metric.per_item:
                 continue
             x, y = res.item_scores(a, t.name, metric.name), res.item_scores(b, t.name, metric.name)
-            result = stats.compare_paired(x, y, n_resamples=rep.bootstrap_resamples,
-                                          confidence=rep.confidence, seed=0)
-            rows.append({"task": t.name, "metric": metric.name, "method_a": a, "method_b": b, **result,
-                         "n": len(x), "higher_is_better": metric.higher_is_better,
-                         "primary": metric.name == TASKS[t.name].primary,
-                         "mdd": stats.min_detectable_difference(x - y, alpha=rep.alpha)})
+            result = stats.compare_paired(x, y, n_resamples=rep.bootstrap_resamples, confidence=rep.confidence, seed=0)
+            rows.append(
+                {
+                    "task": t.name,
+                    "metric": metric.name,
+                    "method_a": a,
+                    "method_b": b,
+                    **result,
+                    "n": len(x),
+                    "higher_is_better": metric.higher_is_better,
+                    "primary": metric.name == TASKS[t.name].primary,
+                    "mdd": stats.min_detectable_difference(x - y, alpha=rep.alpha),
+                }
+            )
     table = pd.DataFrame(rows)
     if not table.empty:
         # Holm over every comparison in the study: the family a reader scans for "significant".
@@ -152,6 +196,7 @@ def comparison_table(res: StudyResults) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------- resources.csv
+
 
 def _mean(values) -> float | None:
     values = [v for v in values if v is not None]
@@ -165,44 +210,61 @@ def resource_table(res: StudyResults) -> pd.DataFrame:
         if method != "base":
             recs = [res.train[r.name] for r in runs]
             first = recs[0]
-            rows.append({
-                "method": method, "phase": "train",
-                "trainable_params": first["trainable_params"], "total_params": first["total_params"],
-                # The worst case over seeds: what a machine must hold.
-                "peak_memory_mb": max(r["peak_memory_mb"] for r in recs), "memory_kind": first["memory_kind"],
-                "wall_s": _mean(r["wall_s"] for r in recs), "tokens_per_s": _mean(r["tokens_per_s"] for r in recs),
-                "latency_ms_p50": None, "latency_ms_p95": None,
-                "n_seeds": len(recs), "pct_trainable": first["pct_trainable"],
-                "adapter_mb": first["adapter_bytes"] / MB,
-                "weights_mb": first["stages"]["load"]["weights_bytes"] / MB,
-                "weights_after_prepare_mb": _stage_mb(first, "prepare", "weights_bytes"),
-                "weights_with_adapters_mb": first["stages"]["adapters"]["weights_bytes"] / MB,
-                "rss_after_load_mb": first["stages"]["load"]["rss_bytes"] / MB,
-                "rss_after_prepare_mb": _stage_mb(first, "prepare", "rss_bytes"),
-                "cuda_allocated_after_load_mb": _cuda(first["stages"]["load"].get("cuda_allocated_bytes")),
-                "peak_allocated_mb": _cuda(max(r["train_peak"].get("peak_allocated_bytes", 0) for r in recs)),
-                "peak_reserved_mb": _cuda(max(r["train_peak"].get("peak_reserved_bytes", 0) for r in recs)),
-                "bits_per_quantized_weight": first["stages"]["quantized"].get("bits_per_quantized_weight"),
-                "optimizer_steps": first["optimizer_steps"], "tokens_seen": first["tokens_seen"],
-                "items_per_s": None, "precision": first["precision"], "optim": first["optim"],
-            })
+            rows.append(
+                {
+                    "method": method,
+                    "phase": "train",
+                    "trainable_params": first["trainable_params"],
+                    "total_params": first["total_params"],
+                    # The worst case over seeds: what a machine must hold.
+                    "peak_memory_mb": max(r["peak_memory_mb"] for r in recs),
+                    "memory_kind": first["memory_kind"],
+                    "wall_s": _mean(r["wall_s"] for r in recs),
+                    "tokens_per_s": _mean(r["tokens_per_s"] for r in recs),
+                    "latency_ms_p50": None,
+                    "latency_ms_p95": None,
+                    "n_seeds": len(recs),
+                    "pct_trainable": first["pct_trainable"],
+                    "adapter_mb": first["adapter_bytes"] / MB,
+                    "weights_mb": first["stages"]["load"]["weights_bytes"] / MB,
+                    "weights_after_prepare_mb": _stage_mb(first, "prepare", "weights_bytes"),
+                    "weights_with_adapters_mb": first["stages"]["adapters"]["weights_bytes"] / MB,
+                    "rss_after_load_mb": first["stages"]["load"]["rss_bytes"] / MB,
+                    "rss_after_prepare_mb": _stage_mb(first, "prepare", "rss_bytes"),
+                    "cuda_allocated_after_load_mb": _cuda(first["stages"]["load"].get("cuda_allocated_bytes")),
+                    "peak_allocated_mb": _cuda(max(r["train_peak"].get("peak_allocated_bytes", 0) for r in recs)),
+                    "peak_reserved_mb": _cuda(max(r["train_peak"].get("peak_reserved_bytes", 0) for r in recs)),
+                    "bits_per_quantized_weight": first["stages"]["quantized"].get("bits_per_quantized_weight"),
+                    "optimizer_steps": first["optimizer_steps"],
+                    "tokens_seen": first["tokens_seen"],
+                    "items_per_s": None,
+                    "precision": first["precision"],
+                    "optim": first["optim"],
+                }
+            )
         recs = [res.evals[r.name] for r in runs]
         first = recs[0]
         latencies = [r["latency"] for r in recs if "latency" in r]
         items = sum(t["n"] for t in first["tasks"].values())
-        rows.append({
-            "method": method, "phase": "eval",
-            "trainable_params": first["adapter_params"], "total_params": first["total_params"],
-            "peak_memory_mb": max(r["peak_memory_mb"] for r in recs), "memory_kind": first["memory_kind"],
-            "wall_s": _mean(r["wall_s"] for r in recs),
-            "tokens_per_s": _mean(l["generated_tokens_per_s"] for l in latencies),
-            "latency_ms_p50": _mean(l["p50_ms"] for l in latencies),
-            "latency_ms_p95": _mean(l["p95_ms"] for l in latencies),
-            "n_seeds": len(recs), "weights_mb": first["weights_bytes"] / MB,
-            "peak_allocated_mb": _cuda(max(r["peak"].get("peak_allocated_bytes", 0) for r in recs)),
-            "peak_reserved_mb": _cuda(max(r["peak"].get("peak_reserved_bytes", 0) for r in recs)),
-            "items_per_s": _mean(items / sum(t["wall_s"] for t in r["tasks"].values()) for r in recs),
-        })
+        rows.append(
+            {
+                "method": method,
+                "phase": "eval",
+                "trainable_params": first["adapter_params"],
+                "total_params": first["total_params"],
+                "peak_memory_mb": max(r["peak_memory_mb"] for r in recs),
+                "memory_kind": first["memory_kind"],
+                "wall_s": _mean(r["wall_s"] for r in recs),
+                "tokens_per_s": _mean(lat["generated_tokens_per_s"] for lat in latencies),
+                "latency_ms_p50": _mean(lat["p50_ms"] for lat in latencies),
+                "latency_ms_p95": _mean(lat["p95_ms"] for lat in latencies),
+                "n_seeds": len(recs),
+                "weights_mb": first["weights_bytes"] / MB,
+                "peak_allocated_mb": _cuda(max(r["peak"].get("peak_allocated_bytes", 0) for r in recs)),
+                "peak_reserved_mb": _cuda(max(r["peak"].get("peak_reserved_bytes", 0) for r in recs)),
+                "items_per_s": _mean(items / sum(t["wall_s"] for t in r["tasks"].values()) for r in recs),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -218,6 +280,7 @@ def _cuda(value: int | None) -> float | None:
 
 # ------------------------------------------------------------------------- curves and latencies
 
+
 def loss_table(res: StudyResults) -> pd.DataFrame:
     frames = []
     for run in res.runs:
@@ -230,8 +293,11 @@ def loss_table(res: StudyResults) -> pd.DataFrame:
 
 
 def latency_table(res: StudyResults) -> pd.DataFrame:
-    rows = [{"method": run.method, "seed": run.seed, "latency_ms": ms}
-            for run in res.runs for ms in res.evals[run.name].get("latency", {}).get("ms", [])]
+    rows = [
+        {"method": run.method, "seed": run.seed, "latency_ms": ms}
+        for run in res.runs
+        for ms in res.evals[run.name].get("latency", {}).get("ms", [])
+    ]
     return pd.DataFrame(rows)
 
 
@@ -239,9 +305,13 @@ def write(res: StudyResults) -> dict[str, Path]:
     """Write the result tables (contract columns first, then the extra ones)."""
     out = res.paths.results
     tables = {
-        "metrics.csv": (res.metrics, METRIC_COLUMNS), "comparisons.csv": (res.comparisons, COMPARISON_COLUMNS),
-        "resources.csv": (res.resources, RESOURCE_COLUMNS), "metrics_by_seed.csv": (res.metrics_by_seed, []),
-        "losses.csv": (res.losses, []), "latency.csv": (res.latency, [])}
+        "metrics.csv": (res.metrics, METRIC_COLUMNS),
+        "comparisons.csv": (res.comparisons, COMPARISON_COLUMNS),
+        "resources.csv": (res.resources, RESOURCE_COLUMNS),
+        "metrics_by_seed.csv": (res.metrics_by_seed, []),
+        "losses.csv": (res.losses, []),
+        "latency.csv": (res.latency, []),
+    }
     written = {}
     for name, (frame, contract) in tables.items():
         if frame.empty:

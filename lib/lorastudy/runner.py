@@ -13,9 +13,10 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import __version__
 from .config import StudyConfig, load_config, params_hash
@@ -49,35 +50,70 @@ def plan(cfg: StudyConfig, paths: StudyPaths, params_file: Path, overrides: dict
     common = {"params_file": str(params_file), "overrides": overrides, "root": str(paths.root)}
     c = cfg.to_dict()
     data_dep = {"version": __version__, "model": c["model"]["name"], "data": c["data"], "tasks": c["tasks"]}
-    steps = [Step("01_data", "01_data.ipynb", common, data_dep,
-                  [paths.data / "summary.json", paths.data / "train.jsonl"])]
+    steps = [
+        Step("01_data", "01_data.ipynb", common, data_dep, [paths.data / "summary.json", paths.data / "train.jsonl"])
+    ]
     train_hash: dict[str, str] = {}
     for run in cfg.runs():
         if run.method == "base":
             continue
-        dep = {"data": steps[0].hash, "model": c["model"], "lora": c["lora"], "train": c["train"],
-               "quant": c["quant"] if run.method == "qlora" else None, "method": run.method, "seed": run.seed}
-        step = Step(f"02_train-{run.name}", "02_train.ipynb", {**common, "method": run.method, "seed": run.seed},
-                    dep, [paths.train_json(run.name), paths.loss_csv(run.name), paths.adapter(run.name)])
+        dep = {
+            "data": steps[0].hash,
+            "model": c["model"],
+            "lora": c["lora"],
+            "train": c["train"],
+            "quant": c["quant"] if run.method == "qlora" else None,
+            "method": run.method,
+            "seed": run.seed,
+        }
+        step = Step(
+            f"02_train-{run.name}",
+            "02_train.ipynb",
+            {**common, "method": run.method, "seed": run.seed},
+            dep,
+            [paths.train_json(run.name), paths.loss_csv(run.name), paths.adapter(run.name)],
+        )
         train_hash[run.name] = step.hash
         steps.append(step)
     eval_hashes = []
     for run in cfg.runs():
-        dep = {"data": steps[0].hash, "train": train_hash.get(run.name), "model": c["model"],
-               "quant": c["quant"] if run.method == "qlora" else None, "tasks": c["tasks"], "eval": c["eval"],
-               "method": run.method, "seed": run.seed}
-        step = Step(f"03_evaluate-{run.name}", "03_evaluate.ipynb",
-                    {**common, "method": run.method, "seed": run.seed}, dep,
-                    [paths.eval_json(run.name)] + [paths.predictions(run.name, t.name) for t in cfg.tasks])
+        dep = {
+            "data": steps[0].hash,
+            "train": train_hash.get(run.name),
+            "model": c["model"],
+            "quant": c["quant"] if run.method == "qlora" else None,
+            "tasks": c["tasks"],
+            "eval": c["eval"],
+            "method": run.method,
+            "seed": run.seed,
+        }
+        step = Step(
+            f"03_evaluate-{run.name}",
+            "03_evaluate.ipynb",
+            {**common, "method": run.method, "seed": run.seed},
+            dep,
+            [paths.eval_json(run.name)] + [paths.predictions(run.name, t.name) for t in cfg.tasks],
+        )
         eval_hashes.append(step.hash)
         steps.append(step)
     # The report is cheap to redo, so a change to its notebook or to the package's code redoes it.
     code = [NOTEBOOKS_DIR / "04_report.ipynb", *sorted(Path(__file__).parent.glob("*.py"))]
-    report_dep = {"version": __version__, "runs": eval_hashes, "train": sorted(train_hash.values()),
-                  "report": c["report"], "code": [_file_hash(p) for p in code]}
-    steps.append(Step("04_report", "04_report.ipynb", common, report_dep,
-                      [paths.results / "metrics.csv", paths.results / "comparisons.csv",
-                       paths.results / "resources.csv"]))
+    report_dep = {
+        "version": __version__,
+        "runs": eval_hashes,
+        "train": sorted(train_hash.values()),
+        "report": c["report"],
+        "code": [_file_hash(p) for p in code],
+    }
+    steps.append(
+        Step(
+            "04_report",
+            "04_report.ipynb",
+            common,
+            report_dep,
+            [paths.results / "metrics.csv", paths.results / "comparisons.csv", paths.results / "resources.csv"],
+        )
+    )
     return steps
 
 
@@ -103,10 +139,23 @@ def use_this_interpreter(paths: StudyPaths) -> None:
     kernels = paths.root / "runs" / ".jupyter"
     spec = kernels / "kernels" / "python3" / "kernel.json"
     spec.parent.mkdir(parents=True, exist_ok=True)
-    spec.write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                                         # not its warning about local TCP without encryption
-                                         "--IPKernelApp.log_level=ERROR"],
-                                "display_name": "Python 3 (lorastudy)", "language": "python"}))
+    spec.write_text(
+        json.dumps(
+            {
+                "argv": [
+                    sys.executable,
+                    "-m",
+                    "ipykernel_launcher",
+                    "-f",
+                    "{connection_file}",
+                    # not its warning about local TCP without encryption
+                    "--IPKernelApp.log_level=ERROR",
+                ],
+                "display_name": "Python 3 (lorastudy)",
+                "language": "python",
+            }
+        )
+    )
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), os.environ.get("JUPYTER_PATH")]))
 
 
@@ -124,9 +173,16 @@ def execute(step: Step, paths: StudyPaths) -> float:
     failed.unlink(missing_ok=True)
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(NOTEBOOKS_DIR / step.notebook), str(running), parameters=step.parameters,
-                            kernel_name="python3", language="python", cwd=str(NOTEBOOKS_DIR),
-                            progress_bar=False, stdout_file=sys.stdout)
+        pm.execute_notebook(
+            str(NOTEBOOKS_DIR / step.notebook),
+            str(running),
+            parameters=step.parameters,
+            kernel_name="python3",
+            language="python",
+            cwd=str(NOTEBOOKS_DIR),
+            progress_bar=False,
+            stdout_file=sys.stdout,
+        )
     except PapermillExecutionError as exc:
         os.replace(running, failed)
         message = f"{exc.ename}: {exc.evalue}"
@@ -137,8 +193,15 @@ def execute(step: Step, paths: StudyPaths) -> float:
         raise
     os.replace(running, final)
     wall_s = time.perf_counter() - start
-    atomic_write_json(marker, {"hash": step.hash, "depends": step.depends, "wall_s": wall_s,
-                               "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    atomic_write_json(
+        marker,
+        {
+            "hash": step.hash,
+            "depends": step.depends,
+            "wall_s": wall_s,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    )
     return wall_s
 
 
@@ -152,12 +215,13 @@ def render(paths: StudyPaths, log: Callable[[str], None] = print) -> tuple[Path,
     notebook = nbformat.read(paths.notebooks / "04_report.ipynb", as_version=4)
     options = dict(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     # A template without the CDN scripts (require.js, MathJax): the page needs nothing else.
-    html, _ = HTMLExporter(extra_template_basedirs=[str(TEMPLATES_DIR)], template_name="offline",
-                           **options).from_notebook_node(notebook)
+    html, _ = HTMLExporter(
+        extra_template_basedirs=[str(TEMPLATES_DIR)], template_name="offline", **options
+    ).from_notebook_node(notebook)
     stem = paths.study
-    markdown, resources = MarkdownExporter(extra_template_basedirs=[str(TEMPLATES_DIR)], template_name="offline_md",
-                                           **options).from_notebook_node(
-        notebook, resources={"output_files_dir": f"{stem}_files"})
+    markdown, resources = MarkdownExporter(
+        extra_template_basedirs=[str(TEMPLATES_DIR)], template_name="offline_md", **options
+    ).from_notebook_node(notebook, resources={"output_files_dir": f"{stem}_files"})
     paths.rendered.mkdir(parents=True, exist_ok=True)
     for name, data in resources.get("outputs", {}).items():
         target = paths.rendered / name
@@ -169,8 +233,14 @@ def render(paths: StudyPaths, log: Callable[[str], None] = print) -> tuple[Path,
     return html_path, md_path
 
 
-def run_study(params_file: str | Path, overrides: dict[str, Any] | None = None, *, root: str | Path = ".",
-              force: bool = False, log: Callable[[str], None] = print) -> tuple[Path, Path]:
+def run_study(
+    params_file: str | Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    root: str | Path = ".",
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> tuple[Path, Path]:
     """Validate, run every step that is not already done, render the report."""
     from .checks import check_study
 

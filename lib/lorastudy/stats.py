@@ -229,9 +229,7 @@ def compare_paired(
     keeps its own larger default so small p-values are resolved.
     """
     x, y = _as_pair(a, b)
-    delta, lo, hi = paired_bootstrap_ci(
-        x, y, n_resamples=n_resamples, confidence=confidence, seed=seed
-    )
+    delta, lo, hi = paired_bootstrap_ci(x, y, n_resamples=n_resamples, confidence=confidence, seed=seed)
     if is_binary(x) and is_binary(y):
         p, test = mcnemar_exact(x, y), "mcnemar_exact"
     else:

@@ -13,20 +13,100 @@ base model knows the domain a little and fine-tuning has something to build on.
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from .tasks import squad_user_message
 
-NAMES = ["Ava", "Ben", "Chloe", "Dan", "Ella", "Finn", "Grace", "Hugo", "Iris", "Jack",
-         "Kate", "Leo", "Mia", "Noah", "Olive", "Paul", "Rosa", "Sam", "Tara", "Vic"]
-SURNAMES = ["Adams", "Baker", "Clark", "Diaz", "Evans", "Fox", "Gray", "Hill", "Irwin", "Jones",
-            "King", "Lopez", "Moore", "Nash", "Owens", "Price", "Reed", "Stone", "Turner", "Wells"]
-OBJECTS = ["apples", "books", "coins", "pencils", "stickers", "marbles", "cookies", "cards",
-           "shells", "stamps", "flowers", "toys"]
-CITIES = ["Paris", "Lima", "Oslo", "Cairo", "Tokyo", "Dublin", "Quito", "Madrid", "Seoul",
-          "Nairobi", "Vienna", "Boston", "Denver", "Lisbon", "Prague", "Sydney"]
-JOBS = ["teacher", "doctor", "painter", "farmer", "pilot", "baker", "nurse", "writer",
-        "chemist", "sailor", "lawyer", "carpenter"]
+NAMES = [
+    "Ava",
+    "Ben",
+    "Chloe",
+    "Dan",
+    "Ella",
+    "Finn",
+    "Grace",
+    "Hugo",
+    "Iris",
+    "Jack",
+    "Kate",
+    "Leo",
+    "Mia",
+    "Noah",
+    "Olive",
+    "Paul",
+    "Rosa",
+    "Sam",
+    "Tara",
+    "Vic",
+]
+SURNAMES = [
+    "Adams",
+    "Baker",
+    "Clark",
+    "Diaz",
+    "Evans",
+    "Fox",
+    "Gray",
+    "Hill",
+    "Irwin",
+    "Jones",
+    "King",
+    "Lopez",
+    "Moore",
+    "Nash",
+    "Owens",
+    "Price",
+    "Reed",
+    "Stone",
+    "Turner",
+    "Wells",
+]
+OBJECTS = [
+    "apples",
+    "books",
+    "coins",
+    "pencils",
+    "stickers",
+    "marbles",
+    "cookies",
+    "cards",
+    "shells",
+    "stamps",
+    "flowers",
+    "toys",
+]
+CITIES = [
+    "Paris",
+    "Lima",
+    "Oslo",
+    "Cairo",
+    "Tokyo",
+    "Dublin",
+    "Quito",
+    "Madrid",
+    "Seoul",
+    "Nairobi",
+    "Vienna",
+    "Boston",
+    "Denver",
+    "Lisbon",
+    "Prague",
+    "Sydney",
+]
+JOBS = [
+    "teacher",
+    "doctor",
+    "painter",
+    "farmer",
+    "pilot",
+    "baker",
+    "nurse",
+    "writer",
+    "chemist",
+    "sailor",
+    "lawyer",
+    "carpenter",
+]
 CATEGORIES = {
     "mammal": ["dog", "cat", "horse", "whale", "bat", "cow", "lion", "rabbit", "goat", "mouse"],
     "bird": ["robin", "eagle", "penguin", "owl", "sparrow", "parrot", "crow", "duck"],
@@ -44,11 +124,11 @@ def _article(noun: str) -> str:
 
 
 def _pronoun(name: str) -> str:
-    return "She" if name in {"Ava", "Chloe", "Ella", "Grace", "Iris", "Kate", "Mia", "Olive",
-                             "Rosa", "Tara"} else "He"
+    return "She" if name in {"Ava", "Chloe", "Ella", "Grace", "Iris", "Kate", "Mia", "Olive", "Rosa", "Tara"} else "He"
 
 
 # ------------------------------------------------------------------------- OpenMath
+
 
 def math_problem(rng: random.Random) -> dict:
     name, obj = rng.choice(NAMES), rng.choice(OBJECTS)
@@ -94,6 +174,7 @@ def openmath_rows(n: int, seed: int) -> list[dict]:
 
 # ------------------------------------------------------------------------- ARC
 
+
 def arc_question(rng: random.Random, index: int) -> dict:
     category = rng.choice(list(CATEGORIES))
     answer = rng.choice(CATEGORIES[category])
@@ -117,14 +198,17 @@ def arc_rows(n: int, seed: int) -> list[dict]:
 
 # ------------------------------------------------------------------------- SQuAD
 
+
 def squad_passage(rng: random.Random) -> tuple[str, str, list[tuple[str, list[str]]]]:
     """A short biography and its questions with reference answers (spans of the passage)."""
     first, last = rng.choice(NAMES), rng.choice(SURNAMES)
     city, city2 = rng.sample(CITIES, 2)
     year, job = rng.randint(1800, 1999), rng.choice(JOBS)
     he = _pronoun(first)
-    context = (f"{first} {last} was born in {city} in {year}. {he} worked as a {job} "
-               f"for many years and later moved to {city2}.")
+    context = (
+        f"{first} {last} was born in {city} in {year}. {he} worked as a {job} "
+        f"for many years and later moved to {city2}."
+    )
     questions = [
         (f"Where was {first} {last} born?", [city]),
         (f"In what year was {first} {last} born?", [str(year)]),
@@ -141,17 +225,20 @@ def squad_rows(n: int, seed: int) -> list[dict]:
         for question, answers in rng.sample(questions, 2):
             if len(rows) == n:
                 break
-            rows.append({
-                "id": f"synth{len(rows):06d}",
-                "title": title,
-                "context": context,
-                "question": question,
-                "answers": {"text": answers, "answer_start": [context.find(a) for a in answers]},
-            })
+            rows.append(
+                {
+                    "id": f"synth{len(rows):06d}",
+                    "title": title,
+                    "context": context,
+                    "question": question,
+                    "answers": {"text": answers, "answer_start": [context.find(a) for a in answers]},
+                }
+            )
     return rows
 
 
 # ------------------------------------------------------------------------- pretraining text
+
 
 def pretraining_texts(seed: int) -> Iterator[str | tuple[str, str]]:
     """An endless stream of domain text for the tiny base model: plain text, or a

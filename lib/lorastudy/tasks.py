@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 OPENMATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-SQUAD_INSTRUCTION = ("Answer the question with a short span copied from the passage. "
-                     "Reply with the answer only.")
+SQUAD_INSTRUCTION = "Answer the question with a short span copied from the passage. Reply with the answer only."
 
 
 @dataclass(frozen=True)
@@ -46,25 +45,47 @@ ACC = Metric("acc", True, True, "accuracy of the highest summed log-likelihood c
 ACC_NORM = Metric("acc_norm", True, True, "accuracy with log-likelihood divided by the choice's length in characters")
 EXACT_MATCH = Metric("exact_match", True, True, "share of items whose answer matches a reference exactly")
 NO_ANSWER = Metric("no_answer_rate", False, True, "share of outputs with no number in them")
-MEDIAN_ABS_ERROR = Metric("median_abs_error", False, False,
-                          "median absolute error of the extracted number, over outputs that have one",
-                          per_item=False)
+MEDIAN_ABS_ERROR = Metric(
+    "median_abs_error",
+    False,
+    False,
+    "median absolute error of the extracted number, over outputs that have one",
+    per_item=False,
+)
 F1 = Metric("f1", True, True, "token-overlap F1 after SQuAD normalisation, best reference")
 
 TASKS: dict[str, Task] = {
     "arc_challenge": Task(
-        name="arc_challenge", title="ARC-Challenge", kind="loglikelihood",
-        metrics=(ACC, ACC_NORM), primary="acc_norm",
-        hub_id="allenai/ai2_arc", hub_config="ARC-Challenge", hub_split="test"),
+        name="arc_challenge",
+        title="ARC-Challenge",
+        kind="loglikelihood",
+        metrics=(ACC, ACC_NORM),
+        primary="acc_norm",
+        hub_id="allenai/ai2_arc",
+        hub_config="ARC-Challenge",
+        hub_split="test",
+    ),
     "openmath": Task(
-        name="openmath", title="OpenMath (held out)", kind="generate",
-        metrics=(EXACT_MATCH, NO_ANSWER, MEDIAN_ABS_ERROR), primary="exact_match",
-        default_max_new_tokens=512, hub_id="nvidia/OpenMathInstruct-2", hub_split="train_1M"),
+        name="openmath",
+        title="OpenMath (held out)",
+        kind="generate",
+        metrics=(EXACT_MATCH, NO_ANSWER, MEDIAN_ABS_ERROR),
+        primary="exact_match",
+        default_max_new_tokens=512,
+        hub_id="nvidia/OpenMathInstruct-2",
+        hub_split="train_1M",
+    ),
     "squad": Task(
-        name="squad", title="SQuAD v1.1", kind="generate",
-        metrics=(EXACT_MATCH, F1), primary="f1",
-        default_max_new_tokens=32, stop_strings=("\n",),
-        hub_id="rajpurkar/squad", hub_split="validation"),
+        name="squad",
+        title="SQuAD v1.1",
+        kind="generate",
+        metrics=(EXACT_MATCH, F1),
+        primary="f1",
+        default_max_new_tokens=32,
+        stop_strings=("\n",),
+        hub_id="rajpurkar/squad",
+        hub_split="validation",
+    ),
 }
 
 

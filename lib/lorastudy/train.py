@@ -10,7 +10,8 @@ import csv
 import math
 import shutil
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -32,8 +33,9 @@ class OutOfMemoryAdvice(RuntimeError):
 
 def chat_prompt(tokenizer, user_message: str) -> str:
     """The generation prompt of the model's chat template (Qwen3: thinking disabled)."""
-    return tokenizer.apply_chat_template([{"role": "user", "content": user_message}], tokenize=False,
-                                         add_generation_prompt=True, enable_thinking=False)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
 
 
 def build_examples(rows: list[dict], tokenizer, max_seq_len: int) -> tuple[list[dict], int]:
@@ -41,10 +43,10 @@ def build_examples(rows: list[dict], tokenizer, max_seq_len: int) -> tuple[list[
     Returns the examples and how many rows were dropped because the prompt alone is too long."""
     examples, dropped = [], 0
     for row in rows:
-        prompt_ids = tokenizer(chat_prompt(tokenizer, openmath_user_message(row["problem"])),
-                               add_special_tokens=False).input_ids
-        answer_ids = tokenizer(row["generated_solution"] + tokenizer.eos_token,
-                               add_special_tokens=False).input_ids
+        prompt_ids = tokenizer(
+            chat_prompt(tokenizer, openmath_user_message(row["problem"])), add_special_tokens=False
+        ).input_ids
+        answer_ids = tokenizer(row["generated_solution"] + tokenizer.eos_token, add_special_tokens=False).input_ids
         if len(prompt_ids) >= max_seq_len - 1:
             dropped += 1
             continue
@@ -74,24 +76,40 @@ def prepare_model(cfg: StudyConfig, method: str, path: str) -> tuple[Any, dict]:
     stages: dict[str, Any] = {}
     with resources.measure() as load:
         model = load_model(path, cfg.model, cfg.quant if quantized else None)
-    stages["load"] = {"weights_bytes": resources.weights_bytes(model), **resources.current_bytes(),
-                      "peak": load.peak, "wall_s": load.wall_s}
+    stages["load"] = {
+        "weights_bytes": resources.weights_bytes(model),
+        **resources.current_bytes(),
+        "peak": load.peak,
+        "wall_s": load.wall_s,
+    }
     stages["quantized"] = resources.quantized_weights(model)
     gradient_checkpointing = cfg.train.gradient_checkpointing
     if quantized and cfg.quant.prepare_kbit:
         with resources.measure() as prep:
             model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=gradient_checkpointing,
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-        stages["prepare"] = {"weights_bytes": resources.weights_bytes(model), **resources.current_bytes(),
-                             "peak": prep.peak, "wall_s": prep.wall_s}
+                model,
+                use_gradient_checkpointing=gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        stages["prepare"] = {
+            "weights_bytes": resources.weights_bytes(model),
+            **resources.current_bytes(),
+            "peak": prep.peak,
+            "wall_s": prep.wall_s,
+        }
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # Frozen embeddings give checkpointed blocks inputs without grad; LoRA needs them.
         model.enable_input_require_grads()
     model.config.use_cache = False
-    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM", bias="none")
+    lora = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
     model = get_peft_model(model, lora)
     stages["adapters"] = {"weights_bytes": resources.weights_bytes(model), **resources.current_bytes()}
     return model, stages
@@ -110,12 +128,20 @@ def _trainer_callback(losses: list[dict], log: Callable[[str], None], total_step
             if not logs or "loss" not in logs:
                 return
             loss = float(logs["loss"])
-            losses.append({"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "loss": loss,
-                           "learning_rate": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm")})
+            losses.append(
+                {
+                    "step": state.global_step,
+                    "epoch": round(state.epoch or 0.0, 4),
+                    "loss": loss,
+                    "learning_rate": logs.get("learning_rate"),
+                    "grad_norm": logs.get("grad_norm"),
+                }
+            )
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
                     f"training loss became {loss} at step {state.global_step}: lower train.learning_rate "
-                    f"(now {args.learning_rate}) or train.max_grad_norm, or use train.precision: fp32")
+                    f"(now {args.learning_rate}) or train.max_grad_norm, or use train.precision: fp32"
+                )
             every = max(1, total_steps // 10)
             if state.global_step % every == 0 or state.global_step == total_steps:
                 log(f"  step {state.global_step}/{total_steps}  loss {loss:.4f}")
@@ -123,8 +149,9 @@ def _trainer_callback(losses: list[dict], log: Callable[[str], None], total_step
     return LossLog()
 
 
-def train(cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPaths,
-          log: Callable[[str], None] = print) -> dict:
+def train(
+    cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPaths, log: Callable[[str], None] = print
+) -> dict:
     """Train one adapter; write adapters/<run>/, train/<run>.json and train/<run>.loss.csv."""
     from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments, set_seed
 
@@ -144,23 +171,46 @@ def train(cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPaths,
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else math.ceil(steps_per_epoch * cfg.train.epochs)
     scratch = scratch_dir("lorastudy-train-")
     args = TrainingArguments(
-        output_dir=str(scratch), per_device_train_batch_size=cfg.train.batch_size,
-        gradient_accumulation_steps=cfg.train.grad_accum, learning_rate=cfg.train.learning_rate,
-        lr_scheduler_type=cfg.train.lr_scheduler, warmup_steps=cfg.train.warmup_ratio,
-        max_grad_norm=cfg.train.max_grad_norm, weight_decay=cfg.train.weight_decay, optim=optim,
-        num_train_epochs=cfg.train.epochs, max_steps=cfg.train.max_steps,
-        logging_steps=cfg.train.logging_steps, logging_first_step=True, logging_nan_inf_filter=False,
-        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available(),
-        save_strategy="no", report_to="none", disable_tqdm=True, seed=seed, data_seed=seed,
-        remove_unused_columns=False, dataloader_pin_memory=False,
-        include_num_input_tokens_seen="non_padding")
+        output_dir=str(scratch),
+        per_device_train_batch_size=cfg.train.batch_size,
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        learning_rate=cfg.train.learning_rate,
+        lr_scheduler_type=cfg.train.lr_scheduler,
+        warmup_steps=cfg.train.warmup_ratio,
+        max_grad_norm=cfg.train.max_grad_norm,
+        weight_decay=cfg.train.weight_decay,
+        optim=optim,
+        num_train_epochs=cfg.train.epochs,
+        max_steps=cfg.train.max_steps,
+        logging_steps=cfg.train.logging_steps,
+        logging_first_step=True,
+        logging_nan_inf_filter=False,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=seed,
+        data_seed=seed,
+        remove_unused_columns=False,
+        dataloader_pin_memory=False,
+        include_num_input_tokens_seen="non_padding",
+    )
     losses: list[dict] = []
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-    trainer = Trainer(model=model, args=args, train_dataset=examples, data_collator=collator,
-                      callbacks=[_trainer_callback(losses, log, total_steps)])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=examples,
+        data_collator=collator,
+        callbacks=[_trainer_callback(losses, log, total_steps)],
+    )
     trainer.remove_callback(PrinterCallback)  # our callback logs a line every tenth of the run
-    log(f"training {run}: {len(examples)} examples, {total_steps} optimizer steps, "
-        f"{counts['trainable_params']:,} trainable of {counts['total_params']:,} parameters")
+    log(
+        f"training {run}: {len(examples)} examples, {total_steps} optimizer steps, "
+        f"{counts['trainable_params']:,} trainable of {counts['total_params']:,} parameters"
+    )
     try:
         with resources.measure() as phase:
             start = time.perf_counter()
@@ -170,7 +220,8 @@ def train(cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPaths,
         raise OutOfMemoryAdvice(
             f"out of memory while training {run}: lower train.batch_size (now {cfg.train.batch_size}) "
             f"and raise train.grad_accum, lower data.max_seq_len (now {cfg.data.max_seq_len}), "
-            f"or set train.gradient_checkpointing: true") from exc
+            f"or set train.gradient_checkpointing: true"
+        ) from exc
     tokens_seen = int(trainer.state.num_input_tokens_seen)
 
     with atomic_path(paths.adapter(run)) as tmp:
@@ -180,19 +231,34 @@ def train(cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPaths,
         writer.writeheader()
         writer.writerows(losses)
     record = {
-        "run": run, "method": method, "seed": seed, "params_hash": params_hash(cfg.to_dict()),
-        "model": path, "device": resources.device_name(), "precision": precision, "optim": optim,
-        "train_examples": len(examples), "dropped_examples": dropped,
-        **counts, "pct_trainable": 100.0 * counts["trainable_params"] / counts["total_params"],
+        "run": run,
+        "method": method,
+        "seed": seed,
+        "params_hash": params_hash(cfg.to_dict()),
+        "model": path,
+        "device": resources.device_name(),
+        "precision": precision,
+        "optim": optim,
+        "train_examples": len(examples),
+        "dropped_examples": dropped,
+        **counts,
+        "pct_trainable": 100.0 * counts["trainable_params"] / counts["total_params"],
         "adapter_bytes": resources.folder_bytes(paths.adapter(run)),
-        "stages": stages, "train_peak": phase.peak, "peak_memory_mb": resources.headline_peak_mb(phase.peak),
+        "stages": stages,
+        "train_peak": phase.peak,
+        "peak_memory_mb": resources.headline_peak_mb(phase.peak),
         "memory_kind": phase.peak["memory_kind"],
-        "wall_s": wall_s, "optimizer_steps": int(result.global_step), "tokens_seen": tokens_seen,
+        "wall_s": wall_s,
+        "optimizer_steps": int(result.global_step),
+        "tokens_seen": tokens_seen,
         "tokens_per_s": tokens_seen / wall_s if wall_s > 0 else None,
-        "final_loss": losses[-1]["loss"] if losses else None, "train_loss": float(result.training_loss),
+        "final_loss": losses[-1]["loss"] if losses else None,
+        "train_loss": float(result.training_loss),
     }
     atomic_write_json(paths.train_json(run), record)
     shutil.rmtree(scratch, ignore_errors=True)
-    log(f"trained {run} in {wall_s:.1f} s: {tokens_seen:,} tokens, peak {record['peak_memory_mb']} MB "
-        f"({record['memory_kind']}), final loss {record['final_loss']:.4f}")
+    log(
+        f"trained {run} in {wall_s:.1f} s: {tokens_seen:,} tokens, peak {record['peak_memory_mb']} MB "
+        f"({record['memory_kind']}), final loss {record['final_loss']:.4f}"
+    )
     return record
