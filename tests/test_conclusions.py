@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from lorastudy.conclusions import cost_sentences, recommendation, verdict
+from lorastudy.methods import LORA, QLORA
 
 GRADING_WORDS = re.compile(r"\b(small|slight|negligible|minor|comparable|similar|relatively|marginal)\b", re.I)
 WIN_WORDS = re.compile(r"\b(better|improv\w*|wins?|outperform\w*|gain\w*|superior)\b", re.I)
@@ -93,7 +94,7 @@ def test_every_number_in_a_verdict_matches_the_row():
 
 
 def test_costs_are_percent_changes_relative_to_lora():
-    sentences, figures = cost_sentences(resources())
+    sentences, figures = cost_sentences(resources(), QLORA, LORA)
     assert figures["memory_pct"] == pytest.approx(-40.0) and figures["time_pct"] == pytest.approx(30.0)
     assert "40.0% lower" in sentences[0] and "30.0% longer" in sentences[1]
 
@@ -101,10 +102,12 @@ def test_costs_are_percent_changes_relative_to_lora():
 def test_recommendation_follows_the_verdicts():
     no_diff = pd.DataFrame([comparison(-0.01, -0.05, 0.03, 0.6, 1.0)])
     worse = pd.DataFrame([comparison(-0.05, -0.08, -0.02, 0.001, 0.003)])
-    assert recommendation(no_diff, resources(), 0.05).startswith("QLoRA, where memory is the constraint")
-    text = recommendation(worse, resources(), 0.05)
+    assert recommendation(no_diff, resources(), 0.05, QLORA, LORA).startswith("QLoRA, where memory is the constraint")
+    text = recommendation(worse, resources(), 0.05, QLORA, LORA)
     assert text.startswith("Prefer LoRA") and "worse" in text
     # No meaningful memory saving: LoRA, whatever the accuracy verdicts.
-    text = recommendation(no_diff, resources(qlora_mb=990.0), 0.05)
+    text = recommendation(no_diff, resources(qlora_mb=990.0), 0.05, QLORA, LORA)
     assert text.startswith("LoRA") and "1.0% lower" in text
-    assert recommendation(no_diff, resources().query("method == 'lora'"), 0.05).startswith("No recommendation")
+    assert recommendation(no_diff, resources().query("method == 'lora'"), 0.05, QLORA, LORA).startswith(
+        "No recommendation"
+    )

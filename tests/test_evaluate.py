@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from lorastudy import synthetic
+from lorastudy import synthetic, tasks
 from lorastudy.config import load_config
-from lorastudy.evaluate import continuation_tokens, generate, load_for_eval, run_task, score_arc
-from lorastudy.io import write_jsonl
+from lorastudy.evaluate import continuation_tokens, generate, load_for_eval, run_task, score_choices
+from lorastudy.files import write_jsonl
 from lorastudy.models import load_tokenizer
-from lorastudy.tasks import arc_context
+from lorastudy.tasks.arc_challenge import context as arc_context
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def test_continuation_is_the_tail_of_the_whole_encoding(model_and_tokenizer):
 def test_arc_scorer_agrees_with_a_direct_per_choice_computation(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     rows = synthetic.arc_rows(6, 11)  # includes 1-4 labels (index 4)
-    items = score_arc(model, tokenizer, rows, batch_size=10, progress=lambda n: None)
+    items = score_choices(model, tokenizer, tasks.get("arc_challenge"), rows, batch_size=10, progress=lambda n: None)
     assert [it["id"] for it in items] == [r["id"] for r in rows]
     for row, item in zip(rows, items):
         direct = [

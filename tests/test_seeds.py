@@ -9,11 +9,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from lorastudy import report, results  # noqa: E402
+from lorastudy import charts, report, results  # noqa: E402
 from lorastudy.config import load_config  # noqa: E402
 from lorastudy.data import prepare  # noqa: E402
 from lorastudy.evaluate import evaluate  # noqa: E402
-from lorastudy.io import StudyPaths  # noqa: E402
+from lorastudy.files import StudyPaths  # noqa: E402
 from lorastudy.train import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +37,8 @@ def test_two_seeds_give_spread_points_and_averaged_comparisons(study_root):
     quiet = lambda _: None  # noqa: E731
     for run in cfg.runs():
         if run.method != "base":
-            train(cfg, run.method, run.seed, run.name, paths, log=quiet)
-        evaluate(cfg, run.method, run.seed, run.name, paths, log=quiet)
+            train(cfg, run, paths, log=quiet)
+        evaluate(cfg, run, paths, log=quiet)
 
     res = results.load(cfg, paths)
     written = results.write(res)
@@ -58,5 +58,5 @@ def test_two_seeds_give_spread_points_and_averaged_comparisons(study_root):
 
     text = report.performance_tables(res) + report.executive_summary(res)
     assert "seed sd" in text
-    fig, caption = report.chart_seeds(res)
+    fig, caption = charts.chart_seeds(res)
     assert fig is not None and "seed" in caption

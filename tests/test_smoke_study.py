@@ -15,7 +15,7 @@ import pytest
 
 from lorastudy.config import load_config
 from lorastudy.evaluate import evaluate
-from lorastudy.io import StudyPaths, read_json, read_jsonl
+from lorastudy.files import StudyPaths, read_json, read_jsonl
 from lorastudy.models import tiny_model_dir
 from lorastudy.results import COMPARISON_COLUMNS, METRIC_COLUMNS, RESOURCE_COLUMNS
 from lorastudy.train import train
@@ -150,9 +150,9 @@ def test_same_params_same_machine_same_metrics(smoke, tmp_path):
     tiny = tiny_model_dir(root / "runs" / "_models")
     tiny_model_dir(paths.models).symlink_to(tiny.resolve())
     first = StudyPaths(root, "smoke")
-    again = train(cfg, "lora", 0, "lora", paths, log=lambda _: None)
+    again = train(cfg, cfg.run("lora", 0), paths, log=lambda _: None)
     assert again["final_loss"] == read_json(first.train_json("lora"))["final_loss"]
-    record = evaluate(cfg, "lora", 0, "lora", paths, log=lambda _: None)
+    record = evaluate(cfg, cfg.run("lora", 0), paths, log=lambda _: None)
     before = read_json(first.eval_json("lora"))
     for task, result in record["tasks"].items():
         assert result["metrics"] == before["tasks"][task]["metrics"], task

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lorastudy import resources
+from lorastudy import methods, resources
 from lorastudy.config import load_config
 from lorastudy.data import load_train, prepare
-from lorastudy.io import StudyPaths
+from lorastudy.files import StudyPaths
 from lorastudy.models import load_model, load_tokenizer, tiny_model_dir
 from lorastudy.train import NonFiniteLossError, _trainer_callback, build_examples, prepare_model, train
 
@@ -60,8 +60,8 @@ def test_4bit_base_counts_the_same_logical_parameters_in_fewer_bytes(tiny_model)
 
 def test_lora_and_qlora_train_the_same_number_of_parameters(tiny_model):
     cfg = load_config(ROOT / "params" / "smoke.yaml")
-    lora, lora_stages = prepare_model(cfg, "lora", str(tiny_model))
-    qlora, qlora_stages = prepare_model(cfg, "qlora", str(tiny_model))
+    lora, lora_stages = prepare_model(cfg, methods.LORA, str(tiny_model))
+    qlora, qlora_stages = prepare_model(cfg, methods.QLORA, str(tiny_model))
     lc, qc = resources.count_parameters(lora), resources.count_parameters(qlora)
     assert lc["trainable_params"] == qc["trainable_params"] > 0
     assert lc["total_params"] == qc["total_params"]
@@ -80,7 +80,7 @@ def test_peak_memory_is_reset_between_phases():
 
 def test_training_records_measured_resources(small_study):
     cfg, paths = small_study
-    record = train(cfg, "qlora", 0, "qlora", paths, log=lambda _: None)
+    record = train(cfg, cfg.run("qlora", 0), paths, log=lambda _: None)
     assert (paths.adapter("qlora") / "adapter_model.safetensors").is_file()
     assert record["optimizer_steps"] == 3 and record["tokens_seen"] > 0 and record["wall_s"] > 0
     assert record["tokens_per_s"] == pytest.approx(record["tokens_seen"] / record["wall_s"])
@@ -97,7 +97,7 @@ def test_a_non_finite_loss_stops_training_with_advice(small_study):
         root=cfg.root,
     )
     with pytest.raises(NonFiniteLossError, match="lower train.learning_rate"):
-        train(cfg, "lora", 0, "lora", paths, log=lambda _: None)
+        train(cfg, cfg.run("lora", 0), paths, log=lambda _: None)
     assert not paths.train_json("lora").exists() and not paths.adapter("lora").exists()
 
 
@@ -122,7 +122,7 @@ def test_gradient_checkpointing_trains_the_adapter(small_study, method):
         {"data.train_samples": 16, "train.max_steps": 2, "train.gradient_checkpointing": True},
         root=cfg.root,
     )
-    model, _ = prepare_model(cfg, method, str(tiny_model_dir(paths.models)))
+    model, _ = prepare_model(cfg, methods.get(method), str(tiny_model_dir(paths.models)))
     assert model.base_model.model.is_gradient_checkpointing
     batch = torch.randint(0, 500, (2, 24))
     model.train()

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from .config import TASK_NAMES, ConfigError, load_config, parse_overrides
+from . import tasks
+from .config import ConfigError, load_config, parse_overrides
 
 
 def _overrides(items: list[str]) -> dict:
@@ -53,12 +54,9 @@ def cmd_build_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from .config import ModelConfig, QuantConfig
-    from .data import clean_arc, clean_openmath, clean_squad, load_local
-    from .evaluate import load_for_eval, run_task
-    from .io import atomic_write_json
-    from .models import load_tokenizer, model_path
+def _eval_rows(args: argparse.Namespace):
+    """The usable items of --data for --task, after the task's own cleaning; errors name the flag."""
+    from .data import load_local
 
     problems = []
     data = Path(args.data)
@@ -72,17 +70,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         problems.append("--batch-size: must be positive")
     if problems:
         raise ConfigError(problems)
-    cleaners = {
-        "arc_challenge": clean_arc,
-        "squad": clean_squad,
-        "openmath": lambda rows: clean_openmath(rows, require_numeric=True),
-    }
-    cleaned = cleaners[args.task](load_local(data))
-    rows = cleaned.rows[: args.limit] if args.limit else cleaned.rows
+    task = tasks.get(args.task)
+    cleaned = task.clean(load_local(data))
+    usable = [r for r in cleaned.rows if task.evaluable(r)]
+    for _ in range(len(cleaned.rows) - len(usable)):
+        cleaned.skip("cannot be evaluated")
+    rows = usable[: args.limit] if args.limit else usable
     if args.limit and len(rows) < args.limit:
         raise ConfigError([f"--limit: asked for {args.limit} items, {data} has {len(rows)} usable"])
     if not rows:
         raise ConfigError([f"--data: {data} has no usable {args.task} items"])
+    return rows, cleaned.skipped
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .config import ModelConfig, QuantConfig
+    from .evaluate import load_for_eval, run_task
+    from .files import atomic_write_json
+    from .models import load_tokenizer, model_path
+
+    rows, skipped = _eval_rows(args)
     import torch
 
     dtype = args.dtype or ("bfloat16" if torch.cuda.is_available() else "float32")
@@ -97,7 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "n": result["n"],
         **result["metrics"],
         "items_per_s": result["items_per_s"],
-        "skipped": cleaned.skipped,
+        "skipped": skipped,
         "model": args.model,
         "adapter": args.adapter,
         "load_in_4bit": args.load_in_4bit,
@@ -138,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="hub id, local model folder, or builtin:tiny-qwen3")
     ev.add_argument("--adapter", help="a LoRA adapter folder (saved with save_pretrained)")
     ev.add_argument("--load-in-4bit", action="store_true", help="NF4, double-quantized base (QLoRA)")
-    ev.add_argument("--task", required=True, choices=TASK_NAMES)
+    ev.add_argument("--task", required=True, choices=tasks.TASKS.names())
     ev.add_argument("--data", required=True, help="JSONL/JSON/Parquet file in the task's schema")
     ev.add_argument("--limit", type=int, help="evaluate the first N usable items")
     ev.add_argument("--batch-size", type=int, default=16)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .tasks import TASKS
+from . import methods, tasks
+from .methods import Method
 
-METHOD_NAMES = {"base": "the base model", "lora": "LoRA", "qlora": "QLoRA"}
-# A saving below this share of LoRA's peak is reported, but not treated as a reason to switch.
+# A saving below this share of the other method's peak is reported, but not treated as a reason to switch.
 MEANINGFUL_SAVING_PCT = 10.0
 
 
@@ -37,7 +37,8 @@ def p_text(p: float) -> str:
 
 def verdict(row: pd.Series, alpha: float, confidence: float = 0.95) -> Verdict:
     """Better / worse / no detectable difference for method_a against method_b."""
-    task, a, b = TASKS[row["task"]], METHOD_NAMES[row["method_a"]], METHOD_NAMES[row["method_b"]]
+    task = tasks.get(row["task"])
+    a, b = methods.get(row["method_a"]).in_text, methods.get(row["method_b"]).in_text
     improved = row["delta"] > 0 if row["higher_is_better"] else row["delta"] < 0
     if row["p_holm"] < alpha and row["delta"] != 0:
         kind = "better" if improved else "worse"
@@ -90,69 +91,70 @@ def memory_kind_label(kind: str) -> str:
     return "peak CUDA memory reserved" if kind == "cuda" else "peak process memory (RSS, CPU)"
 
 
-def cost_sentences(resources: pd.DataFrame) -> tuple[list[str], dict[str, float]]:
-    """QLoRA's memory saving and time cost relative to LoRA, in percent."""
-    lora, qlora = _resource(resources, "lora", "train"), _resource(resources, "qlora", "train")
-    if lora is None or qlora is None:
+def cost_sentences(resources: pd.DataFrame, a: Method, b: Method) -> tuple[list[str], dict[str, float]]:
+    """Method a's training memory saving and time cost relative to method b's, in percent."""
+    rb, ra = _resource(resources, b.name, "train"), _resource(resources, a.name, "train")
+    if rb is None or ra is None:
         return [], {}
     figures = {
-        "memory_pct": _pct_change(qlora["peak_memory_mb"], lora["peak_memory_mb"]),
-        "weights_pct": _pct_change(qlora["weights_mb"], lora["weights_mb"]),
-        "time_pct": _pct_change(qlora["wall_s"], lora["wall_s"]),
+        "memory_pct": _pct_change(ra["peak_memory_mb"], rb["peak_memory_mb"]),
+        "weights_pct": _pct_change(ra["weights_mb"], rb["weights_mb"]),
+        "time_pct": _pct_change(ra["wall_s"], rb["wall_s"]),
     }
 
     def change(pct: float, less: str, more: str) -> str:
         return f"{abs(pct):.1f}% {less if pct < 0 else more}"
 
-    label = memory_kind_label(lora["memory_kind"])
-    runs = int(lora.get("n_seeds", 1) or 1)
+    label = memory_kind_label(rb["memory_kind"])
+    runs = int(rb.get("n_seeds", 1) or 1)
     noise = (
         "one training run per method, so run-to-run timing noise is not estimated"
         if runs == 1
         else f"mean of {runs} runs per method"
     )
     sentences = [
-        f"Memory: QLoRA's {label} during training was {change(figures['memory_pct'], 'lower', 'higher')} than "
-        f"LoRA's ({qlora['peak_memory_mb']:,.1f} MB vs {lora['peak_memory_mb']:,.1f} MB). Its base weights took "
-        f"{change(figures['weights_pct'], 'less', 'more')} memory ({qlora['weights_mb']:,.2f} MB vs "
-        f"{lora['weights_mb']:,.2f} MB).",
-        f"Time: QLoRA's training took {change(figures['time_pct'], 'less', 'longer')} "
-        f"than LoRA's ({qlora['wall_s']:,.1f} s vs {lora['wall_s']:,.1f} s; {qlora['tokens_per_s']:,.0f} vs "
-        f"{lora['tokens_per_s']:,.0f} tokens/s); {noise}.",
+        f"Memory: {a.title}'s {label} during training was {change(figures['memory_pct'], 'lower', 'higher')} than "
+        f"{b.title}'s ({ra['peak_memory_mb']:,.1f} MB vs {rb['peak_memory_mb']:,.1f} MB). Its base weights took "
+        f"{change(figures['weights_pct'], 'less', 'more')} memory ({ra['weights_mb']:,.2f} MB vs "
+        f"{rb['weights_mb']:,.2f} MB).",
+        f"Time: {a.title}'s training took {change(figures['time_pct'], 'less', 'longer')} "
+        f"than {b.title}'s ({ra['wall_s']:,.1f} s vs {rb['wall_s']:,.1f} s; {ra['tokens_per_s']:,.0f} vs "
+        f"{rb['tokens_per_s']:,.0f} tokens/s); {noise}.",
     ]
     return sentences, figures
 
 
-def recommendation(comparisons: pd.DataFrame, resources: pd.DataFrame, alpha: float) -> str:
-    """A recommendation between LoRA and QLoRA that follows from the verdicts and costs."""
-    _, figures = cost_sentences(resources)
+def recommendation(comparisons: pd.DataFrame, resources: pd.DataFrame, alpha: float, a: Method, b: Method) -> str:
+    """A recommendation between two trained methods (a, the cheaper candidate, against b) that
+    follows from the verdicts and costs."""
+    _, figures = cost_sentences(resources, a, b)
     if not figures:
-        return "No recommendation between LoRA and QLoRA: the study did not train both."
+        return f"No recommendation between {b.title} and {a.title}: the study did not train both."
     pairs = [
         (row, v)
         for row, v in primary_verdicts(comparisons, alpha)
-        if row["method_a"] == "qlora" and row["method_b"] == "lora"
+        if row["method_a"] == a.name and row["method_b"] == b.name
     ]
-    worse = [TASKS[row["task"]].title for row, v in pairs if v.kind == "worse"]
-    better = [TASKS[row["task"]].title for row, v in pairs if v.kind == "better"]
+    worse = [tasks.get(row["task"]).title for row, v in pairs if v.kind == "worse"]
+    better = [tasks.get(row["task"]).title for row, v in pairs if v.kind == "better"]
     saving = -figures["memory_pct"]
     time_text = f"{abs(figures['time_pct']):.1f}% {'more' if figures['time_pct'] >= 0 else 'less'} training time"
     if worse:
         return (
-            f"Prefer LoRA where {', '.join(worse)} matters: QLoRA scored measurably worse there. Choose "
-            f"QLoRA only if LoRA does not fit in memory (QLoRA's peak training memory was "
+            f"Prefer {b.title} where {', '.join(worse)} matters: {a.title} scored measurably worse there. Choose "
+            f"{a.title} only if {b.title} does not fit in memory ({a.title}'s peak training memory was "
             f"{abs(saving):.1f}% {'lower' if saving > 0 else 'higher'})."
         )
     if saving >= MEANINGFUL_SAVING_PCT:
         extra = f" It scored measurably better on {', '.join(better)}." if better else ""
         return (
-            f"QLoRA, where memory is the constraint: it cut peak training memory by {saving:.1f}% at "
+            f"{a.title}, where memory is the constraint: it cut peak training memory by {saving:.1f}% at "
             f"{time_text}, with no measurable loss on any primary metric at this n (differences "
             f"smaller than each comparison's detectable difference are not ruled out).{extra}"
         )
     change = f"{saving:.1f}% lower" if saving >= 0 else f"{-saving:.1f}% higher"
     return (
-        f"LoRA: here QLoRA did not cut peak training memory meaningfully (its peak was {change}; this "
+        f"{b.title}: here {a.title} did not cut peak training memory meaningfully (its peak was {change}; this "
         f"report treats a cut below {MEANINGFUL_SAVING_PCT:.0f}% as not worth a switch) and took {time_text}; "
         f"no primary metric favoured it measurably" + (f" except {', '.join(better)}" if better else "") + "."
     )

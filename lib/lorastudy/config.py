@@ -19,8 +19,9 @@ from typing import Any, Literal, Union
 
 import yaml
 
-METHODS = ("base", "lora", "qlora")
-TASK_NAMES = ("arc_challenge", "openmath", "squad")
+from . import tasks as task_registry
+
+DEFAULT_METHODS = ("base", "lora", "qlora")
 BUILTIN_MODEL = "builtin:tiny-qwen3"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -49,6 +50,9 @@ class DataConfig:
     # local: JSONL or Parquet files in local_dir named after the datasets (see data.py).
     source: Literal["synthetic", "hub", "local"] = "synthetic"
     local_dir: str | None = None
+    # The task whose data the adapters are trained on (its declaration says how a row becomes
+    # a training example); its evaluation items are held out of the same pool.
+    train_task: str = "openmath"
     train_samples: int = 1000
     max_seq_len: int = 512
     seed: int = 0
@@ -104,7 +108,7 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = 16
     # Per-item latency is timed at batch size 1 on the first items of this task.
-    latency_task: Literal["openmath", "squad"] = "openmath"
+    latency_task: str = "openmath"
     latency_items: int = 16
 
 
@@ -119,7 +123,7 @@ class ReportConfig:
 @dataclass(frozen=True)
 class StudyConfig:
     study: str
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     seeds: tuple[int, ...] = (0,)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -145,24 +149,26 @@ class StudyConfig:
         path = Path(path).expanduser()
         return path if path.is_absolute() else Path(self.root) / path
 
-    @property
-    def trained_methods(self) -> tuple[str, ...]:
-        return tuple(m for m in self.methods if m != "base")
-
     def runs(self) -> list[Run]:
-        """One run per method and seed; the untrained base is evaluated once (greedy decoding)."""
+        """One run per method and seed; a method that trains nothing is evaluated once (greedy
+        decoding does not depend on the seed)."""
+        from . import methods as method_registry  # methods validate their overrides against this module
+
         runs = []
         for method in self.methods:
-            seeds = self.seeds[:1] if method == "base" else self.seeds
-            for seed in seeds:
-                name = method if method == "base" or len(self.seeds) == 1 else f"{method}_seed{seed}"
+            trains = method_registry.get(method).trains
+            for seed in self.seeds if trains else self.seeds[:1]:
+                name = method if not trains or len(self.seeds) == 1 else f"{method}_seed{seed}"
                 runs.append(Run(method=method, seed=seed, name=name))
         return runs
 
     def run(self, method: str, seed: int) -> Run:
-        """The run that trains (or, for base, evaluates) `method` with `seed`."""
+        """The run that trains and evaluates `method` with `seed` (for a method that trains
+        nothing, its one run whatever the seed)."""
+        from . import methods as method_registry
+
         for run in self.runs():
-            if run.method == method and (run.seed == seed or method == "base"):
+            if run.method == method and (run.seed == seed or not method_registry.get(method).trains):
                 return run
         raise ConfigError(
             [
@@ -346,8 +352,9 @@ def _build_tasks(value: Any, problems: list[str]) -> tuple[TaskConfig, ...]:
         return ()
     tasks = []
     for name, settings in value.items():
-        if name not in TASK_NAMES:
-            problems.append(f"tasks.{name}: unknown task (expected one of {', '.join(TASK_NAMES)})")
+        if name not in task_registry.TASKS:
+            known = ", ".join(task_registry.TASKS.names())
+            problems.append(f"tasks.{name}: unknown task (expected one of {known})")
             continue
         built = _build(TaskConfig, {"name": name, **(settings or {})}, f"tasks.{name}.", problems)
         if built is not None:
@@ -357,6 +364,8 @@ def _build_tasks(value: Any, problems: list[str]) -> tuple[TaskConfig, ...]:
 
 def _check_values(cfg: StudyConfig) -> list[str]:
     """Range and consistency checks that types alone cannot express."""
+    from . import methods as method_registry
+
     problems = []
 
     def need(ok: bool, message: str) -> None:
@@ -369,11 +378,16 @@ def _check_values(cfg: StudyConfig) -> list[str]:
     )
     need(len(cfg.methods) > 0, "methods: at least one method is needed")
     for m in cfg.methods:
-        need(m in METHODS, f"methods: unknown method {m!r} (expected some of {', '.join(METHODS)})")
+        known = ", ".join(method_registry.METHODS.names())
+        need(m in method_registry.METHODS, f"methods: unknown method {m!r} (expected some of {known})")
     need(len(set(cfg.methods)) == len(cfg.methods), "methods: a method is listed twice")
     need(len(cfg.seeds) > 0, "seeds: at least one seed is needed")
     need(len(set(cfg.seeds)) == len(cfg.seeds), "seeds: a seed is listed twice")
-    need(len(cfg.tasks) > 0, f"tasks: at least one of {', '.join(TASK_NAMES)} is needed")
+    need(len(cfg.tasks) > 0, f"tasks: at least one of {', '.join(task_registry.TASKS.names())} is needed")
+    need(
+        cfg.data.train_task in task_registry.TASKS and task_registry.get(cfg.data.train_task).train_example is not None,
+        f"data.train_task: {cfg.data.train_task!r} is not a task that declares training examples",
+    )
     for t in cfg.tasks:
         need(t.n is None or t.n > 0, f"tasks.{t.name}.n: must be positive (or null for the whole split)")
         need(t.max_new_tokens is None or t.max_new_tokens > 0, f"tasks.{t.name}.max_new_tokens: must be positive")

@@ -1,12 +1,13 @@
-"""Evaluation: ARC by log-likelihood (as lm-evaluation-harness scores arc_challenge),
-OpenMath and SQuAD by batched greedy generation, plus latency and throughput.
+"""Evaluation of one run on the study's tasks, as each task's declaration says: log-likelihood
+tasks (ARC, as lm-evaluation-harness scores arc_challenge) by scoring every choice as a
+continuation of the context, generation tasks (OpenMath, SQuAD) by batched greedy generation;
+then latency at batch size 1 and throughput.
 
-QLoRA is evaluated the way it was trained: its adapter on the 4-bit base.
+A method is evaluated the way it was trained: its adapter on the base its declaration loads.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,13 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import resources
-from .config import ModelConfig, QuantConfig, StudyConfig, params_hash
-from .io import StudyPaths, atomic_write_json, write_jsonl
-from .metrics import extract_number, numbers_match, parse_expected_answer, squad_em, squad_f1
+from . import methods, resources, tasks
+from .config import ModelConfig, QuantConfig, Run, StudyConfig, params_hash
+from .files import StudyPaths, atomic_write_json, write_jsonl
 from .models import load_model, load_tokenizer, model_path
-from .tasks import TASKS, arc_context, openmath_user_message, squad_user_message
-from .train import chat_prompt
+from .tasks import Task
 
 
 def load_for_eval(path: str, model_cfg: ModelConfig, quant: QuantConfig | None, adapter: Path | None):
@@ -68,39 +67,28 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]]) -> list[fl
     return scores
 
 
-def score_arc(model, tokenizer, rows: list[dict], batch_size: int, progress: Callable[[int], None]) -> list[dict]:
-    """acc: argmax of summed log-likelihood; acc_norm: argmax of it over the choice's length in
-    characters. Each forward pass holds whole questions (all their choices), up to batch_size rows."""
+def score_choices(
+    model, tokenizer, task: Task, rows: list[dict], batch_size: int, progress: Callable[[int], None]
+) -> list[dict]:
+    """Score a log-likelihood task: every choice's summed log-likelihood as a continuation of
+    the item's context, then the task's scorer. Each forward pass holds whole items (all their
+    choices), up to batch_size rows."""
     items, group = [], []
 
     def flush() -> None:
-        requests = [(arc_context(r["question"]), " " + c) for r in group for c in r["choices"]["text"]]
+        requests = [(task.prompt(tokenizer, r), c) for r in group for c in task.choices(r)]
         scores = loglikelihoods(model, tokenizer, requests)
         offset = 0
         for row in group:
-            texts, labels = row["choices"]["text"], row["choices"]["label"]
-            ll = scores[offset : offset + len(texts)]
-            offset += len(texts)
-            gold = labels.index(row["answerKey"])
-            pick = int(np.argmax(ll))
-            pick_norm = int(np.argmax([s / len(t) for s, t in zip(ll, texts)]))
-            items.append(
-                {
-                    "id": row["id"],
-                    "prompt": arc_context(row["question"]),
-                    "choices": texts,
-                    "output": labels[pick_norm],
-                    "extracted": labels[pick_norm],
-                    "references": [row["answerKey"]],
-                    "loglikelihoods": ll,
-                    "scores": {"acc": float(pick == gold), "acc_norm": float(pick_norm == gold)},
-                }
-            )
+            n = len(task.choices(row))
+            ll, offset = scores[offset : offset + n], offset + n
+            prompt = task.prompt(tokenizer, row)
+            items.append({"id": row["id"], "question": task.question(row), "prompt": prompt, **task.score(row, ll)})
         progress(len(group))
         group.clear()
 
     for row in rows:
-        if group and sum(len(r["choices"]["text"]) for r in group) + len(row["choices"]["text"]) > batch_size:
+        if group and sum(len(task.choices(r)) for r in group) + len(task.choices(row)) > batch_size:
             flush()
         group.append(row)
     if group:
@@ -156,105 +144,66 @@ def generate(
     return results
 
 
-def openmath_prompt(tokenizer, row: dict) -> str:
-    return chat_prompt(tokenizer, openmath_user_message(row["problem"]))
-
-
-def squad_prompt(tokenizer, row: dict) -> str:
-    return chat_prompt(tokenizer, squad_user_message(row["context"], row["question"]))
-
-
-def score_openmath(row: dict, output: str) -> dict:
-    expected = parse_expected_answer(row["expected_answer"])
-    extracted = extract_number(output)
-    return {
-        "extracted": extracted,
-        "references": [row["expected_answer"]],
-        "abs_error": None if extracted is None else abs(extracted - expected),
-        "scores": {
-            "exact_match": float(numbers_match(extracted, expected)),
-            "no_answer_rate": float(extracted is None),
-        },
-    }
-
-
-def score_squad(row: dict, output: str) -> dict:
-    refs = row["answers"]["text"]
-    return {
-        "extracted": output,
-        "references": refs,
-        "scores": {"exact_match": squad_em(output, refs), "f1": squad_f1(output, refs)},
-    }
-
-
-GENERATIVE = {"openmath": (openmath_prompt, score_openmath), "squad": (squad_prompt, score_squad)}
-
-
 def run_task(
     model,
     tokenizer,
-    task: str,
+    task: Task | str,
     rows: list[dict],
     batch_size: int,
     max_new_tokens: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Evaluate one task; returns its metrics, per-item predictions and throughput."""
-    spec = TASKS[task]
-    done = {"n": 0}
-    every = max(1, len(rows) // 4)
-
-    def progress(n: int) -> None:
-        before, done["n"] = done["n"], done["n"] + n
-        if done["n"] // every > before // every or done["n"] == len(rows):
-            log(f"  {task}: {done['n']}/{len(rows)} items")
-
+    """Evaluate one task; returns its metrics, per-item predictions and throughput. A metric
+    that is undefined on these items (a median over no defined value) is left out, not 0."""
+    task = tasks.get(task) if isinstance(task, str) else task
+    progress = _progress_log(task.name, len(rows), log)
     resources.synchronize()
     start = time.perf_counter()
-    if spec.kind == "loglikelihood":
-        items = score_arc(model, tokenizer, rows, batch_size, progress)
+    if task.kind == "loglikelihood":
+        items = score_choices(model, tokenizer, task, rows, batch_size, progress)
     else:
-        build_prompt, score = GENERATIVE[task]
-        prompts = [build_prompt(tokenizer, r) for r in rows]
-        outputs = generate(
-            model,
-            tokenizer,
-            prompts,
-            max_new_tokens or spec.default_max_new_tokens,
-            spec.stop_strings,
-            batch_size,
-            progress,
-        )
-        items = [{"id": r["id"], "prompt": p, **o, **score(r, o["output"])} for r, p, o in zip(rows, prompts, outputs)]
+        prompts = [task.prompt(tokenizer, r) for r in rows]
+        max_new = max_new_tokens or task.max_new_tokens
+        outputs = generate(model, tokenizer, prompts, max_new, task.stop_strings, batch_size, progress)
+        items = [
+            {"id": r["id"], "question": task.question(r), "prompt": p, **o, **task.score(r, o["output"])}
+            for r, p, o in zip(rows, prompts, outputs)
+        ]
     resources.synchronize()
     wall_s = time.perf_counter() - start
-    metrics = {m.name: float(np.mean([it["scores"][m.name] for it in items])) for m in spec.metrics if m.per_item}
-    if task == "openmath":
-        errors = [it["abs_error"] for it in items if it["abs_error"] is not None]
-        # Undefined when no output has a number; left out rather than reported as 0.
-        if errors:
-            metrics["median_abs_error"] = float(statistics.median(errors))
+    metrics = {m.name: m.aggregate(items) for m in task.metrics}
+    metrics = {name: value for name, value in metrics.items() if value is not None}
     return {"metrics": metrics, "n": len(items), "wall_s": wall_s, "items_per_s": len(items) / wall_s, "items": items}
 
 
+def _progress_log(name: str, total: int, log: Callable[[str], None]) -> Callable[[int], None]:
+    """A progress callback that logs about every quarter of the items."""
+    done, every = {"n": 0}, max(1, total // 4)
+
+    def progress(n: int) -> None:
+        before, done["n"] = done["n"], done["n"] + n
+        if done["n"] // every > before // every or done["n"] == total:
+            log(f"  {name}: {done['n']}/{total} items")
+
+    return progress
+
+
 @torch.no_grad()
-def measure_latency(model, tokenizer, task: str, rows: list[dict], max_new_tokens: int | None) -> dict:
+def measure_latency(model, tokenizer, task: Task, rows: list[dict], max_new_tokens: int | None) -> dict:
     """Per-item latency at batch size 1 on a fixed subset (after one untimed warm-up item)."""
-    spec = TASKS[task]
-    build_prompt, _ = GENERATIVE[task]
-    prompts = [build_prompt(tokenizer, r) for r in rows]
-    max_new = max_new_tokens or spec.default_max_new_tokens
-    generate(model, tokenizer, prompts[:1], max_new, spec.stop_strings, 1)
+    prompts = [task.prompt(tokenizer, r) for r in rows]
+    max_new = max_new_tokens or task.max_new_tokens
+    generate(model, tokenizer, prompts[:1], max_new, task.stop_strings, 1)
     latencies, tokens = [], []
     for prompt in prompts:
         resources.synchronize()
         start = time.perf_counter()
-        out = generate(model, tokenizer, [prompt], max_new, spec.stop_strings, 1)[0]
+        out = generate(model, tokenizer, [prompt], max_new, task.stop_strings, 1)[0]
         resources.synchronize()
         latencies.append(1000.0 * (time.perf_counter() - start))
         tokens.append(out["generated_tokens"])
     return {
-        "task": task,
+        "task": task.name,
         "items": len(prompts),
         "ms": latencies,
         "p50_ms": float(np.percentile(latencies, 50)),
@@ -267,52 +216,23 @@ def measure_latency(model, tokenizer, task: str, rows: list[dict], max_new_token
 # ------------------------------------------------------------------------- the eval step
 
 
-def evaluate(
-    cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPaths, log: Callable[[str], None] = print
-) -> dict:
+def evaluate(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], None] = print) -> dict:
     """Evaluate one run on every task; write predictions/<run>/<task>.jsonl and eval/<run>.json."""
     from transformers import set_seed
 
-    from .data import load_eval
-
-    set_seed(seed)
+    set_seed(run.seed)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
     tokenizer = load_tokenizer(path, cfg.model)
-    adapter = paths.adapter(run) if method != "base" else None
+    method = methods.get(run.method)
+    adapter = paths.adapter(run.name) if method.trains else None
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter}: no trained adapter; run the 02_train step for {run} first")
+        raise FileNotFoundError(f"{adapter}: no trained adapter; run the 02_train step for {run.name} first")
     with resources.measure() as load:
-        model = load_for_eval(path, cfg.model, cfg.quant if method == "qlora" else None, adapter)
-    counts = resources.count_parameters(model)
-    record: dict[str, Any] = {
-        "run": run,
-        "method": method,
-        "seed": seed,
-        "params_hash": params_hash(cfg.to_dict()),
-        "model": path,
-        "adapter": str(adapter) if adapter else None,
-        "device": resources.device_name(),
-        "total_params": counts["total_params"],
-        "adapter_params": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n),
-        "weights_bytes": resources.weights_bytes(model),
-        "load": {"wall_s": load.wall_s, "peak": load.peak},
-        "tasks": {},
-    }
-    predictions = {}
+        model = load_for_eval(path, method.settings(cfg).model, method.quant(cfg), adapter)
+    record = _model_record(cfg, run, path, adapter, model)
+    record["load"] = {"wall_s": load.wall_s, "peak": load.peak}
     with resources.measure() as phase:
-        for task_cfg in cfg.tasks:
-            rows = load_eval(paths.data, task_cfg.name)
-            log(f"evaluating {run} on {task_cfg.name} ({len(rows)} items)")
-            result = run_task(model, tokenizer, task_cfg.name, rows, cfg.eval.batch_size, task_cfg.max_new_tokens, log)
-            predictions[task_cfg.name] = result.pop("items")
-            record["tasks"][task_cfg.name] = result
-        latency_task = cfg.eval.latency_task
-        if any(t.name == latency_task for t in cfg.tasks):
-            rows = load_eval(paths.data, latency_task)[: cfg.eval.latency_items]
-            log(f"timing {len(rows)} {latency_task} items one at a time")
-            record["latency"] = measure_latency(
-                model, tokenizer, latency_task, rows, cfg.task(latency_task).max_new_tokens
-            )
+        predictions = _evaluate_tasks(cfg, run, paths, model, tokenizer, record, log)
     record.update(
         {
             "wall_s": phase.wall_s,
@@ -323,10 +243,48 @@ def evaluate(
     )
     # Written only now, the record last, so an interrupted evaluation leaves no partial results.
     for task, items in predictions.items():
-        write_jsonl(paths.predictions(run, task), items)
-    atomic_write_json(paths.eval_json(run), record)
+        write_jsonl(paths.predictions(run.name, task), items)
+    atomic_write_json(paths.eval_json(run.name), record)
     summary = ", ".join(
-        f"{t} {TASKS[t].primary} {r['metrics'][TASKS[t].primary]:.3f}" for t, r in record["tasks"].items()
+        f"{t} {tasks.get(t).primary} {r['metrics'].get(tasks.get(t).primary, float('nan')):.3f}"
+        for t, r in record["tasks"].items()
     )
-    log(f"evaluated {run} in {phase.wall_s:.1f} s: {summary}")
+    log(f"evaluated {run.name} in {phase.wall_s:.1f} s: {summary}")
     return record
+
+
+def _model_record(cfg: StudyConfig, run: Run, path: str, adapter: Path | None, model) -> dict[str, Any]:
+    counts = resources.count_parameters(model)
+    return {
+        "run": run.name,
+        "method": run.method,
+        "seed": run.seed,
+        "params_hash": params_hash(cfg.to_dict()),
+        "model": path,
+        "adapter": str(adapter) if adapter else None,
+        "device": resources.device_name(),
+        "total_params": counts["total_params"],
+        "adapter_params": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n),
+        "weights_bytes": resources.weights_bytes(model),
+        "tasks": {},
+    }
+
+
+def _evaluate_tasks(cfg, run: Run, paths: StudyPaths, model, tokenizer, record: dict, log) -> dict[str, list[dict]]:
+    """Every task of the study, then latency; fills record and returns the predictions."""
+    from .data import load_eval
+
+    predictions = {}
+    for task_cfg in cfg.tasks:
+        rows = load_eval(paths.data, task_cfg.name)
+        log(f"evaluating {run.name} on {task_cfg.name} ({len(rows)} items)")
+        result = run_task(model, tokenizer, task_cfg.name, rows, cfg.eval.batch_size, task_cfg.max_new_tokens, log)
+        predictions[task_cfg.name] = result.pop("items")
+        record["tasks"][task_cfg.name] = result
+    latency = cfg.eval.latency_task
+    if any(t.name == latency for t in cfg.tasks):
+        rows = load_eval(paths.data, latency)[: cfg.eval.latency_items]
+        log(f"timing {len(rows)} {latency} items one at a time")
+        max_new = cfg.task(latency).max_new_tokens
+        record["latency"] = measure_latency(model, tokenizer, tasks.get(latency), rows, max_new)
+    return predictions

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 
-from .tasks import TASKS
+from . import tasks
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")
 
@@ -56,7 +56,7 @@ def data_section(summary: dict) -> str:
         skipped = "; ".join(f"{escape(reason)}: {count:,}" for reason, count in d.get("skipped", {}).items()) or "none"
         rows.append(
             [
-                TASKS[name].title if name in TASKS else escape(name),
+                tasks.get(name).title if name in tasks.TASKS else escape(name),
                 integer(d.get("loaded")),
                 skipped,
                 integer(d.get("train"), "\u2014"),
@@ -113,7 +113,7 @@ def eval_summary(record: dict) -> str:
     """What one evaluation run measured, for the 03_evaluate notebook."""
     rows = [
         [
-            TASKS[t].title,
+            tasks.get(t).title,
             ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items()),
             str(r["n"]),
             f"{r['items_per_s']:,.1f}",

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .config import BUILTIN_MODEL, ModelConfig, QuantConfig, is_local
-from .io import atomic_path
+from .files import atomic_path
 from .resources import device
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}

@@ -7,7 +7,7 @@ from typing import Any
 
 from .checks import check_study
 from .config import StudyConfig, load_config
-from .io import StudyPaths
+from .files import StudyPaths
 
 
 def setup(params_file: str, overrides: dict[str, Any], root: str) -> tuple[StudyConfig, StudyPaths]:

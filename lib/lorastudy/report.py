@@ -15,22 +15,17 @@ import subprocess
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import yaml
 
-from . import conclusions
+from . import conclusions, methods, tasks
+from .charts import label
 from .conclusions import memory_kind_label
 from .config import BUILTIN_MODEL, params_hash
 from .markdown import escape, num, table
-from .results import StudyResults
-from .tasks import OPENMATH_INSTRUCTION, TASKS
+from .results import StudyResults, pairs
 
-METHOD_LABELS = {"base": "base", "lora": "LoRA", "qlora": "QLoRA"}
-PALETTE = {"base": "#8c8c8c", "lora": "#1f77b4", "qlora": "#d62728"}
-LABEL_PALETTE = {METHOD_LABELS[m]: colour for m, colour in PALETTE.items()}
 LIBRARIES = [
     "lorastudy",
     "torch",
@@ -56,17 +51,17 @@ def _arrow(higher_is_better: bool) -> str:
 
 def title(res: StudyResults) -> str:
     cfg = res.cfg
-    n = ", ".join(f"{TASKS[t.name].title} n = {len(res.items[(res.runs[0].name, t.name)])}" for t in cfg.tasks)
+    n = ", ".join(f"{tasks.get(t.name).title} n = {len(res.items[(res.runs[0].name, t.name)])}" for t in cfg.tasks)
+    trained = [label(m) for m in res.methods if res.trained(m)]
+    train_task = cfg.data.train_task
     lines = [
-        f"# LoRA vs QLoRA: study `{escape(cfg.study)}`",
+        f"# {' vs '.join(trained) or 'Base model'}: study `{escape(cfg.study)}`",
         "",
-        f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets']['openmath']['train']:,} "
-        f"OpenMath problems ({escape(cfg.data.source)} data) with "
-        f"{', '.join(METHOD_LABELS[m] for m in res.methods if m != 'base') or 'no method'}, "
+        f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets'][train_task]['train']:,} "
+        f"{tasks.get(train_task).title} training items ({escape(cfg.data.source)} data) with "
+        f"{', '.join(trained) or 'no method'}, "
         f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}; evaluated on {n}. "
-        f"LoRA trains on the unquantized base ({cfg.model.dtype} weights); QLoRA trains the same "
-        f"adapter on a {cfg.quant.quant_type.upper()}{', double-quantized' if cfg.quant.double_quant else ''} "
-        f"4-bit base (bitsandbytes, compute dtype {cfg.quant.compute_dtype}).",
+        + " ".join(methods.get(m).describe(methods.get(m).settings(cfg)) for m in res.methods),
     ]
     if cfg.model.name == BUILTIN_MODEL:
         lines += [
@@ -88,11 +83,15 @@ def executive_summary(res: StudyResults) -> str:
         lines.append(f"- {v.sentence}")
     if not verdicts:
         lines.append("- The study has fewer than two methods, so nothing is compared.")
-    costs, _ = conclusions.cost_sentences(res.resources)
-    lines += [f"- {c}" for c in costs]
+    trained_pairs = [(methods.get(a), methods.get(b)) for a, b in pairs(res.methods) if res.trained(b)]
+    for a, b in trained_pairs:
+        lines += [f"- {c}" for c in conclusions.cost_sentences(res.resources, a, b)[0]]
+    for a, b in trained_pairs:
+        advice = conclusions.recommendation(res.comparisons, res.resources, rep.alpha, a, b)
+        lines += ["", f"**Recommendation.** {advice}"]
+    if not trained_pairs:
+        lines += ["", "**Recommendation.** None: the study does not compare two fine-tuning methods."]
     lines += [
-        "",
-        f"**Recommendation.** {conclusions.recommendation(res.comparisons, res.resources, rep.alpha)}",
         "",
         f'Verdicts use each task\'s primary metric; "better" and "worse" need a Holm-adjusted p below '
         f"{rep.alpha} across all {len(res.comparisons)} comparisons in this study. No average across "
@@ -112,7 +111,7 @@ def performance_tables(res: StudyResults) -> str:
     ]
     m = res.metrics
     for t in res.cfg.tasks:
-        task = TASKS[t.name]
+        task = tasks.get(t.name)
         rows = []
         for metric in task.metrics:
             cells = []
@@ -123,21 +122,19 @@ def performance_tables(res: StudyResults) -> str:
                     continue
                 r = hit.iloc[0]
                 text = f"{num(r.value)} [{num(r.ci_low)}, {num(r.ci_high)}]"
-                if metric.name == "median_abs_error":
+                if metric.aggregation == "median":
                     text += f" (of {int(r.n)})"
                 if r.n_seeds > 1 and r.seed_sd is not None and not pd.isna(r.seed_sd):
                     text += f", seed sd {num(r.seed_sd)}"
                 cells.append(text)
-            label = f"{metric.name} {_arrow(metric.higher_is_better)}" + (
-                " (primary)" if metric.name == task.primary else ""
-            )
-            rows.append([label] + cells)
+            heading = f"{metric.name} {_arrow(metric.higher_is_better)}" + (" (primary)" if metric.primary else "")
+            rows.append([heading] + cells)
         n = len(res.items[(res.runs[0].name, t.name)])
         parts += [
             "",
             f"### {task.title} (n = {n})",
             "",
-            table(["metric"] + [METHOD_LABELS[x] for x in res.methods], rows),
+            table(["metric"] + [label(x) for x in res.methods], rows),
             "",
             "; ".join(f"*{x.name}*: {x.description}" for x in task.metrics) + ".",
         ]
@@ -154,9 +151,9 @@ def comparisons_table(res: StudyResults) -> str:
         v = conclusions.verdict(r, rep.alpha, rep.confidence)
         rows.append(
             [
-                f"{TASKS[r.task].title}",
+                f"{tasks.get(r.task).title}",
                 f"{r.metric} {_arrow(r.higher_is_better)}",
-                f"{METHOD_LABELS[r.method_a]} \u2212 {METHOD_LABELS[r.method_b]}",
+                f"{label(r.method_a)} \u2212 {label(r.method_b)}",
                 num(r.delta),
                 f"[{num(r.ci_low)}, {num(r.ci_high)}]",
                 _p(r.p_value),
@@ -190,25 +187,19 @@ def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def resources_table(res: StudyResults) -> str:
-    r = res.resources
-    cols = [(row.method, row.phase) for row in r.itertuples()]
-    kind = r["memory_kind"].iloc[0]
+def _resource_rows(kind: str) -> list[tuple[str, str, object]]:
+    """The resource table's rows: label, column of resources.csv, and how to format it."""
 
-    def cell(method: str, phase: str, key: str, fmt) -> str:
-        row = r[(r.method == method) & (r.phase == phase)].iloc[0]
-        value = row.get(key)
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return "n/a"
-        return fmt(value)
+    def mb(v):
+        return f"{v:,.1f}"
 
-    mb = lambda v: f"{v:,.1f}"  # noqa: E731
-    small_mb = lambda v: f"{v:,.2f}"  # noqa: E731
+    def small_mb(v):
+        return f"{v:,.2f}"
 
     def trainable(v):
         return f"{int(v):,}" if v else "0 (not fine-tuned)"
 
-    spec = [
+    return [
         ("trainable parameters", "trainable_params", trainable),
         ("total parameters (logical)", "total_params", lambda v: f"{int(v):,}"),
         ("trainable share", "pct_trainable", lambda v: f"{v:.2f}%"),
@@ -231,12 +222,24 @@ def resources_table(res: StudyResults) -> str:
         ("training precision", "precision", str),
         ("optimizer", "optim", str),
     ]
-    rows = []
-    for label, key, fmt in spec:
-        if key not in r.columns or r[key].isna().all():
-            continue
-        rows.append([label] + [cell(m, p, key, fmt) for m, p in cols])
-    lat_task = res.cfg.eval.latency_task
+
+
+def resources_table(res: StudyResults) -> str:
+    r = res.resources
+    cols = [(row.method, row.phase) for row in r.itertuples()]
+    kind = r["memory_kind"].iloc[0]
+
+    def cell(method: str, phase: str, key: str, fmt) -> str:
+        value = r[(r.method == method) & (r.phase == phase)].iloc[0].get(key)
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return "n/a"
+        return fmt(value)
+
+    rows = [
+        [name] + [cell(m, p, key, fmt) for m, p in cols]
+        for name, key, fmt in _resource_rows(kind)
+        if key in r.columns and not r[key].isna().all()
+    ]
     notes = [
         f"Memory is the {memory_kind_label(kind)}, reset at the start of each phase"
         + (
@@ -247,8 +250,8 @@ def resources_table(res: StudyResults) -> str:
         ),
         "Total parameters count logical weights, so the 4-bit base reports the same total as its 16-bit twin; "
         "the adapter's parameters are included where one is loaded.",
-        f"Latency: one {escape(lat_task)} item at a time, {res.cfg.eval.latency_items} items after one "
-        "untimed warm-up; tokens/s in the evaluation column is generated tokens per second at batch size 1.",
+        f"Latency: one {escape(res.cfg.eval.latency_task)} item at a time, {res.cfg.eval.latency_items} items "
+        "after one untimed warm-up; tokens/s in the evaluation column is generated tokens per second at batch size 1.",
         "n/a: the figure does not apply to that phase (no training for the base; no latency while training; "
         "no k-bit preparation for the 16-bit base).",
     ]
@@ -256,7 +259,7 @@ def resources_table(res: StudyResults) -> str:
         [
             "## Model configurations and costs",
             "",
-            table(["figure"] + [f"{METHOD_LABELS[m]} ({p})" for m, p in cols], rows),
+            table(["figure"] + [f"{label(m)} ({p})" for m, p in cols], rows),
             "",
             *[f"- {n}" for n in notes],
         ]
@@ -272,42 +275,30 @@ def examples(res: StudyResults, limit: int | None = None) -> str:
         return "\n".join(parts + ["No examples requested (report.examples is 0)."])
     first = {m: res.method_runs(m)[0].name for m in res.methods}
     for t in res.cfg.tasks:
-        primary = TASKS[t.name].primary
+        primary = tasks.get(t.name).primary
+        key = tasks.get(t.name).metric(primary).key
         items = {m: res.items[(run, t.name)] for m, run in first.items()}
         n = len(next(iter(items.values())))
-        differing = [i for i in range(n) if len({items[m][i]["scores"][primary] for m in res.methods}) > 1]
+        differing = [i for i in range(n) if len({items[m][i]["scores"][key] for m in res.methods}) > 1]
         shown = (differing + [i for i in range(n) if i not in set(differing)])[:limit]
-        parts.append(f"### {TASKS[t.name].title}: the methods' {primary} differs on {len(differing)} of {n} items")
+        parts.append(f"### {tasks.get(t.name).title}: the methods' {primary} differs on {len(differing)} of {n} items")
         rows = []
         for i in shown:
             ref = items[res.methods[0]][i]["references"]
-            row = [escape(_question(t.name, items[res.methods[0]][i]["prompt"]), 160)]
-            row += [
-                f"{escape(items[m][i]['output'], 120)} ({num(items[m][i]['scores'][primary], 2)})" for m in res.methods
-            ]
+            row = [escape(items[res.methods[0]][i]["question"], 160)]
+            row += [f"{escape(items[m][i]['output'], 120)} ({num(items[m][i]['scores'][key], 2)})" for m in res.methods]
             row += [escape(" | ".join(map(str, ref)), 80), "yes" if i in differing else "no"]
             rows.append(row)
         parts += [
             "",
             table(
-                ["prompt"] + [f"{METHOD_LABELS[m]} ({primary})" for m in res.methods] + ["reference", "differs"],
+                ["item"] + [f"{label(m)} ({primary})" for m in res.methods] + ["reference", "differs"],
                 rows,
                 ["l"] * (len(res.methods) + 3),
             ),
             "",
         ]
     return "\n".join(parts)
-
-
-def _question(task: str, prompt: str) -> str:
-    """The part of a prompt a reader needs: the question, not the template around it."""
-    for marker in ("Question: ", "<|im_start|>user\n"):
-        if marker in prompt:
-            prompt = prompt.split(marker, 1)[1]
-    prompt = prompt.split("<|im_end|>")[0]
-    for boilerplate in (OPENMATH_INSTRUCTION, "\nAnswer:"):
-        prompt = prompt.replace(boilerplate, "")
-    return prompt.strip()
 
 
 def provenance(res: StudyResults, params_file: str, overrides: dict) -> str:
@@ -359,192 +350,3 @@ def provenance(res: StudyResults, params_file: str, overrides: dict) -> str:
             "<pre>" + html.escape(params_yaml) + "</pre>",
         ]
     )
-
-
-# ------------------------------------------------------------------------- charts
-
-
-def _style() -> None:
-    sns.set_theme(style="whitegrid", context="notebook")
-
-
-def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
-    """Method names as the report shows them (LoRA, QLoRA), for legends and axes."""
-    return frame.assign(method=frame["method"].map(METHOD_LABELS))
-
-
-def chart_primary(res: StudyResults):
-    _style()
-    m = res.metrics[res.metrics["primary"]]
-    tasks = [t.name for t in res.cfg.tasks]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        rows = m[m.task == task].set_index("method").loc[res.methods].reset_index()
-        x = np.arange(len(rows))
-        ax.bar(x, rows["value"], color=[PALETTE[mm] for mm in rows["method"]], alpha=0.85)
-        ax.errorbar(
-            x,
-            rows["value"],
-            yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
-            fmt="none",
-            ecolor="black",
-            capsize=5,
-        )
-        ax.set_xticks(x, [METHOD_LABELS[mm] for mm in rows["method"]])
-        metric = TASKS[task].primary
-        ax.set_title(
-            f"{TASKS[task].title}\n{metric} "
-            f"({'higher' if TASKS[task].metric(metric).higher_is_better else 'lower'} is better)"
-        )
-        ax.set_ylim(0, 1)
-    fig.tight_layout()
-    caption = (
-        f"Primary metric per task and method, with {res.cfg.report.confidence:.0%} bootstrap intervals "
-        f"over items (n per task in the tables above)."
-    )
-    return fig, caption
-
-
-def chart_score_vs_memory(res: StudyResults):
-    _style()
-    r = res.resources[res.resources.phase == "train"]
-    if r.empty:
-        return None, "No method was trained, so there is no training memory to plot."
-    m = res.metrics[res.metrics["primary"] & res.metrics.method.isin(r.method)]
-    data = m.merge(r[["method", "peak_memory_mb"]], on="method")
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for task, rows in data.groupby("task", sort=False):
-        ax.errorbar(
-            rows["peak_memory_mb"],
-            rows["value"],
-            yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
-            fmt="o",
-            capsize=4,
-            label=f"{TASKS[task].title} ({TASKS[task].primary})",
-        )
-        for _, row in rows.iterrows():
-            ax.annotate(
-                METHOD_LABELS[row.method],
-                (row.peak_memory_mb, row.value),
-                textcoords="offset points",
-                xytext=(6, 4),
-                fontsize=9,
-            )
-    # From zero, so the gap between the methods is drawn to scale.
-    ax.set_xlim(0, data["peak_memory_mb"].max() * 1.15)
-    ax.set_xlabel(f"{memory_kind_label(r.memory_kind.iloc[0])} during training (MB)")
-    ax.set_ylabel("primary metric")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig, (
-        "Each trained method's primary score per task (with its interval) against its peak memory "
-        "while training. Up and to the left is better. The base model is not trained, so it has no point."
-    )
-
-
-def chart_losses(res: StudyResults):
-    _style()
-    if res.losses.empty:
-        return None, "No training losses were recorded (no method was trained)."
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    data = _labelled(res.losses)
-    sns.lineplot(
-        data=data, x="step", y="loss", hue="method", units="seed", estimator=None, ax=ax, palette=LABEL_PALETTE
-    )
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (answer tokens)")
-    fig.tight_layout()
-    return fig, (
-        f"Training loss (cross-entropy on answer tokens only) every {res.cfg.train.logging_steps} "
-        f"optimizer step(s), one line per method and seed."
-    )
-
-
-def chart_latency(res: StudyResults):
-    _style()
-    if res.latency.empty:
-        return None, "Latency was not measured (the study has no generation task)."
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    data = _labelled(res.latency)
-    order = [METHOD_LABELS[m] for m in res.methods]
-    sns.boxplot(
-        data=data,
-        x="latency_ms",
-        y="method",
-        order=order,
-        hue="method",
-        palette=LABEL_PALETTE,
-        ax=ax,
-        fliersize=0,
-        legend=False,
-    )
-    sns.stripplot(data=data, x="latency_ms", y="method", order=order, color="black", size=4, ax=ax)
-    ax.set_xlabel("latency per item at batch size 1 (ms)")
-    ax.set_ylabel("")
-    fig.tight_layout()
-    return fig, (
-        f"Per-item generation latency at batch size 1 on the first {res.cfg.eval.latency_items} "
-        f"{res.cfg.eval.latency_task} items (dots), with quartiles (boxes)."
-    )
-
-
-def chart_memory_stages(res: StudyResults):
-    _style()
-    r = res.resources[res.resources.phase == "train"]
-    if r.empty:
-        return None, "No method was trained, so there are no training memory stages."
-    weights = r.melt(
-        id_vars="method",
-        value_vars=["weights_mb", "weights_after_prepare_mb", "weights_with_adapters_mb"],
-        var_name="stage",
-        value_name="MB",
-    )
-    weights["stage"] = weights["stage"].map(
-        {
-            "weights_mb": "loaded",
-            "weights_after_prepare_mb": "after k-bit prep",
-            "weights_with_adapters_mb": "with adapters",
-        }
-    )
-    kind = r.memory_kind.iloc[0]
-    process = r.melt(
-        id_vars="method",
-        value_vars=["rss_after_load_mb", "rss_after_prepare_mb", "peak_memory_mb"],
-        var_name="stage",
-        value_name="MB",
-    )
-    process["stage"] = process["stage"].map(
-        {"rss_after_load_mb": "after load", "rss_after_prepare_mb": "after prep", "peak_memory_mb": "training peak"}
-    )
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, data, label in (
-        (axes[0], weights, "weights footprint (MB)"),
-        (axes[1], process, "process RSS (MB)" if kind == "cpu_rss" else "memory (MB)"),
-    ):
-        sns.barplot(data=_labelled(data), x="stage", y="MB", hue="method", palette=LABEL_PALETTE, ax=ax)
-        ax.set_ylabel(label)
-        ax.set_xlabel("")
-    fig.tight_layout()
-    return fig, (
-        "Memory by stage. Left: bytes of the model's weights (parameters, buffers and quantization "
-        "constants) after loading, after k-bit preparation (which upcasts non-quantized weights to fp32) "
-        "and with the LoRA adapters. Right: "
-        + (
-            "the process's resident memory after loading, after preparation, and its peak while training."
-            if kind == "cpu_rss"
-            else "resident memory after loading and preparation, and the CUDA reserved peak while training."
-        )
-    )
-
-
-def chart_seeds(res: StudyResults):
-    _style()
-    s = res.metrics_by_seed
-    if s.empty or s.seed.nunique() < 2:
-        return None, ""
-    primary = s[s.apply(lambda row: row.metric == TASKS[row.task].primary, axis=1)]
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    sns.stripplot(data=_labelled(primary), x="task", y="value", hue="method", dodge=True, ax=ax, palette=LABEL_PALETTE)
-    ax.set_ylabel("primary metric")
-    fig.tight_layout()
-    return fig, "Primary metric of each training seed (one dot per seed): the spread across seeds."

@@ -1,5 +1,5 @@
-"""From recorded runs to the study's result tables (DESIGN.md's contracts):
-metrics.csv, comparisons.csv and resources.csv. Reads what the train and evaluate steps
+"""From recorded runs to the study's result tables (their columns are documented in
+docs/design.md): metrics.csv, comparisons.csv and resources.csv. Reads what the train and evaluate steps
 wrote; never trains or evaluates.
 
 With several seeds, a method's per-item score is its mean over seeds, so intervals and
@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import stats
-from .config import METHODS, Run, StudyConfig
-from .io import StudyPaths, atomic_path, read_json, read_jsonl
+from . import methods, stats, tasks
+from .config import Run, StudyConfig
+from .files import StudyPaths, atomic_path, read_json, read_jsonl
 from .resources import MB
-from .tasks import TASKS
 
 METRIC_COLUMNS = ["method", "task", "metric", "value", "ci_low", "ci_high", "n", "higher_is_better"]
 COMPARISON_COLUMNS = ["task", "metric", "method_a", "method_b", "delta", "ci_low", "ci_high", "p_value", "test"]
@@ -35,8 +34,12 @@ RESOURCE_COLUMNS = [
     "latency_ms_p50",
     "latency_ms_p95",
 ]
-# The pairs the study compares, in this order: each fine-tuning against the base, then the two.
-PAIRS = [("lora", "base"), ("qlora", "base"), ("qlora", "lora")]
+
+
+def pairs(study_methods: list[str]) -> list[tuple[str, str]]:
+    """The comparisons a study makes: each method against those its declaration compares it
+    with (each fine-tuning against the base, then QLoRA against LoRA), when both are in it."""
+    return [(a, b) for a in study_methods for b in methods.get(a).compares_to if b in study_methods]
 
 
 @dataclass
@@ -57,24 +60,29 @@ class StudyResults:
 
     @property
     def methods(self) -> list[str]:
-        return [m for m in METHODS if m in self.cfg.methods]
+        return list(self.cfg.methods)
 
     def method_runs(self, method: str) -> list[Run]:
         return [r for r in self.runs if r.method == method]
 
+    def trained(self, method: str) -> bool:
+        return methods.get(method).trains
+
     def item_scores(self, method: str, task: str, metric: str) -> np.ndarray:
         """Per-item scores of a method, averaged over its seeds' runs."""
-        per_run = [[it["scores"][metric] for it in self.items[(r.name, task)]] for r in self.method_runs(method)]
+        key = tasks.get(task).metric(metric).key
+        per_run = [[it["scores"][key] for it in self.items[(r.name, task)]] for r in self.method_runs(method)]
         return np.mean(np.array(per_run, dtype=float), axis=0)
 
 
 def load(cfg: StudyConfig, paths: StudyPaths) -> StudyResults:
     runs = cfg.runs()
     missing = [p for r in runs for p in [paths.eval_json(r.name)] if not p.is_file()]
-    missing += [paths.train_json(r.name) for r in runs if r.method != "base" and not paths.train_json(r.name).is_file()]
+    trained = [r for r in runs if methods.get(r.method).trains]
+    missing += [paths.train_json(r.name) for r in trained if not paths.train_json(r.name).is_file()]
     if missing:
         raise FileNotFoundError("results missing (run the study first): " + ", ".join(map(str, missing)))
-    train = {r.name: read_json(paths.train_json(r.name)) for r in runs if r.method != "base"}
+    train = {r.name: read_json(paths.train_json(r.name)) for r in trained}
     evals = {r.name: read_json(paths.eval_json(r.name)) for r in runs}
     items = {}
     for r in runs:
@@ -105,39 +113,25 @@ def metric_table(res: StudyResults) -> tuple[pd.DataFrame, pd.DataFrame]:
     rep = res.cfg.report
     rows, seed_rows = [], []
     for method, t in itertools.product(res.methods, res.cfg.tasks):
-        task = TASKS[t.name]
+        task = tasks.get(t.name)
         for metric in task.metrics:
             runs = res.method_runs(method)
-            if metric.per_item:
+            if metric.aggregation == "mean":
                 scores = res.item_scores(method, t.name, metric.name)
                 value, low, high = stats.bootstrap_ci(
                     scores, n_resamples=rep.bootstrap_resamples, confidence=rep.confidence, seed=0
                 )
                 n = len(scores)
-                per_seed = [
-                    float(np.mean([it["scores"][metric.name] for it in res.items[(r.name, t.name)]])) for r in runs
-                ]
-            else:  # median absolute error, over the outputs that have a number
-                errors = np.array(
-                    [
-                        it["abs_error"]
-                        for r in runs
-                        for it in res.items[(r.name, t.name)]
-                        if it.get("abs_error") is not None
-                    ],
-                    dtype=float,
-                )
+                per_seed = [metric.aggregate(res.items[(r.name, t.name)]) for r in runs]
+            else:  # a median over the items where the score is defined (e.g. outputs with a number)
+                errors = np.array([v for r in runs for v in metric.values(res.items[(r.name, t.name)])], dtype=float)
                 if errors.size == 0:
                     continue  # undefined: no output had a number; the report says so
                 value, low, high = stats.bootstrap_ci(
                     errors, n_resamples=rep.bootstrap_resamples, confidence=rep.confidence, seed=0, statistic=np.median
                 )
                 n = errors.size
-                per_seed = [
-                    res.evals[r.name]["tasks"][t.name]["metrics"][metric.name]
-                    for r in runs
-                    if metric.name in res.evals[r.name]["tasks"][t.name]["metrics"]
-                ]
+                per_seed = [v for r in runs if (v := metric.aggregate(res.items[(r.name, t.name)])) is not None]
             summary = stats.seed_summary(per_seed) if per_seed else {"sd": None, "n_seeds": 0}
             rows.append(
                 {
@@ -149,7 +143,7 @@ def metric_table(res: StudyResults) -> tuple[pd.DataFrame, pd.DataFrame]:
                     "ci_high": high,
                     "n": n,
                     "higher_is_better": metric.higher_is_better,
-                    "primary": metric.name == task.primary,
+                    "primary": metric.primary,
                     "is_fraction": metric.is_fraction,
                     "n_seeds": summary["n_seeds"],
                     "seed_sd": summary["sd"],
@@ -166,11 +160,9 @@ def metric_table(res: StudyResults) -> tuple[pd.DataFrame, pd.DataFrame]:
 def comparison_table(res: StudyResults) -> pd.DataFrame:
     rep = res.cfg.report
     rows = []
-    for (a, b), t in itertools.product(PAIRS, res.cfg.tasks):
-        if a not in res.methods or b not in res.methods:
-            continue
-        for metric in TASKS[t.name].metrics:
-            if not metric.per_item:
+    for (a, b), t in itertools.product(pairs(res.methods), res.cfg.tasks):
+        for metric in tasks.get(t.name).metrics:
+            if not metric.compared:
                 continue
             x, y = res.item_scores(a, t.name, metric.name), res.item_scores(b, t.name, metric.name)
             result = stats.compare_paired(x, y, n_resamples=rep.bootstrap_resamples, confidence=rep.confidence, seed=0)
@@ -183,7 +175,7 @@ def comparison_table(res: StudyResults) -> pd.DataFrame:
                     **result,
                     "n": len(x),
                     "higher_is_better": metric.higher_is_better,
-                    "primary": metric.name == TASKS[t.name].primary,
+                    "primary": metric.primary,
                     "mdd": stats.min_detectable_difference(x - y, alpha=rep.alpha),
                 }
             )
@@ -207,65 +199,68 @@ def resource_table(res: StudyResults) -> pd.DataFrame:
     rows = []
     for method in res.methods:
         runs = res.method_runs(method)
-        if method != "base":
-            recs = [res.train[r.name] for r in runs]
-            first = recs[0]
-            rows.append(
-                {
-                    "method": method,
-                    "phase": "train",
-                    "trainable_params": first["trainable_params"],
-                    "total_params": first["total_params"],
-                    # The worst case over seeds: what a machine must hold.
-                    "peak_memory_mb": max(r["peak_memory_mb"] for r in recs),
-                    "memory_kind": first["memory_kind"],
-                    "wall_s": _mean(r["wall_s"] for r in recs),
-                    "tokens_per_s": _mean(r["tokens_per_s"] for r in recs),
-                    "latency_ms_p50": None,
-                    "latency_ms_p95": None,
-                    "n_seeds": len(recs),
-                    "pct_trainable": first["pct_trainable"],
-                    "adapter_mb": first["adapter_bytes"] / MB,
-                    "weights_mb": first["stages"]["load"]["weights_bytes"] / MB,
-                    "weights_after_prepare_mb": _stage_mb(first, "prepare", "weights_bytes"),
-                    "weights_with_adapters_mb": first["stages"]["adapters"]["weights_bytes"] / MB,
-                    "rss_after_load_mb": first["stages"]["load"]["rss_bytes"] / MB,
-                    "rss_after_prepare_mb": _stage_mb(first, "prepare", "rss_bytes"),
-                    "cuda_allocated_after_load_mb": _cuda(first["stages"]["load"].get("cuda_allocated_bytes")),
-                    "peak_allocated_mb": _cuda(max(r["train_peak"].get("peak_allocated_bytes", 0) for r in recs)),
-                    "peak_reserved_mb": _cuda(max(r["train_peak"].get("peak_reserved_bytes", 0) for r in recs)),
-                    "bits_per_quantized_weight": first["stages"]["quantized"].get("bits_per_quantized_weight"),
-                    "optimizer_steps": first["optimizer_steps"],
-                    "tokens_seen": first["tokens_seen"],
-                    "items_per_s": None,
-                    "precision": first["precision"],
-                    "optim": first["optim"],
-                }
-            )
-        recs = [res.evals[r.name] for r in runs]
-        first = recs[0]
-        latencies = [r["latency"] for r in recs if "latency" in r]
-        items = sum(t["n"] for t in first["tasks"].values())
-        rows.append(
-            {
-                "method": method,
-                "phase": "eval",
-                "trainable_params": first["adapter_params"],
-                "total_params": first["total_params"],
-                "peak_memory_mb": max(r["peak_memory_mb"] for r in recs),
-                "memory_kind": first["memory_kind"],
-                "wall_s": _mean(r["wall_s"] for r in recs),
-                "tokens_per_s": _mean(lat["generated_tokens_per_s"] for lat in latencies),
-                "latency_ms_p50": _mean(lat["p50_ms"] for lat in latencies),
-                "latency_ms_p95": _mean(lat["p95_ms"] for lat in latencies),
-                "n_seeds": len(recs),
-                "weights_mb": first["weights_bytes"] / MB,
-                "peak_allocated_mb": _cuda(max(r["peak"].get("peak_allocated_bytes", 0) for r in recs)),
-                "peak_reserved_mb": _cuda(max(r["peak"].get("peak_reserved_bytes", 0) for r in recs)),
-                "items_per_s": _mean(items / sum(t["wall_s"] for t in r["tasks"].values()) for r in recs),
-            }
-        )
+        if res.trained(method):
+            rows.append(_train_row(method, [res.train[r.name] for r in runs]))
+        rows.append(_eval_row(method, [res.evals[r.name] for r in runs]))
     return pd.DataFrame(rows)
+
+
+def _train_row(method: str, recs: list[dict]) -> dict:
+    """A method's training figures: the worst peak over its seeds (what a machine must hold),
+    mean times, and the first run's sizes (the same for every seed)."""
+    first = recs[0]
+    return {
+        "method": method,
+        "phase": "train",
+        "trainable_params": first["trainable_params"],
+        "total_params": first["total_params"],
+        "peak_memory_mb": max(r["peak_memory_mb"] for r in recs),
+        "memory_kind": first["memory_kind"],
+        "wall_s": _mean(r["wall_s"] for r in recs),
+        "tokens_per_s": _mean(r["tokens_per_s"] for r in recs),
+        "latency_ms_p50": None,
+        "latency_ms_p95": None,
+        "n_seeds": len(recs),
+        "pct_trainable": first["pct_trainable"],
+        "adapter_mb": first["adapter_bytes"] / MB,
+        "weights_mb": first["stages"]["load"]["weights_bytes"] / MB,
+        "weights_after_prepare_mb": _stage_mb(first, "prepare", "weights_bytes"),
+        "weights_with_adapters_mb": first["stages"]["adapters"]["weights_bytes"] / MB,
+        "rss_after_load_mb": first["stages"]["load"]["rss_bytes"] / MB,
+        "rss_after_prepare_mb": _stage_mb(first, "prepare", "rss_bytes"),
+        "cuda_allocated_after_load_mb": _cuda(first["stages"]["load"].get("cuda_allocated_bytes")),
+        "peak_allocated_mb": _cuda(max(r["train_peak"].get("peak_allocated_bytes", 0) for r in recs)),
+        "peak_reserved_mb": _cuda(max(r["train_peak"].get("peak_reserved_bytes", 0) for r in recs)),
+        "bits_per_quantized_weight": first["stages"]["quantized"].get("bits_per_quantized_weight"),
+        "optimizer_steps": first["optimizer_steps"],
+        "tokens_seen": first["tokens_seen"],
+        "items_per_s": None,
+        "precision": first["precision"],
+        "optim": first["optim"],
+    }
+
+
+def _eval_row(method: str, recs: list[dict]) -> dict:
+    first = recs[0]
+    latencies = [r["latency"] for r in recs if "latency" in r]
+    items = sum(t["n"] for t in first["tasks"].values())
+    return {
+        "method": method,
+        "phase": "eval",
+        "trainable_params": first["adapter_params"],
+        "total_params": first["total_params"],
+        "peak_memory_mb": max(r["peak_memory_mb"] for r in recs),
+        "memory_kind": first["memory_kind"],
+        "wall_s": _mean(r["wall_s"] for r in recs),
+        "tokens_per_s": _mean(lat["generated_tokens_per_s"] for lat in latencies),
+        "latency_ms_p50": _mean(lat["p50_ms"] for lat in latencies),
+        "latency_ms_p95": _mean(lat["p95_ms"] for lat in latencies),
+        "n_seeds": len(recs),
+        "weights_mb": first["weights_bytes"] / MB,
+        "peak_allocated_mb": _cuda(max(r["peak"].get("peak_allocated_bytes", 0) for r in recs)),
+        "peak_reserved_mb": _cuda(max(r["peak"].get("peak_reserved_bytes", 0) for r in recs)),
+        "items_per_s": _mean(items / sum(t["wall_s"] for t in r["tasks"].values()) for r in recs),
+    }
 
 
 def _stage_mb(record: dict, stage: str, key: str) -> float | None:
@@ -285,7 +280,7 @@ def loss_table(res: StudyResults) -> pd.DataFrame:
     frames = []
     for run in res.runs:
         path = res.paths.loss_csv(run.name)
-        if run.method != "base" and path.is_file():
+        if methods.get(run.method).trains and path.is_file():
             frame = pd.read_csv(path)
             frame["method"], frame["seed"] = run.method, run.seed
             frames.append(frame)

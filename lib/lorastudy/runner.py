@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, methods
 from .config import StudyConfig, load_config, params_hash
-from .io import StudyPaths, atomic_write_json, read_json
+from .files import StudyPaths, atomic_write_json, read_json
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -55,14 +55,15 @@ def plan(cfg: StudyConfig, paths: StudyPaths, params_file: Path, overrides: dict
     ]
     train_hash: dict[str, str] = {}
     for run in cfg.runs():
-        if run.method == "base":
+        if not methods.get(run.method).trains:
             continue
+        mc = methods.get(run.method).settings(cfg).to_dict()
         dep = {
             "data": steps[0].hash,
-            "model": c["model"],
-            "lora": c["lora"],
-            "train": c["train"],
-            "quant": c["quant"] if run.method == "qlora" else None,
+            "model": mc["model"],
+            "lora": mc["lora"],
+            "train": mc["train"],
+            "quant": mc["quant"] if methods.get(run.method).quantize else None,
             "method": run.method,
             "seed": run.seed,
         }
@@ -80,8 +81,10 @@ def plan(cfg: StudyConfig, paths: StudyPaths, params_file: Path, overrides: dict
         dep = {
             "data": steps[0].hash,
             "train": train_hash.get(run.name),
-            "model": c["model"],
-            "quant": c["quant"] if run.method == "qlora" else None,
+            "model": methods.get(run.method).settings(cfg).to_dict()["model"],
+            "quant": methods.get(run.method).settings(cfg).to_dict()["quant"]
+            if methods.get(run.method).quantize
+            else None,
             "tasks": c["tasks"],
             "eval": c["eval"],
             "method": run.method,
@@ -210,7 +213,7 @@ def render(paths: StudyPaths, log: Callable[[str], None] = print) -> tuple[Path,
     import nbformat
     from nbconvert import HTMLExporter, MarkdownExporter
 
-    from .io import atomic_write_text
+    from .files import atomic_write_text
 
     notebook = nbformat.read(paths.notebooks / "04_report.ipynb", as_version=4)
     options = dict(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)

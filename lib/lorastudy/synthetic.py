@@ -15,8 +15,6 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 
-from .tasks import squad_user_message
-
 NAMES = [
     "Ava",
     "Ben",
@@ -244,6 +242,8 @@ def pretraining_texts(seed: int) -> Iterator[str | tuple[str, str]]:
     """An endless stream of domain text for the tiny base model: plain text, or a
     (user message, answer) pair to be put in the chat template. Math appears only as plain
     text, so answering math in the chat format is what fine-tuning has to teach."""
+    from .tasks.squad import user_message as squad_user_message  # tasks import this module
+
     rng = random.Random(seed)
     while True:
         # Half of it math: below that, 800 steps are too few for the model to learn to copy

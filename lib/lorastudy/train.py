@@ -1,7 +1,7 @@
-"""One training path for both methods: LoRA on the 16-bit base, or the same LoRA on an NF4
-4-bit base (QLoRA, as torchtune's quantize_base flag does). transformers' Trainer runs the
-loop; lorastudy adds what it lacks: answer-only labels, the loss log, a stop on a
-non-finite loss, and the resource measurements.
+"""One training path for every method: an adapter on the base its declaration loads (LoRA on
+the 16-bit base; QLoRA the same LoRA on an NF4 4-bit base, as torchtune's quantize_base flag
+does). transformers' Trainer runs the loop; lorastudy adds what it lacks: answer-only labels,
+the loss log, a stop on a non-finite loss, and the resource measurements.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any
 
 import torch
 
-from . import resources
-from .config import StudyConfig, params_hash
+from . import methods, resources, tasks
+from .config import Run, StudyConfig, params_hash
 from .data import load_train
-from .io import StudyPaths, atomic_path, atomic_write_json, scratch_dir
+from .files import StudyPaths, atomic_path, atomic_write_json, scratch_dir
+from .methods import Method
 from .models import load_model, load_tokenizer, model_path
-from .tasks import openmath_user_message
+from .tasks import chat_prompt
 
 
 class NonFiniteLossError(RuntimeError):
@@ -31,22 +32,16 @@ class OutOfMemoryAdvice(RuntimeError):
     pass
 
 
-def chat_prompt(tokenizer, user_message: str) -> str:
-    """The generation prompt of the model's chat template (Qwen3: thinking disabled)."""
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True, enable_thinking=False
-    )
-
-
-def build_examples(rows: list[dict], tokenizer, max_seq_len: int) -> tuple[list[dict], int]:
-    """Tokenised examples whose labels mask the prompt, so the loss is on the answer only.
-    Returns the examples and how many rows were dropped because the prompt alone is too long."""
+def build_examples(rows: list[dict], tokenizer, max_seq_len: int, task: str = "openmath") -> tuple[list[dict], int]:
+    """Tokenised examples (the task's declaration says how a row becomes a user message and an
+    answer) whose labels mask the prompt, so the loss is on the answer only. Returns the
+    examples and how many rows were dropped because the prompt alone is too long."""
+    example = tasks.get(task).train_example
     examples, dropped = [], 0
     for row in rows:
-        prompt_ids = tokenizer(
-            chat_prompt(tokenizer, openmath_user_message(row["problem"])), add_special_tokens=False
-        ).input_ids
-        answer_ids = tokenizer(row["generated_solution"] + tokenizer.eos_token, add_special_tokens=False).input_ids
+        user, answer = example(row)
+        prompt_ids = tokenizer(chat_prompt(tokenizer, user), add_special_tokens=False).input_ids
+        answer_ids = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False).input_ids
         if len(prompt_ids) >= max_seq_len - 1:
             dropped += 1
             continue
@@ -68,14 +63,14 @@ def resolve_optim(cfg: StudyConfig) -> str:
     return "paged_adamw_32bit" if torch.cuda.is_available() else "adamw_torch"
 
 
-def prepare_model(cfg: StudyConfig, method: str, path: str) -> tuple[Any, dict]:
-    """Load the base for `method`, apply k-bit preparation and LoRA; measure each stage."""
+def prepare_model(cfg: StudyConfig, method: Method, path: str) -> tuple[Any, dict]:
+    """Load the base as `method` declares, apply k-bit preparation and LoRA; measure each stage."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    quantized = method == "qlora"
+    cfg = method.settings(cfg)
     stages: dict[str, Any] = {}
     with resources.measure() as load:
-        model = load_model(path, cfg.model, cfg.quant if quantized else None)
+        model = load_model(path, cfg.model, method.quant(cfg))
     stages["load"] = {
         "weights_bytes": resources.weights_bytes(model),
         **resources.current_bytes(),
@@ -84,7 +79,7 @@ def prepare_model(cfg: StudyConfig, method: str, path: str) -> tuple[Any, dict]:
     }
     stages["quantized"] = resources.quantized_weights(model)
     gradient_checkpointing = cfg.train.gradient_checkpointing
-    if quantized and cfg.quant.prepare_kbit:
+    if method.prepares_kbit(cfg):
         with resources.measure() as prep:
             model = prepare_model_for_kbit_training(
                 model,
@@ -149,37 +144,70 @@ def _trainer_callback(losses: list[dict], log: Callable[[str], None], total_step
     return LossLog()
 
 
-def train(
-    cfg: StudyConfig, method: str, seed: int, run: str, paths: StudyPaths, log: Callable[[str], None] = print
-) -> dict:
+def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], None] = print) -> dict:
     """Train one adapter; write adapters/<run>/, train/<run>.json and train/<run>.loss.csv."""
-    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments, set_seed
+    from transformers import set_seed
 
-    if method not in ("lora", "qlora"):
-        raise ValueError(f"method {method!r} is not trained (expected lora or qlora)")
-    set_seed(seed)
+    method = methods.get(run.method)
+    if not method.trains:
+        raise ValueError(f"method {run.method!r} trains nothing (it is evaluated as loaded)")
+    cfg = method.settings(cfg)
+    set_seed(run.seed)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
     tokenizer = load_tokenizer(path, cfg.model)
-    examples, dropped = build_examples(load_train(paths.data), tokenizer, cfg.data.max_seq_len)
+    examples, dropped = build_examples(load_train(paths.data), tokenizer, cfg.data.max_seq_len, cfg.data.train_task)
     if not examples:
         raise ValueError("data.max_seq_len: every training prompt is longer than it; raise it")
     model, stages = prepare_model(cfg, method, path)
     counts = resources.count_parameters(model)
-
-    precision, optim = resolve_precision(cfg), resolve_optim(cfg)
     steps_per_epoch = math.ceil(len(examples) / (cfg.train.batch_size * cfg.train.grad_accum))
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else math.ceil(steps_per_epoch * cfg.train.epochs)
-    scratch = scratch_dir("lorastudy-train-")
-    args = TrainingArguments(
-        output_dir=str(scratch),
+    log(
+        f"training {run.name}: {len(examples)} examples, {total_steps} optimizer steps, "
+        f"{counts['trainable_params']:,} trainable of {counts['total_params']:,} parameters"
+    )
+    fit = _fit(cfg, run, model, tokenizer, examples, total_steps, log)
+    with atomic_path(paths.adapter(run.name)) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+    _write_losses(paths.loss_csv(run.name), fit["losses"])
+    record = {
+        "run": run.name,
+        "method": run.method,
+        "seed": run.seed,
+        "params_hash": params_hash(cfg.to_dict()),
+        "model": path,
+        "device": resources.device_name(),
+        "train_examples": len(examples),
+        "dropped_examples": dropped,
+        **counts,
+        "pct_trainable": 100.0 * counts["trainable_params"] / counts["total_params"],
+        "adapter_bytes": resources.folder_bytes(paths.adapter(run.name)),
+        "stages": stages,
+        **{k: v for k, v in fit.items() if k != "losses"},
+    }
+    atomic_write_json(paths.train_json(run.name), record)
+    log(
+        f"trained {run.name} in {record['wall_s']:.1f} s: {record['tokens_seen']:,} tokens, peak "
+        f"{record['peak_memory_mb']} MB ({record['memory_kind']}), final loss {record['final_loss']:.4f}"
+    )
+    return record
+
+
+def training_arguments(cfg: StudyConfig, seed: int, output_dir: str):
+    from transformers import TrainingArguments
+
+    precision = resolve_precision(cfg)
+    return TrainingArguments(
+        output_dir=output_dir,
         per_device_train_batch_size=cfg.train.batch_size,
         gradient_accumulation_steps=cfg.train.grad_accum,
         learning_rate=cfg.train.learning_rate,
         lr_scheduler_type=cfg.train.lr_scheduler,
+        # transformers 5 reads a warmup_steps below 1 as a share of the steps.
         warmup_steps=cfg.train.warmup_ratio,
         max_grad_norm=cfg.train.max_grad_norm,
         weight_decay=cfg.train.weight_decay,
-        optim=optim,
+        optim=resolve_optim(cfg),
         num_train_epochs=cfg.train.epochs,
         max_steps=cfg.train.max_steps,
         logging_steps=cfg.train.logging_steps,
@@ -197,20 +225,22 @@ def train(
         dataloader_pin_memory=False,
         include_num_input_tokens_seen="non_padding",
     )
+
+
+def _fit(cfg: StudyConfig, run: Run, model, tokenizer, examples: list[dict], total_steps: int, log) -> dict:
+    """Run the Trainer, measuring time and peak memory; the figures for the training record."""
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer
+
+    scratch = scratch_dir("lorastudy-train-")
     losses: list[dict] = []
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     trainer = Trainer(
         model=model,
-        args=args,
+        args=training_arguments(cfg, run.seed, str(scratch)),
         train_dataset=examples,
-        data_collator=collator,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         callbacks=[_trainer_callback(losses, log, total_steps)],
     )
     trainer.remove_callback(PrinterCallback)  # our callback logs a line every tenth of the run
-    log(
-        f"training {run}: {len(examples)} examples, {total_steps} optimizer steps, "
-        f"{counts['trainable_params']:,} trainable of {counts['total_params']:,} parameters"
-    )
     try:
         with resources.measure() as phase:
             start = time.perf_counter()
@@ -218,33 +248,17 @@ def train(
             wall_s = time.perf_counter() - start
     except torch.OutOfMemoryError as exc:
         raise OutOfMemoryAdvice(
-            f"out of memory while training {run}: lower train.batch_size (now {cfg.train.batch_size}) "
+            f"out of memory while training {run.name}: lower train.batch_size (now {cfg.train.batch_size}) "
             f"and raise train.grad_accum, lower data.max_seq_len (now {cfg.data.max_seq_len}), "
             f"or set train.gradient_checkpointing: true"
         ) from exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     tokens_seen = int(trainer.state.num_input_tokens_seen)
-
-    with atomic_path(paths.adapter(run)) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-    with atomic_path(paths.loss_csv(run)) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["step", "epoch", "loss", "learning_rate", "grad_norm"])
-        writer.writeheader()
-        writer.writerows(losses)
-    record = {
-        "run": run,
-        "method": method,
-        "seed": seed,
-        "params_hash": params_hash(cfg.to_dict()),
-        "model": path,
-        "device": resources.device_name(),
-        "precision": precision,
-        "optim": optim,
-        "train_examples": len(examples),
-        "dropped_examples": dropped,
-        **counts,
-        "pct_trainable": 100.0 * counts["trainable_params"] / counts["total_params"],
-        "adapter_bytes": resources.folder_bytes(paths.adapter(run)),
-        "stages": stages,
+    return {
+        "losses": losses,
+        "precision": resolve_precision(cfg),
+        "optim": resolve_optim(cfg),
         "train_peak": phase.peak,
         "peak_memory_mb": resources.headline_peak_mb(phase.peak),
         "memory_kind": phase.peak["memory_kind"],
@@ -255,10 +269,10 @@ def train(
         "final_loss": losses[-1]["loss"] if losses else None,
         "train_loss": float(result.training_loss),
     }
-    atomic_write_json(paths.train_json(run), record)
-    shutil.rmtree(scratch, ignore_errors=True)
-    log(
-        f"trained {run} in {wall_s:.1f} s: {tokens_seen:,} tokens, peak {record['peak_memory_mb']} MB "
-        f"({record['memory_kind']}), final loss {record['final_loss']:.4f}"
-    )
-    return record
+
+
+def _write_losses(path, losses: list[dict]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["step", "epoch", "loss", "learning_rate", "grad_norm"])
+        writer.writeheader()
+        writer.writerows(losses)

@@ -88,20 +88,20 @@ class StudyPaths:
     def data(self) -> Path:
         return self.run_dir / "data"
 
-    def adapter(self, run: str) -> Path:
-        return self.run_dir / "adapters" / run
+    def adapter(self, run_name: str) -> Path:
+        return self.run_dir / "adapters" / run_name
 
-    def train_json(self, run: str) -> Path:
-        return self.run_dir / "train" / f"{run}.json"
+    def train_json(self, run_name: str) -> Path:
+        return self.run_dir / "train" / f"{run_name}.json"
 
-    def loss_csv(self, run: str) -> Path:
-        return self.run_dir / "train" / f"{run}.loss.csv"
+    def loss_csv(self, run_name: str) -> Path:
+        return self.run_dir / "train" / f"{run_name}.loss.csv"
 
-    def predictions(self, run: str, task: str) -> Path:
-        return self.run_dir / "predictions" / run / f"{task}.jsonl"
+    def predictions(self, run_name: str, task: str) -> Path:
+        return self.run_dir / "predictions" / run_name / f"{task}.jsonl"
 
-    def eval_json(self, run: str) -> Path:
-        return self.run_dir / "eval" / f"{run}.json"
+    def eval_json(self, run_name: str) -> Path:
+        return self.run_dir / "eval" / f"{run_name}.json"
 
     @property
     def results(self) -> Path:

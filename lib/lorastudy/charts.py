@@ -1,0 +1,206 @@
+"""The report's charts, built from StudyResults with seaborn. Each returns (figure, caption);
+a chart that does not apply returns (None, a caption that says why), so the report shows the
+reason rather than an empty frame. Methods are named and coloured by their declarations."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from . import methods, tasks
+from .conclusions import memory_kind_label
+from .results import StudyResults
+
+
+def label(method: str) -> str:
+    return methods.get(method).title
+
+
+def _palette() -> dict[str, str]:
+    return {m.title: m.colour for m in methods.METHODS}
+
+
+def _style() -> None:
+    sns.set_theme(style="whitegrid", context="notebook")
+
+
+def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """Method names as the report shows them (LoRA, QLoRA), for legends and axes."""
+    return frame.assign(method=frame["method"].map(label))
+
+
+def chart_primary(res: StudyResults):
+    _style()
+    m = res.metrics[res.metrics["primary"]]
+    names = [t.name for t in res.cfg.tasks]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], names):
+        rows = m[m.task == task].set_index("method").loc[res.methods].reset_index()
+        x = np.arange(len(rows))
+        ax.bar(x, rows["value"], color=[methods.get(mm).colour for mm in rows["method"]], alpha=0.85)
+        ax.errorbar(
+            x,
+            rows["value"],
+            yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
+            fmt="none",
+            ecolor="black",
+            capsize=5,
+        )
+        ax.set_xticks(x, [label(mm) for mm in rows["method"]])
+        metric = tasks.get(task).primary
+        ax.set_title(
+            f"{tasks.get(task).title}\n{metric} "
+            f"({'higher' if tasks.get(task).metric(metric).higher_is_better else 'lower'} is better)"
+        )
+        ax.set_ylim(0, 1)
+    fig.tight_layout()
+    caption = (
+        f"Primary metric per task and method, with {res.cfg.report.confidence:.0%} bootstrap intervals "
+        f"over items (n per task in the tables above)."
+    )
+    return fig, caption
+
+
+def chart_score_vs_memory(res: StudyResults):
+    _style()
+    r = res.resources[res.resources.phase == "train"]
+    if r.empty:
+        return None, "No method was trained, so there is no training memory to plot."
+    m = res.metrics[res.metrics["primary"] & res.metrics.method.isin(r.method)]
+    data = m.merge(r[["method", "peak_memory_mb"]], on="method")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for task, rows in data.groupby("task", sort=False):
+        ax.errorbar(
+            rows["peak_memory_mb"],
+            rows["value"],
+            yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
+            fmt="o",
+            capsize=4,
+            label=f"{tasks.get(task).title} ({tasks.get(task).primary})",
+        )
+        for _, row in rows.iterrows():
+            ax.annotate(
+                label(row.method),
+                (row.peak_memory_mb, row.value),
+                textcoords="offset points",
+                xytext=(6, 4),
+                fontsize=9,
+            )
+    # From zero, so the gap between the methods is drawn to scale.
+    ax.set_xlim(0, data["peak_memory_mb"].max() * 1.15)
+    ax.set_xlabel(f"{memory_kind_label(r.memory_kind.iloc[0])} during training (MB)")
+    ax.set_ylabel("primary metric")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig, (
+        "Each trained method's primary score per task (with its interval) against its peak memory "
+        "while training. Up and to the left is better. The base model is not trained, so it has no point."
+    )
+
+
+def chart_losses(res: StudyResults):
+    _style()
+    if res.losses.empty:
+        return None, "No training losses were recorded (no method was trained)."
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    data = _labelled(res.losses)
+    sns.lineplot(data=data, x="step", y="loss", hue="method", units="seed", estimator=None, ax=ax, palette=_palette())
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (answer tokens)")
+    fig.tight_layout()
+    return fig, (
+        f"Training loss (cross-entropy on answer tokens only) every {res.cfg.train.logging_steps} "
+        f"optimizer step(s), one line per method and seed."
+    )
+
+
+def chart_latency(res: StudyResults):
+    _style()
+    if res.latency.empty:
+        return None, "Latency was not measured (the study has no generation task)."
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    data = _labelled(res.latency)
+    order = [label(m) for m in res.methods]
+    sns.boxplot(
+        data=data,
+        x="latency_ms",
+        y="method",
+        order=order,
+        hue="method",
+        palette=_palette(),
+        ax=ax,
+        fliersize=0,
+        legend=False,
+    )
+    sns.stripplot(data=data, x="latency_ms", y="method", order=order, color="black", size=4, ax=ax)
+    ax.set_xlabel("latency per item at batch size 1 (ms)")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig, (
+        f"Per-item generation latency at batch size 1 on the first {res.cfg.eval.latency_items} "
+        f"{res.cfg.eval.latency_task} items (dots), with quartiles (boxes)."
+    )
+
+
+def chart_memory_stages(res: StudyResults):
+    _style()
+    r = res.resources[res.resources.phase == "train"]
+    if r.empty:
+        return None, "No method was trained, so there are no training memory stages."
+    weights = r.melt(
+        id_vars="method",
+        value_vars=["weights_mb", "weights_after_prepare_mb", "weights_with_adapters_mb"],
+        var_name="stage",
+        value_name="MB",
+    )
+    weights["stage"] = weights["stage"].map(
+        {
+            "weights_mb": "loaded",
+            "weights_after_prepare_mb": "after k-bit prep",
+            "weights_with_adapters_mb": "with adapters",
+        }
+    )
+    kind = r.memory_kind.iloc[0]
+    process = r.melt(
+        id_vars="method",
+        value_vars=["rss_after_load_mb", "rss_after_prepare_mb", "peak_memory_mb"],
+        var_name="stage",
+        value_name="MB",
+    )
+    process["stage"] = process["stage"].map(
+        {"rss_after_load_mb": "after load", "rss_after_prepare_mb": "after prep", "peak_memory_mb": "training peak"}
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, data, label in (
+        (axes[0], weights, "weights footprint (MB)"),
+        (axes[1], process, "process RSS (MB)" if kind == "cpu_rss" else "memory (MB)"),
+    ):
+        sns.barplot(data=_labelled(data), x="stage", y="MB", hue="method", palette=_palette(), ax=ax)
+        ax.set_ylabel(label)
+        ax.set_xlabel("")
+    fig.tight_layout()
+    return fig, (
+        "Memory by stage. Left: bytes of the model's weights (parameters, buffers and quantization "
+        "constants) after loading, after k-bit preparation (which upcasts non-quantized weights to fp32) "
+        "and with the LoRA adapters. Right: "
+        + (
+            "the process's resident memory after loading, after preparation, and its peak while training."
+            if kind == "cpu_rss"
+            else "resident memory after loading and preparation, and the CUDA reserved peak while training."
+        )
+    )
+
+
+def chart_seeds(res: StudyResults):
+    _style()
+    s = res.metrics_by_seed
+    if s.empty or s.seed.nunique() < 2:
+        return None, ""
+    primary = s[s.apply(lambda row: row.metric == tasks.get(row.task).primary, axis=1)]
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    sns.stripplot(data=_labelled(primary), x="task", y="value", hue="method", dodge=True, ax=ax, palette=_palette())
+    ax.set_ylabel("primary metric")
+    fig.tight_layout()
+    return fig, "Primary metric of each training seed (one dot per seed): the spread across seeds."

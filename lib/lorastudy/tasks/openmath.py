@@ -1,0 +1,84 @@
+"""OpenMath (nvidia/OpenMathInstruct-2): the training data, and held-out problems from the same
+pool scored by exact match of the final numeric answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .. import synthetic
+from ..metrics import extract_number, numbers_match, parse_expected_answer
+from . import Cleaned, HubSource, Metric, Task, chat_prompt, text
+
+INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def user_message(problem: str) -> str:
+    return f"{problem}\n{INSTRUCTION}"
+
+
+def clean(rows: Iterable[dict]) -> Cleaned:
+    out = Cleaned()
+    for index, row in enumerate(rows):
+        out.loaded += 1
+        problem, solution = text(row.get("problem")), text(row.get("generated_solution"))
+        expected = text(str(row["expected_answer"])) if row.get("expected_answer") is not None else None
+        if not problem or not solution or not expected:
+            out.skip("missing problem, solution or expected answer")
+            continue
+        out.rows.append(
+            {
+                "id": str(row.get("id") or f"openmath-{index:07d}"),
+                "problem": problem,
+                "generated_solution": solution,
+                "expected_answer": expected,
+                "problem_source": row.get("problem_source") or "",
+            }
+        )
+    return out
+
+
+def score(row: dict, output: str) -> dict:
+    expected = parse_expected_answer(row["expected_answer"])
+    extracted = extract_number(output)
+    return {
+        "extracted": extracted,
+        "references": [row["expected_answer"]],
+        "scores": {
+            "exact_match": float(numbers_match(extracted, expected)),
+            "no_answer_rate": float(extracted is None),
+            "abs_error": None if extracted is None else abs(extracted - expected),
+        },
+    }
+
+
+TASK = Task(
+    name="openmath",
+    title="OpenMath (held out)",
+    version=1,
+    kind="generate",
+    metrics=(
+        Metric("exact_match", True, True, "share of items whose answer matches a reference exactly", primary=True),
+        Metric("no_answer_rate", False, True, "share of outputs with no number in them"),
+        Metric(
+            "median_abs_error",
+            False,
+            False,
+            "median absolute error of the extracted number, over outputs that have one",
+            aggregation="median",
+            test=None,
+            item_key="abs_error",
+        ),
+    ),
+    # 1M+ rows: the data step streams the head instead of downloading the whole split.
+    hub=HubSource("nvidia/OpenMathInstruct-2", "train_1M", streaming=True),
+    clean=clean,
+    prompt=lambda tokenizer, row: chat_prompt(tokenizer, user_message(row["problem"])),
+    score=score,
+    question=lambda row: row["problem"],
+    overlap_keys=lambda row: (row["problem"],),
+    synthetic=synthetic.openmath_rows,
+    default_n=500,
+    max_new_tokens=512,
+    train_example=lambda row: (user_message(row["problem"]), row["generated_solution"]),
+    evaluable=lambda row: parse_expected_answer(row["expected_answer"]) is not None,
+)
