@@ -10,7 +10,7 @@ from lorastudy import synthetic
 from lorastudy.checks import study_problems
 from lorastudy.config import load_config
 from lorastudy.data import DataError, normalise_text, prepare
-from lorastudy.io import read_jsonl, write_jsonl
+from lorastudy.files import read_jsonl, write_jsonl
 from lorastudy.metrics import parse_expected_answer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lorastudy import synthetic
-from lorastudy.io import write_jsonl
+from lorastudy.files import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 
