@@ -47,7 +47,8 @@ lab: $(STAMP) ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
 bench: $(STAMP) ## memory and step-time benchmark of LoRA vs QLoRA at Qwen3-0.6B's size
-	$(BIN)/python benchmarks/memory.py --arch qwen3-0.6b --json runs/benchmarks/memory-qwen3-0.6b.json
+	$(BIN)/python benchmarks/memory.py params/qwen3-0.6b.yaml -p train.batch_size=2 -p data.max_seq_len=128 \
+		-p train.gradient_checkpointing=false --json runs/benchmarks/memory-qwen3-0.6b.json
 
 clean: ## remove what studies wrote (runs/ and rendered reports), keep .venv and the built model
 	find runs -mindepth 1 -maxdepth 1 ! -name _models -exec rm -rf {} + 2>/dev/null || true

@@ -22,13 +22,18 @@ peft's prepare_model_for_kbit_training (qlora) and LoRA with the real study's se
 inputs are random token ids (labels = inputs), so no tokenizer or data is needed. Each
 method runs in its own fresh process, so its peak memory is its own.
 
-Run it (CPU or CUDA; about 1.2 GB of disk for the cached model):
-    python benchmarks/memory.py --arch qwen3-0.6b --json runs/benchmarks/memory-qwen3-0.6b.json
-    python benchmarks/memory.py --arch tiny                    # a quick self-check
-    python benchmarks/memory.py --methods qlora --no-prepare-kbit
-`--help` lists the other options (steps, batch size, sequence length, rank, dtype,
-gradient checkpointing). On a CPU without AVX-512, torch's bfloat16 matmuls take a slow
-fallback and a step of the 0.6B model takes many minutes; benchmarks/README.md says more.
+Run it (CPU or CUDA; about 1.2 GB of disk for the cached model) on a study's params file, with
+the same `-p` overrides as `lorastudy run`; the methods, rank, dtypes, k-bit preparation,
+gradient checkpointing, batch size (train.batch_size) and sequence length (data.max_seq_len)
+come from it:
+    python benchmarks/memory.py params/qwen3-0.6b.yaml -p train.batch_size=2 -p data.max_seq_len=128 \
+        --json runs/benchmarks/memory-qwen3-0.6b.json                       # make bench
+    python benchmarks/memory.py params/smoke.yaml                          # a quick self-check
+    python benchmarks/memory.py params/qwen3-0.6b.yaml -p methods=[qlora] -p quant.prepare_kbit=false
+A hub model whose architecture the benchmark knows (ARCHS) is replaced by random weights in
+that architecture, so no network is needed; a built-in or local model is used as it is.
+On a CPU without AVX-512, torch's bfloat16 matmuls take a slow fallback and a step of the
+0.6B model takes many minutes; benchmarks/README.md says more.
 """
 
 from __future__ import annotations
@@ -55,15 +60,13 @@ except ImportError:  # run from a checkout without `pip install -e .`
 
 import torch  # noqa: E402  (after the sys.path fallback above)
 
-from lorastudy import resources  # noqa: E402
-from lorastudy.config import load_config  # noqa: E402
-from lorastudy.io import atomic_path, atomic_write_json  # noqa: E402
-from lorastudy.models import TINY_ARCH, TINY_VOCAB  # noqa: E402
+from lorastudy import methods, resources  # noqa: E402
+from lorastudy.config import ConfigError, StudyConfig, is_local, load_config, parse_overrides  # noqa: E402
+from lorastudy.files import atomic_path, atomic_write_json  # noqa: E402
+from lorastudy.models import model_path  # noqa: E402
 from lorastudy.train import prepare_model, resolve_precision  # noqa: E402
 
 MB = resources.MB
-PARAMS_FILE = ROOT / "params" / "qwen3-0.6b.yaml"
-METHODS = ("lora", "qlora")
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 # QLoRA paper: 4-bit NF4 values, plus 8-bit absmax per 64 weights (8/64), plus a 32-bit
 # second-level constant per 256 blocks (32/(64*256)): 4 + 0.125 + 0.002 = 4.127.
@@ -73,9 +76,10 @@ BUILD_VERSION = 1
 BUILD_MARKER = "benchmark-build.json"
 RESULT_PREFIX = "BENCHMARK-RESULT "
 
+# Hub models the benchmark can stand in for offline: their config.json, less the
+# tokenizer-specific token ids, with random weights.
 ARCHS = {
-    # Qwen/Qwen3-0.6B's config.json, less the tokenizer-specific token ids.
-    "qwen3-0.6b": dict(
+    "Qwen/Qwen3-0.6B": dict(
         vocab_size=151936,
         hidden_size=1024,
         intermediate_size=3072,
@@ -88,8 +92,6 @@ ARCHS = {
         max_position_embeddings=40960,
         rms_norm_eps=1e-6,
     ),
-    # The smoke study's tiny Qwen3 shape: seconds, for checking the script itself.
-    "tiny": dict(vocab_size=TINY_VOCAB, **TINY_ARCH),
 }
 
 
@@ -100,29 +102,29 @@ def log(message: str) -> None:
 # ------------------------------------------------------------------------- the model
 
 
-def default_model_dir(arch: str) -> Path:
-    return ROOT / "runs" / "benchmarks" / f"{arch}-random"
+def random_model_dir(hub_id: str) -> Path:
+    return ROOT / "runs" / "benchmarks" / f"{hub_id.split('/')[-1].lower()}-random"
 
 
-def build_spec(arch: str, seed: int) -> dict:
-    return {"version": BUILD_VERSION, "arch": arch, "config": ARCHS[arch], "seed": seed, "dtype": "bfloat16"}
+def build_spec(hub_id: str, seed: int) -> dict:
+    return {"version": BUILD_VERSION, "arch": hub_id, "config": ARCHS[hub_id], "seed": seed, "dtype": "bfloat16"}
 
 
-def ensure_model(arch: str, model_dir: Path, seed: int) -> Path:
-    """The random-weights model folder, built on first use and reused while its spec matches."""
-    spec = build_spec(arch, seed)
+def ensure_random_model(hub_id: str, model_dir: Path, seed: int) -> Path:
+    """The random-weights stand-in for a hub model, built on first use and reused while its spec matches."""
+    spec = build_spec(hub_id, seed)
     marker = model_dir / BUILD_MARKER
     if marker.is_file() and json.loads(marker.read_text()) == spec:
         return model_dir
     if model_dir.exists() and not marker.is_file():
         # never replace a folder this script did not build (a real model, say)
-        raise SystemExit(f"{model_dir} exists but was not built by this benchmark; choose another --model-dir")
+        raise SystemExit(f"{model_dir} exists but was not built by this benchmark; move it away")
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    log(f"building {arch} with random weights (seed {seed}) in {model_dir} ...")
+    log(f"building {hub_id} with random weights (seed {seed}) in {model_dir} ...")
     start = time.perf_counter()
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(Qwen3Config(dtype="bfloat16", **ARCHS[arch])).to(torch.bfloat16)
+    model = Qwen3ForCausalLM(Qwen3Config(dtype="bfloat16", **ARCHS[hub_id])).to(torch.bfloat16)
     # atomic: an interrupted build never leaves a folder that looks finished
     with atomic_path(model_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -133,10 +135,26 @@ def ensure_model(arch: str, model_dir: Path, seed: int) -> Path:
     return model_dir
 
 
+def benchmark_model(cfg: StudyConfig, build: bool) -> Path:
+    """The folder the methods load: the study's model, or a random stand-in for a known hub model."""
+    name = cfg.model.name
+    if name in ARCHS:
+        directory = random_model_dir(name)
+        return ensure_random_model(name, directory, cfg.seeds[0]) if build else directory
+    if name.startswith("builtin:") or is_local(name):
+        return Path(model_path(cfg.model, ROOT / "runs" / "_models", cfg.resolve, log))
+    raise SystemExit(f"model.name: {name} is a hub model the benchmark cannot stand in for (known: {', '.join(ARCHS)})")
+
+
+def architecture(model_dir: Path) -> dict:
+    return json.loads((model_dir / "config.json").read_text())
+
+
 def lora_params_expected(arch: dict, rank: int) -> int:
     """LoRA on all seven linear projections of every layer: rank x (in + out) each."""
     h, i = arch["hidden_size"], arch["intermediate_size"]
-    q, kv = arch["num_attention_heads"] * arch["head_dim"], arch["num_key_value_heads"] * arch["head_dim"]
+    head_dim = arch.get("head_dim") or h // arch["num_attention_heads"]
+    q, kv = arch["num_attention_heads"] * head_dim, arch["num_key_value_heads"] * head_dim
     per_layer = (h + q) + 2 * (h + kv) + (q + h) + 2 * (h + i) + (i + h)
     return rank * per_layer * arch["num_hidden_layers"]
 
@@ -144,21 +162,9 @@ def lora_params_expected(arch: dict, rank: int) -> int:
 # ------------------------------------------------------------------------- one method (worker)
 
 
-def study_config(args: argparse.Namespace):
-    """The real study's parameters, pointed at the random model, with this run's options."""
-    return load_config(
-        PARAMS_FILE,
-        {
-            "model.name": str(args.model_dir),
-            "model.dtype": args.dtype,
-            "quant.compute_dtype": args.dtype,
-            "quant.prepare_kbit": not args.no_prepare_kbit,
-            "lora.r": args.rank,
-            "train.gradient_checkpointing": args.gradient_checkpointing,
-            "train.batch_size": args.batch_size,
-        },
-        root=ROOT,
-    )
+def study_config(args: argparse.Namespace) -> StudyConfig:
+    """The study's validated parameters, with this run's overrides."""
+    return load_config(args.params, args.overrides, root=ROOT)
 
 
 def autocast(precision: str):
@@ -214,27 +220,55 @@ def versions() -> dict:
 
 def run_worker(args: argparse.Namespace) -> dict:
     """Load, prepare and train one method in this (fresh) process; its measurements."""
-    method = args.worker
+    method = methods.get(args.worker)
     cfg = study_config(args)
-    torch.manual_seed(args.seed)  # the same LoRA initialisation and inputs for both methods
+    model_dir = benchmark_model(cfg, build=False)
+    torch.manual_seed(cfg.seeds[0])  # the same LoRA initialisation and inputs for every method
     # Import the libraries first, so the baseline is the process without weights.
     import peft  # noqa: F401
     import transformers  # noqa: F401
 
     baseline = resources.current_bytes()
-    log(f"[{method}] loading {args.model_dir.name} ...")
-    model, stages = prepare_model(cfg, method, str(args.model_dir))
+    log(f"[{method.name}] loading {model_dir.name} ...")
+    model, stages = prepare_model(cfg, method, str(model_dir))
     counts = resources.count_parameters(model)
+    log(
+        f"[{method.name}] loaded in {stages['load']['wall_s']:.1f} s; {counts['trainable_params']:,} trainable of "
+        f"{counts['total_params']:,} parameters; {args.warmup_steps} warm-up + {args.steps} timed steps"
+    )
+    batch_shape = (cfg.train.batch_size, cfg.data.max_seq_len)
+    steps = train_steps(cfg, method.name, model, architecture(model_dir)["vocab_size"], batch_shape, args)
+    prepare = stages.get("prepare")
+    return {
+        "method": method.name,
+        "quantized": method.quantize,
+        "device": resources.device_name(),
+        "cpu_capability": cpu_capability(),
+        "precision": resolve_precision(cfg),
+        "weights_bytes": stages["load"]["weights_bytes"],
+        "weights_bytes_after_prepare": prepare["weights_bytes"] if prepare else None,
+        "weights_bytes_with_adapters": stages["adapters"]["weights_bytes"],
+        "memory_baseline_bytes": current_memory(baseline),
+        "memory_after_load_bytes": current_memory(stages["load"]),
+        "memory_after_prepare_bytes": current_memory(prepare) if prepare else None,
+        "memory_before_train_bytes": current_memory(stages["adapters"]),
+        "peak_load_bytes": resources.headline_peak_bytes(stages["load"]["peak"]),
+        **counts,
+        "quantized_params": stages["quantized"].get("quantized_params", 0),
+        "bits_per_quantized_weight": stages["quantized"].get("bits_per_quantized_weight"),
+        **steps,
+        "load_seconds": stages["load"]["wall_s"],
+        "stages": stages,
+        "versions": versions(),
+    }
+
+
+def train_steps(cfg: StudyConfig, name: str, model, vocab: int, batch_shape: tuple[int, int], args) -> dict:
+    """Warm-up and timed optimizer steps on random token ids; their times, losses and peak memory."""
     precision = resolve_precision(cfg)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
-    vocab = ARCHS[args.arch]["vocab_size"]
-    batch = torch.randint(0, vocab, (args.batch_size, args.seq_len), device=resources.device())
-    log(
-        f"[{method}] loaded in {stages['load']['wall_s']:.1f} s; {counts['trainable_params']:,} trainable of "
-        f"{counts['total_params']:,} parameters; {args.warmup_steps} warm-up + {args.steps} timed steps"
-    )
-
+    batch = torch.randint(0, vocab, batch_shape, device=resources.device())
     model.train()
     load_before = load_average()
     times, losses = [], []
@@ -246,42 +280,23 @@ def run_worker(args: argparse.Namespace) -> dict:
             times.append(seconds)
             losses.append(loss)
             log(
-                f"[{method}] step {step + 1}/{args.warmup_steps + args.steps}: {seconds:.2f} s, loss {loss:.4f}"
+                f"[{name}] step {step + 1}/{args.warmup_steps + args.steps}: {seconds:.2f} s, loss {loss:.4f}"
                 + ("  (warm-up, untimed)" if step < args.warmup_steps else "")
             )
     timed = times[args.warmup_steps :]
     mean = statistics.fmean(timed)
-    prepare = stages.get("prepare")
     return {
-        "method": method,
-        "device": resources.device_name(),
-        "cpu_capability": cpu_capability(),
         "memory_kind": phase.peak["memory_kind"],
-        "precision": precision,
-        "weights_bytes": stages["load"]["weights_bytes"],
-        "weights_bytes_after_prepare": prepare["weights_bytes"] if prepare else None,
-        "weights_bytes_with_adapters": stages["adapters"]["weights_bytes"],
-        "memory_baseline_bytes": current_memory(baseline),
-        "memory_after_load_bytes": current_memory(stages["load"]),
-        "memory_after_prepare_bytes": current_memory(prepare) if prepare else None,
-        "memory_before_train_bytes": current_memory(stages["adapters"]),
-        "peak_load_bytes": resources.headline_peak_bytes(stages["load"]["peak"]),
         "peak_train_bytes": resources.headline_peak_bytes(phase.peak),
         "train_peak": phase.peak,
-        **counts,
-        "quantized_params": stages["quantized"].get("quantized_params", 0),
-        "bits_per_quantized_weight": stages["quantized"].get("bits_per_quantized_weight"),
         "step_seconds": mean,
         "step_seconds_all": timed,
         "warmup_step_seconds": times[: args.warmup_steps],
-        "tokens_per_second": args.batch_size * args.seq_len / mean,
+        "tokens_per_second": batch_shape[0] * batch_shape[1] / mean,
         "losses": losses,
-        "load_seconds": stages["load"]["wall_s"],
         # Other processes on the machine slow the steps (badly, when torch's threads fight them for cores).
         "load_average_before_train": load_before,
         "load_average_after_train": load_average(),
-        "stages": stages,
-        "versions": versions(),
     }
 
 
@@ -289,34 +304,10 @@ def run_worker(args: argparse.Namespace) -> dict:
 
 
 def worker_command(args: argparse.Namespace, method: str) -> list[str]:
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        method,
-        "--arch",
-        args.arch,
-        "--model-dir",
-        str(args.model_dir),
-        "--seed",
-        str(args.seed),
-        "--steps",
-        str(args.steps),
-        "--warmup-steps",
-        str(args.warmup_steps),
-        "--batch-size",
-        str(args.batch_size),
-        "--seq-len",
-        str(args.seq_len),
-        "--rank",
-        str(args.rank),
-        "--dtype",
-        args.dtype,
-    ]
-    if args.no_prepare_kbit:
-        command.append("--no-prepare-kbit")
-    if args.gradient_checkpointing:
-        command.append("--gradient-checkpointing")
+    command = [sys.executable, str(Path(__file__).resolve()), str(args.params), "--worker", method]
+    command += ["--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps)]
+    for item in args.param:
+        command += ["-p", item]
     return command
 
 
@@ -339,42 +330,39 @@ def run_method(args: argparse.Namespace, method: str) -> dict:
     return result
 
 
-def theory(results: dict, args: argparse.Namespace) -> dict:
-    """Measured figures beside what the formats predict."""
+def theory(results: dict, cfg: StudyConfig, arch: dict) -> dict:
+    """Measured figures beside what the formats predict, per method, and each method's ratios
+    to the first one."""
+    dtype_bytes = DTYPE_BYTES[cfg.model.dtype]
     out: dict = {
         "nf4_double_quant_bits": NF4_DOUBLE_QUANT_BITS,
-        "lora_params_expected": lora_params_expected(ARCHS[args.arch], args.rank),
+        "lora_params_expected": lora_params_expected(arch, cfg.lora.r),
     }
     ok = {m: r for m, r in results.items() if "error" not in r}
-    dtype_bytes = DTYPE_BYTES[args.dtype]
-    if "lora" in ok:
-        lora = ok["lora"]
-        base = lora["total_params"] - lora["trainable_params"]
-        out["lora_weights_bytes_expected"] = base * dtype_bytes
-        out["lora_weights_bytes_measured"] = lora["weights_bytes"]
-    if "qlora" in ok:
-        qlora = ok["qlora"]
-        quantized = qlora["quantized_params"]
-        other = qlora["total_params"] - qlora["trainable_params"] - quantized
-        out.update(
-            {
-                "quantized_params": quantized,
-                "non_quantized_params": other,
-                "bits_per_quantized_weight_measured": qlora["bits_per_quantized_weight"],
-                "qlora_weights_bytes_expected": quantized * NF4_DOUBLE_QUANT_BITS / 8 + other * dtype_bytes,
-                "qlora_weights_bytes_measured": qlora["weights_bytes"],
-                # prepare_model_for_kbit_training upcasts every non-quantized weight to fp32
-                "qlora_prepared_weights_bytes_expected": quantized * NF4_DOUBLE_QUANT_BITS / 8 + other * 4,
-                "qlora_prepared_weights_bytes_measured": qlora["weights_bytes_after_prepare"],
-            }
-        )
-    if "lora" in ok and "qlora" in ok:
-        lora, qlora = ok["lora"], ok["qlora"]
-        out["qlora_over_lora"] = {
-            "weights_bytes": qlora["weights_bytes"] / lora["weights_bytes"],
-            "weights_bytes_expected": out["qlora_weights_bytes_expected"] / out["lora_weights_bytes_expected"],
-            "peak_train_bytes": qlora["peak_train_bytes"] / lora["peak_train_bytes"],
-            "step_seconds": qlora["step_seconds"] / lora["step_seconds"],
+    for name, r in ok.items():
+        base = r["total_params"] - r["trainable_params"]
+        if not r["quantized"]:
+            out[name] = {"weights_bytes_expected": base * dtype_bytes, "weights_bytes_measured": r["weights_bytes"]}
+            continue
+        quantized, other = r["quantized_params"], base - r["quantized_params"]
+        out[name] = {
+            "quantized_params": quantized,
+            "non_quantized_params": other,
+            "bits_per_quantized_weight_measured": r["bits_per_quantized_weight"],
+            "weights_bytes_expected": quantized * NF4_DOUBLE_QUANT_BITS / 8 + other * dtype_bytes,
+            "weights_bytes_measured": r["weights_bytes"],
+            # prepare_model_for_kbit_training upcasts every non-quantized weight to fp32
+            "prepared_weights_bytes_expected": quantized * NF4_DOUBLE_QUANT_BITS / 8 + other * 4,
+            "prepared_weights_bytes_measured": r["weights_bytes_after_prepare"],
+        }
+    first, *others = list(ok) or [None]
+    for name in others:
+        a, b = ok[name], ok[first]
+        out[f"{name}_over_{first}"] = {
+            "weights_bytes": a["weights_bytes"] / b["weights_bytes"],
+            "weights_bytes_expected": out[name]["weights_bytes_expected"] / out[first]["weights_bytes_expected"],
+            "peak_train_bytes": a["peak_train_bytes"] / b["peak_train_bytes"],
+            "step_seconds": a["step_seconds"] / b["step_seconds"],
         }
     return out
 
@@ -390,21 +378,23 @@ def _int(value) -> str:
     return "n/a" if value is None else f"{value:,}"
 
 
-def _ratio(results: dict, key: str) -> str:
-    lora, qlora = results.get("lora", {}), results.get("qlora", {})
-    if lora.get(key) and qlora.get(key):
-        return f"{qlora[key] / lora[key]:.2f}"
-    return ""
-
-
 def kind_of(report: dict) -> str:
     return next((r["memory_kind"] for r in report["methods"].values() if "memory_kind" in r), "cpu_rss")
 
 
-def format_table(report: dict) -> str:
-    results = report["methods"]
-    methods = list(results)
-    kind = kind_of(report)
+RATIO_KEYS = {
+    "weights_bytes",
+    "weights_bytes_with_adapters",
+    "memory_after_load_bytes",
+    "memory_before_train_bytes",
+    "peak_load_bytes",
+    "peak_train_bytes",
+    "step_seconds",
+    "tokens_per_second",
+}
+
+
+def table_rows(kind: str) -> list[tuple[str, str, object]]:
     now, peak = ("CUDA allocated", "CUDA reserved") if kind == "cuda" else ("RSS", "RSS")
     rows = [
         ("weights after load (MB)", "weights_bytes", _mb),
@@ -425,28 +415,26 @@ def format_table(report: dict) -> str:
         ("final loss", "losses", lambda v: f"{v[-1]:.4f}"),
     ]
     if kind == "cuda":
-        rows.insert(
-            9, ("peak while training, CUDA allocated (MB)", "train_peak", lambda v: _mb(v["peak_allocated_bytes"]))
-        )
-    ratio_keys = {
-        "weights_bytes",
-        "weights_bytes_with_adapters",
-        "memory_after_load_bytes",
-        "memory_before_train_bytes",
-        "peak_load_bytes",
-        "peak_train_bytes",
-        "step_seconds",
-        "tokens_per_second",
-    }
-    header = ["", *methods] + (["qlora/lora"] if {"lora", "qlora"} <= set(methods) else [])
+        allocated = ("peak while training, CUDA allocated (MB)", "train_peak", lambda v: _mb(v["peak_allocated_bytes"]))
+        rows.insert(9, allocated)
+    return rows
+
+
+def format_table(report: dict) -> str:
+    """One column per method, and each later method's ratio to the first."""
+    results = report["methods"]
+    names = list(results)
+    first, others = names[0], names[1:]
+    header = ["", *names] + [f"{m}/{first}" for m in others]
     lines = [header]
-    for label, key, fmt in rows:
+    for label, key, fmt in table_rows(kind_of(report)):
         cells = [label]
-        for m in methods:
+        for m in names:
             r = results[m]
             cells.append("failed" if "error" in r else fmt(r.get(key)) if key in r else "n/a")
-        if len(header) > len(methods) + 1:
-            cells.append(_ratio(results, key) if key in ratio_keys else "")
+        for m in others:
+            a, b = results[m].get(key), results[first].get(key)
+            cells.append(f"{a / b:.2f}" if key in RATIO_KEYS and a and b else "")
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
 
@@ -456,58 +444,65 @@ def format_table(report: dict) -> str:
     return "\n".join(line(row) for row in lines)
 
 
+def _pct(measured: float, expected: float) -> str:
+    return f"{100 * (measured / expected - 1):+.2f}%"
+
+
 def format_theory(report: dict) -> str:
     t, s = report["theory"], report["settings"]
-    pct = lambda measured, expected: f"{100 * (measured / expected - 1):+.2f}%"  # noqa: E731
     byte_size = DTYPE_BYTES[s["dtype"]]
     lines = [f"Theory (QLoRA paper: NF4 + double quantization = {NF4_DOUBLE_QUANT_BITS} bits per weight)"]
-    if "qlora_weights_bytes_expected" in t:
-        q, o = t["quantized_params"], t["non_quantized_params"]
-        lines += [
-            f"  bits per quantized weight: measured {t['bits_per_quantized_weight_measured']:.4f} vs "
-            f"{NF4_DOUBLE_QUANT_BITS} ({pct(t['bits_per_quantized_weight_measured'], NF4_DOUBLE_QUANT_BITS)})",
-            f"  4-bit base weights: measured {_mb(t['qlora_weights_bytes_measured'])} MB vs expected "
-            f"{_mb(t['qlora_weights_bytes_expected'])} MB = {q:,} x {NF4_DOUBLE_QUANT_BITS}/8 "
-            f"+ {o:,} x {byte_size} bytes "
-            f"({pct(t['qlora_weights_bytes_measured'], t['qlora_weights_bytes_expected'])})",
-        ]
-        if t["qlora_prepared_weights_bytes_measured"] is not None:
+    for name in report["methods"]:
+        m = t.get(name)
+        if m is None:
+            continue
+        if "quantized_params" not in m:
             lines.append(
-                f"  after k-bit preparation: measured {_mb(t['qlora_prepared_weights_bytes_measured'])} MB vs expected "
-                f"{_mb(t['qlora_prepared_weights_bytes_expected'])} MB = {q:,} x {NF4_DOUBLE_QUANT_BITS}/8 "
-                f"+ {o:,} x 4 bytes "
-                f"(non-quantized weights upcast to fp32; "
-                f"{pct(t['qlora_prepared_weights_bytes_measured'], t['qlora_prepared_weights_bytes_expected'])})"
+                f"  {name}: {s['dtype']} base weights measured {_mb(m['weights_bytes_measured'])} MB vs expected "
+                f"{_mb(m['weights_bytes_expected'])} MB = all parameters x {byte_size} bytes "
+                f"({_pct(m['weights_bytes_measured'], m['weights_bytes_expected'])})"
             )
-    if "lora_weights_bytes_expected" in t:
-        lines.append(
-            f"  {s['dtype']} base weights: measured {_mb(t['lora_weights_bytes_measured'])} MB vs expected "
-            f"{_mb(t['lora_weights_bytes_expected'])} MB = all parameters x {byte_size} bytes "
-            f"({pct(t['lora_weights_bytes_measured'], t['lora_weights_bytes_expected'])})"
-        )
+            continue
+        q, o = m["quantized_params"], m["non_quantized_params"]
+        bits = m["bits_per_quantized_weight_measured"]
+        lines += [
+            f"  {name}: bits per quantized weight measured {bits:.4f} vs {NF4_DOUBLE_QUANT_BITS} "
+            f"({_pct(bits, NF4_DOUBLE_QUANT_BITS)})",
+            f"  {name}: 4-bit base weights measured {_mb(m['weights_bytes_measured'])} MB vs expected "
+            f"{_mb(m['weights_bytes_expected'])} MB = {q:,} x {NF4_DOUBLE_QUANT_BITS}/8 + {o:,} x {byte_size} bytes "
+            f"({_pct(m['weights_bytes_measured'], m['weights_bytes_expected'])})",
+        ]
+        if m["prepared_weights_bytes_measured"] is not None:
+            lines.append(
+                f"  {name}: after k-bit preparation measured {_mb(m['prepared_weights_bytes_measured'])} MB vs "
+                f"expected {_mb(m['prepared_weights_bytes_expected'])} MB = {q:,} x {NF4_DOUBLE_QUANT_BITS}/8 "
+                f"+ {o:,} x 4 bytes (non-quantized weights upcast to fp32; "
+                f"{_pct(m['prepared_weights_bytes_measured'], m['prepared_weights_bytes_expected'])})"
+            )
     trained = next((r["trainable_params"] for r in report["methods"].values() if "trainable_params" in r), None)
     if trained is not None:
         lines.append(
             f"  LoRA parameters: measured {trained:,} vs expected {t['lora_params_expected']:,} "
             f"(rank {s['rank']} x (in + out) of every linear projection)"
         )
-    if "qlora_over_lora" in t:
-        r = t["qlora_over_lora"]
-        lines.append(
-            f"  qlora/lora: weights {r['weights_bytes']:.3f} (expected {r['weights_bytes_expected']:.3f}), "
-            f"training peak {r['peak_train_bytes']:.3f}, step time {r['step_seconds']:.2f}"
-        )
+    for key, r in t.items():
+        if "_over_" in key:
+            lines.append(
+                f"  {key.replace('_over_', '/')}: weights {r['weights_bytes']:.3f} (expected "
+                f"{r['weights_bytes_expected']:.3f}), training peak {r['peak_train_bytes']:.3f}, "
+                f"step time {r['step_seconds']:.2f}"
+            )
     return "\n".join(lines)
 
 
 def format_report(report: dict) -> str:
     s = report["settings"]
     device = next((r["device"] for r in report["methods"].values() if "device" in r), "unknown device")
-    prep = "without" if s["no_prepare_kbit"] else "with"
+    prep = "with" if s["prepare_kbit"] else "without"
     head = (
-        f"LoRA vs QLoRA on {s['arch']} (random weights), {device}\n"
-        f"batch {s['batch_size']} x {s['seq_len']} tokens, rank {s['rank']}, {s['dtype']} base, QLoRA {prep} "
-        f"k-bit preparation, gradient checkpointing {'on' if s['gradient_checkpointing'] else 'off'}, "
+        f"{' vs '.join(report['methods'])} on {s['model']}, {device}\n"
+        f"batch {s['batch_size']} x {s['seq_len']} tokens, rank {s['rank']}, {s['dtype']} base, quantized bases "
+        f"{prep} k-bit preparation, gradient checkpointing {'on' if s['gradient_checkpointing'] else 'off'}, "
         f"{s['warmup_steps']} warm-up + {s['steps']} timed steps; MB = 2^20 bytes"
     )
     if report["load_average_at_start"] is not None:
@@ -516,12 +511,8 @@ def format_report(report: dict) -> str:
             f"{report['cpu_count']} cores: other work on the machine slows the steps"
         )
     capability = next((r.get("cpu_capability") for r in report["methods"].values() if "device" in r), None)
-    if (
-        kind_of(report) == "cpu_rss"
-        and s["dtype"] != "float32"
-        and capability
-        and not capability.startswith(("AVX512", "SVE"))
-    ):
+    slow_cpu = capability and not capability.startswith(("AVX512", "SVE"))
+    if kind_of(report) == "cpu_rss" and s["dtype"] != "float32" and slow_cpu:
         head += (
             f"\nnote: torch's CPU capability is {capability}: without AVX-512 its {s['dtype']} matmuls take a "
             f"slow fallback, so step times here say little about a machine that has it"
@@ -536,62 +527,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--arch",
-        choices=sorted(ARCHS),
-        default="qwen3-0.6b",
-        help="qwen3-0.6b: Qwen3-0.6B's architecture; tiny: a quick self-check",
-    )
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated: lora, qlora (default: both)")
+    parser.add_argument("params", type=Path, help="a study's params file, e.g. params/qwen3-0.6b.yaml")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps (default 3)")
     parser.add_argument("--warmup-steps", type=int, default=1, help="untimed steps before them (default 1)")
-    parser.add_argument("--batch-size", type=int, default=2, help="sequences per step (default 2)")
-    parser.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (default 128)")
-    parser.add_argument("--rank", type=int, default=64, help="LoRA rank (default 64, the real study's)")
-    parser.add_argument(
-        "--dtype",
-        choices=sorted(DTYPE_BYTES),
-        default="bfloat16",
-        help="dtype of the 16-bit base and QLoRA's compute dtype (default bfloat16)",
-    )
-    parser.add_argument(
-        "--no-prepare-kbit",
-        action="store_true",
-        help="QLoRA without peft's prepare_model_for_kbit_training (which upcasts the "
-        "non-quantized weights, the tied embedding above all, to fp32)",
-    )
-    parser.add_argument(
-        "--gradient-checkpointing",
-        action="store_true",
-        help="recompute activations in the backward pass (off by default)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights, LoRA and inputs")
-    parser.add_argument(
-        "--model-dir",
-        type=Path,
-        default=None,
-        help="where the random model is cached (default runs/benchmarks/<arch>-random)",
-    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
-    parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)  # one method, in a child process
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # one method, in a child process
     args = parser.parse_args(argv)
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    problems = [f"--methods: unknown method {m!r} (expected lora or qlora)" for m in args.methods if m not in METHODS]
-    if not args.methods:
-        problems.append("--methods: name at least one of lora, qlora")
-    for name in ("steps", "batch_size", "seq_len", "rank"):
-        if getattr(args, name) < 1:
-            problems.append(f"--{name.replace('_', '-')}: must be at least 1")
+    problems: list[str] = []
+    args.overrides = parse_overrides(args.param, problems)
+    if args.steps < 1:
+        problems.append("--steps: must be at least 1")
     if args.warmup_steps < 0:
         problems.append("--warmup-steps: must be zero or more")
-    if args.seq_len > ARCHS[args.arch]["max_position_embeddings"]:
-        problems.append(f"--seq-len: {args.arch} takes at most {ARCHS[args.arch]['max_position_embeddings']} tokens")
+    try:
+        cfg = study_config(args)
+    except ConfigError as exc:
+        problems += exc.problems
+    else:
+        args.methods = [m for m in cfg.methods if methods.get(m).trains]
+        if not args.methods:
+            problems.append("methods: the study trains no method, so there is nothing to benchmark")
     if problems:
         parser.error("; ".join(problems))
-    if args.model_dir is None:
-        args.model_dir = default_model_dir(args.arch)
-    args.model_dir = args.model_dir.resolve()
     return args
+
+
+def settings(cfg: StudyConfig, args: argparse.Namespace) -> dict:
+    return {
+        "params": str(args.params),
+        "overrides": args.overrides,
+        "model": cfg.model.name,
+        "methods": args.methods,
+        "dtype": cfg.model.dtype,
+        "rank": cfg.lora.r,
+        "lora": {
+            "r": cfg.lora.r,
+            "alpha": cfg.lora.alpha,
+            "dropout": cfg.lora.dropout,
+            "target_modules": cfg.lora.target_modules,
+        },
+        "prepare_kbit": cfg.quant.prepare_kbit,
+        "gradient_checkpointing": cfg.train.gradient_checkpointing,
+        "batch_size": cfg.train.batch_size,
+        "seq_len": cfg.data.max_seq_len,
+        "steps": args.steps,
+        "warmup_steps": args.warmup_steps,
+        "seed": cfg.seeds[0],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -601,23 +584,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.perf_counter()
     load_at_start = load_average()
-    ensure_model(args.arch, args.model_dir, args.seed)
+    cfg = study_config(args)
+    model_dir = benchmark_model(cfg, build=True)
     results = {method: run_method(args, method) for method in args.methods}
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("worker", "json")}
-    lora = study_config(args).lora
-    settings["lora"] = {
-        "r": lora.r,
-        "alpha": lora.alpha,
-        "dropout": lora.dropout,
-        "target_modules": lora.target_modules,
-    }
     report = {
         "benchmark": "memory",
-        "settings": settings,
-        "arch_config": ARCHS[args.arch],
+        "settings": settings(cfg, args),
+        "arch_config": architecture(model_dir),
         "command": shlex.join([sys.executable, *sys.argv]),
         "methods": results,
-        "theory": theory(results, args),
+        "theory": theory(results, cfg, architecture(model_dir)),
         "load_average_at_start": load_at_start,
         "cpu_count": os.cpu_count(),
         "wall_s": time.perf_counter() - start,
