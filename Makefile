@@ -9,10 +9,10 @@ TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install report check test lint format lab bench clean
+.PHONY: help install report check test test-fast lint format lab bench clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: PARAMS=$(PARAMS)  ARGS='-p key=value --force'  TORCH=$(TORCH)"
 
 # The install also builds the smoke study's offline model once, as a download would be,
@@ -35,6 +35,9 @@ check: $(STAMP) ## validate PARAMS without loading any model
 test: $(STAMP) ## run the test suite (unit tests and an end-to-end smoke study)
 	$(BIN)/python -m pytest
 
+test-fast: $(STAMP) ## the tests that take seconds, for the edit-test loop (no study, training or benchmark)
+	$(BIN)/python -m pytest -m "not slow"
+
 lint: $(STAMP) ## check style and common bugs with ruff (the configuration is in pyproject.toml)
 	$(BIN)/ruff check lib tests benchmarks notebooks
 	$(BIN)/ruff format --check lib tests benchmarks notebooks
@@ -46,9 +49,12 @@ format: $(STAMP) ## reformat the code with ruff and apply its safe fixes
 lab: $(STAMP) ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
-bench: $(STAMP) ## memory and step-time benchmark of LoRA vs QLoRA at Qwen3-0.6B's size
+bench: $(STAMP) ## the benchmarks: memory at Qwen3-0.6B's size, evaluation throughput, ARC scoring against lm-eval
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/memory.py params/qwen3-0.6b.yaml -p train.batch_size=2 -p data.max_seq_len=128 \
 		-p train.gradient_checkpointing=false --json runs/benchmarks/memory-qwen3-0.6b.json
+	$(BIN)/python benchmarks/eval_throughput.py params/smoke.yaml --json runs/benchmarks/eval-smoke.json
+	$(BIN)/python benchmarks/peer_lm_eval.py params/smoke.yaml --json runs/benchmarks/peer-smoke.json
 
 clean: ## remove what studies wrote (runs/ and rendered reports), keep .venv and the built model
 	find runs -mindepth 1 -maxdepth 1 ! -name _models -exec rm -rf {} + 2>/dev/null || true

@@ -48,9 +48,16 @@ def test_continuation_is_the_tail_of_the_whole_encoding(model_and_tokenizer):
     assert (ctx2, cont2) == (ctx, cont)
 
 
-def test_arc_scorer_agrees_with_a_direct_per_choice_computation(model_and_tokenizer):
+@pytest.mark.parametrize(
+    "rows",
+    [
+        synthetic.arc_rows(6, 11),  # one-token choices; includes 1-4 labels (index 4)
+        synthetic.arc_science_rows(6, 11),  # choices of several tokens: scored after the shared context
+    ],
+    ids=["short-choices", "long-choices"],
+)
+def test_arc_scorer_agrees_with_a_direct_per_choice_computation(model_and_tokenizer, rows):
     model, tokenizer = model_and_tokenizer
-    rows = synthetic.arc_rows(6, 11)  # includes 1-4 labels (index 4)
     items = score_choices(model, tokenizer, tasks.get("arc_challenge"), rows, batch_size=10, progress=lambda n: None)
     assert [it["id"] for it in items] == [r["id"] for r in rows]
     for row, item in zip(rows, items):
@@ -58,7 +65,7 @@ def test_arc_scorer_agrees_with_a_direct_per_choice_computation(model_and_tokeni
             direct_loglikelihood(model, tokenizer, arc_context(row["question"]), " " + c)
             for c in row["choices"]["text"]
         ]
-        assert item["loglikelihoods"] == pytest.approx(direct, abs=1e-3)
+        assert item["loglikelihoods"] == pytest.approx(direct, abs=1e-4)
         gold = row["choices"]["label"].index(row["answerKey"])
         assert item["scores"]["acc"] == float(max(range(4), key=lambda i: direct[i]) == gold)
         norm = [d / len(c) for d, c in zip(direct, row["choices"]["text"])]

@@ -50,21 +50,53 @@ def continuation_tokens(tokenizer, context: str, continuation: str) -> tuple[lis
 
 @torch.no_grad()
 def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]]) -> list[float]:
-    """Summed log-probability of each continuation given its context, all in one forward pass."""
+    """Summed log-probability of each continuation given its context.
+
+    Choices of one question share its context, so the context runs once: a first pass over the
+    distinct contexts (left-padded) keeps their KV cache and the log-probabilities of the next
+    token; a second pass runs every continuation after its context's cache. Log-probabilities
+    are taken only where a continuation token is predicted, never over the whole sequence
+    (with a 150k-token vocabulary, those would dwarf the weights). Equal, up to float rounding,
+    to scoring each context + continuation whole as lm-evaluation-harness does."""
     pairs = [continuation_tokens(tokenizer, c, x) for c, x in requests]
-    rows = [(ctx + cont)[:-1] for ctx, cont in pairs]
-    width = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=model.device)
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=model.device)
-    logprobs = torch.log_softmax(model(input_ids=input_ids, attention_mask=mask).logits.float(), dim=-1)
-    scores = []
-    for i, (ctx, cont) in enumerate(pairs):
-        # The logits at position t predict token t + 1: the continuation starts after the context.
-        positions = torch.arange(len(ctx) - 1, len(ctx) - 1 + len(cont), device=model.device)
-        targets = torch.tensor(cont, device=model.device)
-        scores.append(float(logprobs[i, positions, targets].sum()))
+    contexts = list(dict.fromkeys(tuple(ctx) for ctx, _ in pairs))
+    which = torch.tensor([contexts.index(tuple(ctx)) for ctx, _ in pairs], device=model.device)
+    ids, mask = _padded([list(c) for c in contexts], tokenizer.pad_token_id, model.device, left=True)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=True, logits_to_keep=1)
+    next_token = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+    scores = [float(next_token[which[i], cont[0]]) for i, (_, cont) in enumerate(pairs)]
+    longer = [i for i, (_, cont) in enumerate(pairs) if len(cont) > 1]
+    if not longer:
+        return scores
+    cache = out.cache
+    cache.batch_select_indices(which[longer])
+    tails, tail_mask = _padded([pairs[i][1][:-1] for i in longer], tokenizer.pad_token_id, model.device, left=False)
+    start = mask[which[longer]].sum(dim=1, keepdim=True)
+    logits = model(
+        input_ids=tails,
+        attention_mask=torch.cat([mask[which[longer]], tail_mask], dim=1),
+        position_ids=start + torch.arange(tails.shape[1], device=model.device),
+        cache=cache,
+        use_cache=True,
+    ).logits
+    for row, i in enumerate(longer):
+        cont = pairs[i][1]
+        logprobs = torch.log_softmax(logits[row, : len(cont) - 1].float(), dim=-1)
+        scores[i] += float(logprobs[torch.arange(len(cont) - 1), torch.tensor(cont[1:])].sum())
     return scores
+
+
+def _padded(rows: list[list[int]], pad: int, device, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    fill = [[pad] * (width - len(r)) for r in rows]
+    ids = [f + r if left else r + f for r, f in zip(rows, fill)]
+    mask = [[0] * len(f) + [1] * len(r) if left else [1] * len(r) + [0] * len(f) for r, f in zip(rows, fill)]
+    return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding, so a padded row is computed as if it were alone."""
+    return (mask.cumsum(dim=1) - 1).clamp(min=0)
 
 
 def score_choices(

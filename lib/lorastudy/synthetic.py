@@ -194,6 +194,92 @@ def arc_rows(n: int, seed: int) -> list[dict]:
     return [arc_question(rng, i) for i in range(n)]
 
 
+# Questions that look like real ARC ones: each distinct, with choices of several words, so a
+# scorer that shares work between identical questions or one-token answers is not flattered.
+SCIENCE_OBJECTS = [
+    "ice cube",
+    "metal spoon",
+    "glass of water",
+    "wooden block",
+    "rubber ball",
+    "candle",
+    "copper wire",
+    "plastic bottle",
+    "iron nail",
+    "paper towel",
+    "balloon",
+    "magnet",
+]
+SCIENCE_PLACES = [
+    "in direct sunlight",
+    "inside a freezer",
+    "on a warm stove",
+    "in a dark closet",
+    "under running water",
+    "next to a fan",
+    "in a sealed jar",
+    "outside in the rain",
+]
+SCIENCE_TIMES = ["ten minutes", "one hour", "a whole day", "three days", "a week", "two weeks"]
+SCIENCE_CHOICES = [
+    "It becomes warmer than the air around it",
+    "Its mass increases by a large amount",
+    "It changes from a solid to a liquid",
+    "Nothing about it changes at all",
+    "It begins to rust slowly",
+    "It loses some of its water to evaporation",
+    "It becomes attracted to other metals",
+    "Its color fades because of the light",
+    "It shrinks as it becomes colder",
+    "It floats higher in the water",
+    "It conducts electricity much better",
+    "Its surface becomes covered in frost",
+]
+SCIENCE_TOOLS = [
+    "a graduated cylinder",
+    "a spring scale",
+    "a thermometer",
+    "a meter stick",
+    "a hand lens",
+    "a stopwatch",
+    "a triple beam balance",
+    "a compass",
+]
+SCIENCE_QUANTITIES = ["mass", "temperature", "length", "volume", "weight", "speed of fall"]
+
+
+def arc_science_rows(n: int, seed: int) -> list[dict]:
+    """n distinct ARC-style questions with four choices of several words each."""
+    rng, seen, rows = random.Random(seed), set(), []
+    while len(rows) < n:
+        obj = rng.choice(SCIENCE_OBJECTS)
+        if rng.random() < 0.5:
+            place, time = rng.choice(SCIENCE_PLACES), rng.choice(SCIENCE_TIMES)
+            question = f"A student leaves a {obj} {place} for {time}. Which change is most likely to be observed?"
+            choices = rng.sample(SCIENCE_CHOICES, 4)
+        else:
+            quantity = rng.choice(SCIENCE_QUANTITIES)
+            question = (
+                f"Which tool should a student use to measure the {quantity} of a {obj} in a classroom experiment?"
+            )
+            choices = [
+                f"{tool} and a data table" if rng.random() < 0.5 else tool for tool in rng.sample(SCIENCE_TOOLS, 4)
+            ]
+        if question in seen:
+            continue
+        seen.add(question)
+        labels = ["A", "B", "C", "D"]
+        rows.append(
+            {
+                "id": f"Science_{len(rows):05d}",
+                "question": question,
+                "choices": {"text": choices, "label": labels},
+                "answerKey": rng.choice(labels),
+            }
+        )
+    return rows
+
+
 # ------------------------------------------------------------------------- SQuAD
 
 

@@ -1,0 +1,68 @@
+"""What the benchmarks share: the study's params and -p overrides as their one input, the
+machine's state beside every figure, and a JSON result printed and optionally written."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import lorastudy  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT / "lib"))
+
+from lorastudy.config import ConfigError, StudyConfig, load_config, parse_overrides  # noqa: E402
+from lorastudy.files import atomic_write_json  # noqa: E402
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def versions(*packages: str) -> dict:
+    out = {"python": platform.python_version()}
+    for package in packages or ("torch", "transformers", "peft", "bitsandbytes", "accelerate"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def study_parser(description: str) -> argparse.ArgumentParser:
+    """An entry point like `lorastudy run`: a params file and -p overrides, then the benchmark's own options."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("params", type=Path, help="a study's params file, e.g. params/smoke.yaml")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    return parser
+
+
+def load_study(parser: argparse.ArgumentParser, args: argparse.Namespace, problems: list[str]) -> StudyConfig | None:
+    """The validated study, or None with its problems added (the caller reports them all at once)."""
+    args.overrides = parse_overrides(args.param, problems)
+    try:
+        return load_config(args.params, args.overrides, root=ROOT)
+    except ConfigError as exc:
+        problems += exc.problems
+        return None
+
+
+def emit(report: dict, path: Path | None) -> None:
+    print(json.dumps(report, indent=2, default=str), flush=True)
+    if path is not None:
+        atomic_write_json(path, report)
+        log(f"wrote {path}")
