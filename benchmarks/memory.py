@@ -42,26 +42,19 @@ import argparse
 import gc
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
 import sys
 import time
 from contextlib import nullcontext
-from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-try:
-    import lorastudy  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(ROOT / "lib"))
-
 import torch  # noqa: E402  (after the sys.path fallback above)
+from common import ROOT, load_average, load_study, log, study_parser, versions
 
 from lorastudy import methods, resources  # noqa: E402
-from lorastudy.config import ConfigError, StudyConfig, is_local, load_config, parse_overrides  # noqa: E402
+from lorastudy.config import StudyConfig, is_local, load_config  # noqa: E402
 from lorastudy.files import atomic_path, atomic_write_json  # noqa: E402
 from lorastudy.models import model_path  # noqa: E402
 from lorastudy.train import prepare_model, resolve_precision  # noqa: E402
@@ -93,10 +86,6 @@ ARCHS = {
         rms_norm_eps=1e-6,
     ),
 }
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------- the model
@@ -192,13 +181,6 @@ def current_memory(stage: dict) -> int:
     return stage.get("cuda_allocated_bytes", stage["rss_bytes"])
 
 
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
 def cpu_capability() -> str | None:
     """torch's CPU instruction set (AVX2, AVX512, ...): without AVX-512, torch has no fast
     bfloat16/float16 matmul on a CPU and falls back to a slow, partly single-threaded one."""
@@ -206,16 +188,6 @@ def cpu_capability() -> str | None:
         return torch.backends.cpu.get_cpu_capability()
     except AttributeError:
         return None
-
-
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for package in ("torch", "transformers", "peft", "bitsandbytes", "accelerate"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            out[package] = None
-    return out
 
 
 def run_worker(args: argparse.Namespace) -> dict:
@@ -524,27 +496,18 @@ def format_report(report: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("params", type=Path, help="a study's params file, e.g. params/qwen3-0.6b.yaml")
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="override a parameter")
+    parser = study_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps (default 3)")
     parser.add_argument("--warmup-steps", type=int, default=1, help="untimed steps before them (default 1)")
-    parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # one method, in a child process
     args = parser.parse_args(argv)
     problems: list[str] = []
-    args.overrides = parse_overrides(args.param, problems)
+    cfg = load_study(parser, args, problems)
     if args.steps < 1:
         problems.append("--steps: must be at least 1")
     if args.warmup_steps < 0:
         problems.append("--warmup-steps: must be zero or more")
-    try:
-        cfg = study_config(args)
-    except ConfigError as exc:
-        problems += exc.problems
-    else:
+    if cfg is not None:
         args.methods = [m for m in cfg.methods if methods.get(m).trains]
         if not args.methods:
             problems.append("methods: the study trains no method, so there is nothing to benchmark")
