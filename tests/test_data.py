@@ -9,7 +9,7 @@ import pytest
 from lorastudy import synthetic
 from lorastudy.checks import study_problems
 from lorastudy.config import load_config
-from lorastudy.data import DataError, normalise_text, prepare
+from lorastudy.data import DataError, normalise_text, prepare, synthetic_sizes
 from lorastudy.files import read_jsonl, write_jsonl
 from lorastudy.metrics import parse_expected_answer
 
@@ -114,3 +114,31 @@ def test_a_dataset_left_empty_is_an_error(tmp_path):
     cfg = load_config(local_study(tmp_path), {"tasks.squad.n": None})
     with pytest.raises(DataError, match="tasks.squad: no usable items"):
         prepare(cfg, tmp_path / "data", log=lambda _: None)
+
+
+def test_evaluation_items_are_a_seeded_random_sample_not_the_head_of_the_split(tmp_path):
+    write_sources(tmp_path)
+    write_jsonl(tmp_path / "src" / "squad.jsonl", synthetic.squad_rows(60, 0))
+    source_ids = [r["id"] for r in synthetic.squad_rows(60, 0)]
+
+    def sampled(seed: int, folder: str) -> list[str]:
+        cfg = load_config(local_study(tmp_path), {"tasks.squad.n": 10, "data.seed": seed})
+        summary = prepare(cfg, tmp_path / folder, log=lambda _: None)
+        assert summary["datasets"]["squad"]["eval"] == 10 and summary["datasets"]["squad"]["sampled_from"] == 60
+        return [r["id"] for r in read_jsonl(tmp_path / folder / "eval" / "squad.jsonl")]
+
+    first, again, other = sampled(0, "a"), sampled(0, "b"), sampled(1, "c")
+    assert first == again  # the same seed, the same items
+    assert first != source_ids[:10] and set(first) != set(other)  # not the head; the seed matters
+    assert first == sorted(first, key=source_ids.index)  # kept in the source's order
+    held_out = read_jsonl(tmp_path / "a" / "eval" / "openmath.jsonl")
+    assert len({r["id"] for r in held_out}) == len(held_out) and all(r["id"].startswith("openmath-") for r in held_out)
+
+
+def test_the_synthetic_pool_holds_the_training_and_held_out_items_it_is_asked_for(tmp_path):
+    cfg = load_config(ROOT / "params" / "smoke.yaml", {"tasks.openmath.n": None}, root=tmp_path)
+    sizes = synthetic_sizes(cfg)
+    # With n unset, the task's default (500 held-out problems) is what the generator makes room for.
+    assert sizes["openmath"] == cfg.data.train_samples + 500
+    summary = prepare(cfg, tmp_path / "data", log=lambda _: None)
+    assert summary["datasets"]["openmath"]["eval"] == 500 and summary["datasets"]["openmath"]["train"] == 640

@@ -56,7 +56,7 @@ def cmd_build_model(args: argparse.Namespace) -> int:
 
 def _eval_rows(args: argparse.Namespace):
     """The usable items of --data for --task, after the task's own cleaning; errors name the flag."""
-    from .data import load_local
+    from .data import load_local, sample
 
     problems = []
     data = Path(args.data)
@@ -75,7 +75,7 @@ def _eval_rows(args: argparse.Namespace):
     usable = [r for r in cleaned.rows if task.evaluable(r)]
     for _ in range(len(cleaned.rows) - len(usable)):
         cleaned.skip("cannot be evaluated")
-    rows = usable[: args.limit] if args.limit else usable
+    rows = sample(usable, args.limit, 0, task.name)
     if args.limit and len(rows) < args.limit:
         raise ConfigError([f"--limit: asked for {args.limit} items, {data} has {len(rows)} usable"])
     if not rows:
@@ -147,7 +147,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--load-in-4bit", action="store_true", help="NF4, double-quantized base (QLoRA)")
     ev.add_argument("--task", required=True, choices=tasks.TASKS.names())
     ev.add_argument("--data", required=True, help="JSONL/JSON/Parquet file in the task's schema")
-    ev.add_argument("--limit", type=int, help="evaluate the first N usable items")
+    ev.add_argument("--limit", type=int, help="evaluate a seeded random sample of N usable items")
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--max-new-tokens", type=int, help="default: the task's")
     ev.add_argument(

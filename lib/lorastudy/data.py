@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import string
 from collections.abc import Callable
 from pathlib import Path
@@ -22,8 +23,9 @@ from .files import atomic_write_json, read_jsonl, write_jsonl
 from .tasks import Cleaned, Task
 
 # A streamed training split is read this many times the rows needed, to leave room for the
-# rows cleaning and de-duplication drop.
+# rows cleaning and de-duplication drop, through a shuffle buffer of this many rows.
 STREAM_MARGIN = 2.0
+SHUFFLE_BUFFER = 10_000
 # Synthetic rows per task when the study gives no n and the task no default.
 SYNTHETIC_DEFAULT_N = 200
 
@@ -50,27 +52,35 @@ def local_file(directory: Path, task: Task) -> Path | None:
     return None
 
 
-def load_local(path: Path, limit: int | None = None) -> list[dict]:
+def load_local(path: Path) -> list[dict]:
     import datasets
 
     builder = "parquet" if path.suffix == ".parquet" else "json"
-    ds = datasets.load_dataset(builder, data_files={"data": str(path)}, split="data")
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
-    return ds.to_list()
+    return datasets.load_dataset(builder, data_files={"data": str(path)}, split="data").to_list()
 
 
-def load_hub(task: Task, limit: int | None) -> list[dict]:
+def load_hub(task: Task, limit: int | None, seed: int, revision: str | None = None) -> list[dict]:
+    """A hub split: whole, or for a split too big to download (streaming), `limit` rows read
+    through a seeded shuffle buffer rather than its head (hub splits are often ordered by
+    source or by article)."""
     import datasets
 
     hub = task.hub
     if hub.streaming:
-        stream = datasets.load_dataset(hub.id, hub.config, split=hub.split, streaming=True)
+        stream = datasets.load_dataset(hub.id, hub.config, split=hub.split, streaming=True, revision=revision)
+        stream = stream.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER)
         return list(stream.take(limit)) if limit else list(stream)
-    ds = datasets.load_dataset(hub.id, hub.config, split=hub.split)
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
-    return ds.to_list()
+    return datasets.load_dataset(hub.id, hub.config, split=hub.split, revision=revision).to_list()
+
+
+def sample(rows: list[dict], n: int | None, seed: int, name: str) -> list[dict]:
+    """A seeded random sample of n rows (all of them when n is None), in the source's order.
+    Never the head of a split: SQuAD's validation split, for one, is ordered by article, so
+    its first 500 questions come from two or three passages and are not independent items."""
+    if n is None or n >= len(rows):
+        return list(rows)
+    picked = random.Random(f"{seed}:{name}").sample(range(len(rows)), n)
+    return [rows[i] for i in sorted(picked)]
 
 
 def eval_size(cfg: StudyConfig, name: str) -> int | None:
@@ -105,14 +115,14 @@ def _synthetic_offset(name: str) -> int:
     return builtin.get(name, 4 + int(hashlib.sha256(name.encode()).hexdigest()[:6], 16) % 1000)
 
 
-def load_raw(cfg: StudyConfig, task: Task, source_dir: Path | None, limit: int | None) -> list[dict]:
+def load_raw(cfg: StudyConfig, task: Task, source_dir: Path | None, limit: int | None = None) -> list[dict]:
     if cfg.data.source == "hub":
-        return load_hub(task, limit)
+        return load_hub(task, limit, cfg.data.seed)
     assert source_dir is not None
     path = local_file(source_dir, task)
     if path is None:
         raise DataError(f"{source_dir}: no {task.local_name}.jsonl, .json or .parquet")
-    return load_local(path, limit)
+    return load_local(path)
 
 
 # ------------------------------------------------------------------------- the data step
@@ -159,8 +169,8 @@ def _source_dir(cfg: StudyConfig, data_dir: Path) -> Path | None:
 
 def split_training_pool(cfg: StudyConfig, source_dir: Path | None) -> tuple[list[dict], list[dict], dict]:
     """One pool, de-duplicated on normalised text, split so that held-out items can never
-    appear in training: the held-out items are the last evaluable ones, training the first
-    of the rest."""
+    appear in training: the held-out items are a seeded random sample of the evaluable ones,
+    training the first of the rest."""
     task = tasks.get(cfg.data.train_task)
     n_eval = eval_size(cfg, task.name) or 0
     want = cfg.data.train_samples + n_eval
@@ -175,7 +185,7 @@ def split_training_pool(cfg: StudyConfig, source_dir: Path | None) -> tuple[list
             seen.add(key)
             unique.append(row)
     evaluable = [r for r in unique if task.evaluable(r)]
-    held_out = evaluable[-n_eval:] if n_eval else []
+    held_out = sample(evaluable, n_eval, cfg.data.seed, task.name) if n_eval else []
     held_ids = {r["id"] for r in held_out}
     train = [r for r in unique if r["id"] not in held_ids][: cfg.data.train_samples]
     if len(train) < cfg.data.train_samples:
@@ -188,15 +198,20 @@ def split_training_pool(cfg: StudyConfig, source_dir: Path | None) -> tuple[list
             f"tasks.{task.name}.n: asked for {n_eval} held-out items that can be evaluated, "
             f"the source has {len(held_out)} beside the training set"
         )
-    info = {"loaded": pool.loaded, "skipped": pool.skipped, "train": len(train), "eval": len(held_out)}
+    info = {
+        "loaded": pool.loaded,
+        "skipped": pool.skipped,
+        "train": len(train),
+        "eval": len(held_out),
+        "sampled_from": len(evaluable),
+    }
     return train, held_out, info
 
 
 def eval_rows(cfg: StudyConfig, task: Task, source_dir: Path | None) -> tuple[list[dict], dict]:
     """A task's evaluation items, cleaned, and the counts for the data summary."""
     n = eval_size(cfg, task.name)
-    limit = n if cfg.data.source == "hub" else None
-    cleaned: Cleaned = task.clean(load_raw(cfg, task, source_dir, limit))
+    cleaned: Cleaned = task.clean(load_raw(cfg, task, source_dir))
     usable = [r for r in cleaned.rows if task.evaluable(r)]
     for _ in range(len(cleaned.rows) - len(usable)):
         cleaned.skip("cannot be evaluated")
@@ -205,8 +220,8 @@ def eval_rows(cfg: StudyConfig, task: Task, source_dir: Path | None) -> tuple[li
             f"tasks.{task.name}.n: asked for {n} items, the data has "
             f"{len(usable)} after skipping {sum(cleaned.skipped.values())}"
         )
-    rows = usable[:n]
-    return rows, {"loaded": cleaned.loaded, "skipped": cleaned.skipped, "eval": len(rows)}
+    rows = sample(usable, n, cfg.data.seed, task.name)
+    return rows, {"loaded": cleaned.loaded, "skipped": cleaned.skipped, "eval": len(rows), "sampled_from": len(usable)}
 
 
 def load_train(data_dir: Path) -> list[dict]:

@@ -60,7 +60,7 @@ def data_section(summary: dict) -> str:
                 integer(d.get("loaded")),
                 skipped,
                 integer(d.get("train"), "\u2014"),
-                integer(d.get("eval"), "\u2014"),
+                _evaluated(d),
                 integer(d.get("overlap_with_train"), "\u2014"),
             ]
         )
@@ -70,7 +70,8 @@ def data_section(summary: dict) -> str:
             "",
             f"Source: {escape(summary['source'])}. Rows with missing fields or empty references are "
             "skipped and counted; OpenMath evaluation keeps problems with numeric answers; held-out problems are "
-            "never in the training set (overlap checked on normalised text).",
+            "never in the training set (overlap checked on normalised text). Every evaluation set is a seeded "
+            "random sample of the usable items (its ids are in the predictions), never the head of a split.",
             "",
             table(
                 ["dataset", "rows loaded", "skipped (reason: count)", "train", "evaluated", "overlap with training"],
@@ -79,6 +80,14 @@ def data_section(summary: dict) -> str:
             ),
         ]
     )
+
+
+def _evaluated(d: dict) -> str:
+    if d.get("eval") is None:
+        return "\u2014"
+    if d.get("sampled_from") is None:
+        return integer(d["eval"])
+    return f"{integer(d['eval'])} of {integer(d['sampled_from'])}"
 
 
 # ------------------------------------------------------------------------- step summaries

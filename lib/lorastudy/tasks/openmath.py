@@ -3,6 +3,7 @@ pool scored by exact match of the final numeric answer."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 from .. import synthetic
@@ -18,7 +19,7 @@ def user_message(problem: str) -> str:
 
 def clean(rows: Iterable[dict]) -> Cleaned:
     out = Cleaned()
-    for index, row in enumerate(rows):
+    for row in rows:
         out.loaded += 1
         problem, solution = text(row.get("problem")), text(row.get("generated_solution"))
         expected = text(str(row["expected_answer"])) if row.get("expected_answer") is not None else None
@@ -27,7 +28,9 @@ def clean(rows: Iterable[dict]) -> Cleaned:
             continue
         out.rows.append(
             {
-                "id": str(row.get("id") or f"openmath-{index:07d}"),
+                # OpenMathInstruct-2 has no ids: one from the problem's text is the same wherever
+                # the row comes in the (shuffled) stream.
+                "id": str(row.get("id") or f"openmath-{hashlib.sha1(problem.encode()).hexdigest()[:12]}"),
                 "problem": problem,
                 "generated_solution": solution,
                 "expected_answer": expected,
