@@ -142,3 +142,31 @@ def test_the_synthetic_pool_holds_the_training_and_held_out_items_it_is_asked_fo
     assert sizes["openmath"] == cfg.data.train_samples + 500
     summary = prepare(cfg, tmp_path / "data", log=lambda _: None)
     assert summary["datasets"]["openmath"]["eval"] == 500 and summary["datasets"]["openmath"]["train"] == 640
+
+
+def test_the_data_step_records_what_each_input_resolved_to_and_later_steps_load_it(tmp_path, tiny_model):
+    import hashlib
+
+    from lorastudy.config import ModelConfig
+    from lorastudy.data import pin_model
+    from lorastudy.files import atomic_write_json
+    from lorastudy.models import identity
+
+    write_sources(tmp_path)
+    cfg = load_config(local_study(tmp_path))
+    model = identity(cfg.model, str(tiny_model))
+    summary = prepare(cfg, tmp_path / "data", log=lambda _: None, model=model)
+    squad = summary["datasets"]["squad"]["revision"]
+    assert squad == {
+        "resolved": hashlib.sha256((tmp_path / "src" / "squad.jsonl").read_bytes()).hexdigest(),
+        "kind": "sha256 of squad.jsonl",
+    }
+    assert summary["model"]["kind"] == "sha256 of files" and len(summary["model"]["resolved"]) == 64
+    assert pin_model(cfg, tmp_path / "data") == cfg  # a local folder is loaded as it is
+    # A hub model is pinned to the commit the data step resolved.
+    hub = load_config(local_study(tmp_path), {"model.name": "Qwen/Qwen3-0.6B", "model.revision": "main"})
+    atomic_write_json(tmp_path / "hub" / "summary.json", {"model": {"kind": "hub commit", "resolved": "abc123"}})
+    assert pin_model(hub, tmp_path / "hub").model.revision == "abc123"
+    # Offline, a hub id cannot be resolved: recorded as such, not invented.
+    offline = identity(ModelConfig(name="Qwen/Qwen3-0.6B"), "Qwen/Qwen3-0.6B")
+    assert offline["resolved"] is None and offline["kind"].startswith("unresolved")

@@ -42,6 +42,9 @@ class ModelConfig:
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     trust_remote_code: bool = False
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    # A hub model's branch, tag or commit. The data step resolves it to a commit once and every
+    # later step loads that commit, so one study never mixes two versions of the weights.
+    revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class DataConfig:
     # The task whose data the adapters are trained on (its declaration says how a row becomes
     # a training example); its evaluation items are held out of the same pool.
     train_task: str = "openmath"
+    # A hub dataset's branch, tag or commit, per task name (hub source); the commit each
+    # resolved to is recorded in the data summary and the report.
+    revisions: dict[str, str] = field(default_factory=dict)
     train_samples: int = 1000
     max_seq_len: int = 512
     seed: int = 0
@@ -264,6 +270,9 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin in (list, tuple):
         return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        key, value = typing.get_args(tp)
+        return f"a mapping of {_type_name(key)} to {_type_name(value)}"
     if tp is type(None):
         return "null"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
@@ -290,6 +299,14 @@ def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
         if not all(ok for ok, _ in items):
             return False, value
         return True, origin(v for _, v in items)
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if not isinstance(value, dict):
+            return False, value
+        items = [(_coerce(key_type, k), _coerce(value_type, v)) for k, v in value.items()]
+        if not all(k[0] and v[0] for k, v in items):
+            return False, value
+        return True, {k[1]: v[1] for k, v in items}
     if tp is type(None):
         return (value is None, value)
     if tp is bool:
@@ -384,6 +401,12 @@ def _check_values(cfg: StudyConfig) -> list[str]:
     need(len(cfg.seeds) > 0, "seeds: at least one seed is needed")
     need(len(set(cfg.seeds)) == len(cfg.seeds), "seeds: a seed is listed twice")
     need(len(cfg.tasks) > 0, f"tasks: at least one of {', '.join(task_registry.TASKS.names())} is needed")
+    datasets = {cfg.data.train_task, *(t.name for t in cfg.tasks)}
+    for name in cfg.data.revisions:
+        need(
+            name in datasets,
+            f"data.revisions.{name}: not a dataset of this study (its tasks: {', '.join(sorted(datasets))})",
+        )
     need(
         cfg.data.train_task in task_registry.TASKS and task_registry.get(cfg.data.train_task).train_example is not None,
         f"data.train_task: {cfg.data.train_task!r} is not a task that declares training examples",

@@ -9,6 +9,7 @@ training and evaluation items never overlap (checked on normalised text, and rep
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
@@ -19,7 +20,7 @@ from typing import Any
 
 from . import tasks
 from .config import StudyConfig
-from .files import atomic_write_json, read_jsonl, write_jsonl
+from .files import atomic_write_json, read_json, read_jsonl, write_jsonl
 from .tasks import Cleaned, Task
 
 # A streamed training split is read this many times the rows needed, to leave room for the
@@ -117,7 +118,7 @@ def _synthetic_offset(name: str) -> int:
 
 def load_raw(cfg: StudyConfig, task: Task, source_dir: Path | None, limit: int | None = None) -> list[dict]:
     if cfg.data.source == "hub":
-        return load_hub(task, limit, cfg.data.seed)
+        return load_hub(task, limit, cfg.data.seed, cfg.data.revisions.get(task.name))
     assert source_dir is not None
     path = local_file(source_dir, task)
     if path is None:
@@ -128,15 +129,16 @@ def load_raw(cfg: StudyConfig, task: Task, source_dir: Path | None, limit: int |
 # ------------------------------------------------------------------------- the data step
 
 
-def prepare(cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print) -> dict:
+def prepare(cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print, model: dict | None = None) -> dict:
     """Load, clean and split every dataset; write train.jsonl, eval/<task>.jsonl, summary.json.
+    `model` is what the model resolved to (models.identity), recorded so later steps load it.
 
     Files are written under temporary names and renamed, summary.json last, so a data folder
     with a summary in it is complete.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     source_dir = _source_dir(cfg, data_dir)
-    summary: dict[str, Any] = {"source": cfg.data.source, "datasets": {}}
+    summary: dict[str, Any] = {"source": cfg.data.source, "model": model, "datasets": {}}
     train, held_out, summary["datasets"][cfg.data.train_task] = split_training_pool(cfg, source_dir)
     write_jsonl(data_dir / "train.jsonl", train)
     train_task = tasks.get(cfg.data.train_task)
@@ -154,8 +156,34 @@ def prepare(cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print
         if overlap:
             log(f"warning: {overlap} {task.name} items also appear in the training data")
         write_jsonl(data_dir / "eval" / f"{task.name}.jsonl", rows)
+    for name, info in summary["datasets"].items():
+        info["revision"] = dataset_identity(cfg, tasks.get(name), source_dir)
     atomic_write_json(data_dir / "summary.json", summary)
     return summary
+
+
+def dataset_identity(cfg: StudyConfig, task: Task, source_dir: Path | None) -> dict:
+    """What a task's data resolved to: the hub dataset's commit, or the SHA-256 of the local file."""
+    if cfg.data.source != "hub":
+        path = local_file(source_dir, task)
+        return {"resolved": hashlib.sha256(path.read_bytes()).hexdigest(), "kind": f"sha256 of {path.name}"}
+    import datasets
+
+    requested = cfg.data.revisions.get(task.name)
+    try:
+        builder = datasets.load_dataset_builder(task.hub.id, task.hub.config, revision=requested)
+        return {"requested": requested or "main", "resolved": builder.hash, "kind": "hub commit"}
+    except Exception as exc:  # recorded, not fatal: the data itself has loaded
+        return {"requested": requested or "main", "resolved": None, "kind": f"unresolved ({str(exc)[:200]})"}
+
+
+def pin_model(cfg: StudyConfig, data_dir: Path) -> StudyConfig:
+    """The study with its hub model pinned to the commit the data step resolved, so training
+    and every evaluation load the same weights even if the hub's branch moves meanwhile."""
+    model = read_json(data_dir / "summary.json").get("model") or {}
+    if model.get("kind") != "hub commit":
+        return cfg
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, revision=model["resolved"]))
 
 
 def _source_dir(cfg: StudyConfig, data_dir: Path) -> Path | None:

@@ -252,15 +252,18 @@ def evaluate(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str],
     """Evaluate one run on every task; write predictions/<run>/<task>.jsonl and eval/<run>.json."""
     from transformers import set_seed
 
+    from .data import pin_model
+
     set_seed(run.seed)
+    method = methods.get(run.method)
+    cfg = pin_model(method.settings(cfg), paths.data)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
     tokenizer = load_tokenizer(path, cfg.model)
-    method = methods.get(run.method)
     adapter = paths.adapter(run.name) if method.trains else None
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{adapter}: no trained adapter; run the 02_train step for {run.name} first")
     with resources.measure() as load:
-        model = load_for_eval(path, method.settings(cfg).model, method.quant(cfg), adapter)
+        model = load_for_eval(path, cfg.model, method.quant(cfg), adapter)
     record = _model_record(cfg, run, path, adapter, model)
     record["load"] = {"wall_s": load.wall_s, "peak": load.peak}
     with resources.measure() as phase:

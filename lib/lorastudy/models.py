@@ -9,6 +9,7 @@ so both paths go through the same `from_pretrained` code.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import random
@@ -73,7 +74,7 @@ def model_path(
 def load_tokenizer(path: str, model: ModelConfig):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -100,10 +101,37 @@ def load_model(path: str, model: ModelConfig, quant: QuantConfig | None = None):
         use_safetensors=True,
         trust_remote_code=model.trust_remote_code,
         attn_implementation=model.attn_implementation,
+        revision=model.revision,
     )
     if quant is not None:
         kwargs["quantization_config"] = quantization_config(quant)
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def identity(model: ModelConfig, path: str) -> dict:
+    """What the study's model resolved to: a hub commit (resolved once, by the data step, and
+    then loaded by every later step), or the SHA-256 of a local folder's files."""
+    if not Path(path).is_dir():
+        requested = model.revision or "main"
+        try:
+            from huggingface_hub import model_info
+
+            sha = model_info(model.name, revision=requested).sha
+        except Exception as exc:  # offline, or no such revision: recorded, and the steps load `requested`
+            return {"name": model.name, "requested": requested, "resolved": None, "kind": f"unresolved ({str(exc)[:200]})"}
+        return {"name": model.name, "requested": requested, "resolved": sha, "kind": "hub commit"}
+    return {"name": model.name, "path": str(path), "resolved": folder_sha256(Path(path)), "kind": "sha256 of files"}
+
+
+def folder_sha256(folder: Path) -> str:
+    """One digest of every file in a folder (names and contents), streamed."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(folder)).encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------- the tiny model

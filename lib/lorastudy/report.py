@@ -301,6 +301,23 @@ def examples(res: StudyResults, limit: int | None = None) -> str:
     return "\n".join(parts)
 
 
+def input_rows(summary: dict) -> list[list[str]]:
+    """What the model and each dataset resolved to, as the data step recorded it."""
+
+    def resolved(info: dict | None) -> str:
+        if not info:
+            return "not recorded"
+        text = f"`{escape(info['resolved'])}`" if info.get("resolved") else "not resolved"
+        requested = f"{escape(info['requested'])} → " if info.get("requested") else ""
+        return f"{requested}{text} ({escape(info['kind'])})"
+
+    rows = [["model", f"{escape((summary.get('model') or {}).get('name', ''))}: {resolved(summary.get('model'))}"]]
+    for name, info in summary["datasets"].items():
+        title = tasks.get(name).title if name in tasks.TASKS else escape(name)
+        rows.append([f"data: {title}", resolved(info.get("revision"))])
+    return rows
+
+
 def provenance(res: StudyResults, params_file: str, overrides: dict) -> str:
     cfg = res.cfg
     resolved = {k: v for k, v in cfg.to_dict().items() if k != "root"}
@@ -337,6 +354,7 @@ def provenance(res: StudyResults, params_file: str, overrides: dict) -> str:
                     ["reproduce with", f"`{escape(command)}`"],
                     ["parameters hash", f"`{params_hash(cfg.to_dict())}`"],
                     ["git commit", escape(commit)],
+                    *input_rows(res.data_summary),
                     ["device", "; ".join(escape(d) for d in devices)],
                     ["Python", escape(platform.python_version())],
                     ["libraries", escape(", ".join(versions))],

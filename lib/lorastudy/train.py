@@ -17,7 +17,7 @@ import torch
 
 from . import methods, resources, tasks
 from .config import Run, StudyConfig, params_hash
-from .data import load_train
+from .data import load_train, pin_model
 from .files import StudyPaths, atomic_path, atomic_write_json, scratch_dir
 from .methods import Method
 from .models import load_model, load_tokenizer, model_path
@@ -151,7 +151,7 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
     method = methods.get(run.method)
     if not method.trains:
         raise ValueError(f"method {run.method!r} trains nothing (it is evaluated as loaded)")
-    cfg = method.settings(cfg)
+    cfg = pin_model(method.settings(cfg), paths.data)
     set_seed(run.seed)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
     tokenizer = load_tokenizer(path, cfg.model)
