@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -97,6 +98,31 @@ def test_costs_are_percent_changes_relative_to_lora():
     sentences, figures = cost_sentences(resources(), QLORA, LORA)
     assert figures["memory_pct"] == pytest.approx(-40.0) and figures["time_pct"] == pytest.approx(30.0)
     assert "40.0% lower" in sentences[0] and "30.0% longer" in sentences[1]
+
+
+def test_qloras_weights_are_those_it_trains_with_after_k_bit_preparation():
+    table = resources()
+    table["weights_after_prepare_mb"] = [None, 450.0]  # LoRA has no preparation; QLoRA's upcasts to fp32
+    sentences, figures = cost_sentences(table, QLORA, LORA)
+    assert figures["weights_pct"] == pytest.approx(-10.0)  # 450 MB against LoRA's 500, not 300 against 500
+    assert "450.00 MB vs 500.00 MB" in sentences[0]
+
+
+def test_out_of_memory_advice_names_only_settings_that_are_not_already_on():
+    from lorastudy.config import load_config
+    from lorastudy.train import memory_advice
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "params" / "qwen3-0.6b.yaml")  # gradient checkpointing is on there
+    advice = memory_advice(cfg)
+    assert "gradient_checkpointing" not in advice and "train.batch_size (now 4)" in advice
+    frugal = {
+        "train.batch_size": 1,
+        "train.gradient_checkpointing": True,
+        "train.optim": "paged_adamw_8bit",
+        "data.max_seq_len": 128,
+    }
+    assert memory_advice(load_config(root / "params" / "qwen3-0.6b.yaml", frugal)).startswith("every memory-saving")
 
 
 def test_recommendation_follows_the_verdicts():

@@ -87,7 +87,14 @@ def test_a_task_and_a_method_declared_in_a_test_reach_every_result_table(declare
     cfg = load_config(ROOT / "params" / "smoke.yaml", overrides, root=study_root)
     paths = StudyPaths(study_root, cfg.study)
     summary = prepare(cfg, paths.data, log=lambda _: None)
-    assert summary["datasets"]["capitals"] == {"loaded": 6, "skipped": {}, "eval": 6, "overlap_with_train": 0}
+    capitals = summary["datasets"]["capitals"]
+    assert {k: capitals[k] for k in ("loaded", "skipped", "eval", "overlap_with_train")} == {
+        "loaded": 6,
+        "skipped": {},
+        "eval": 6,
+        "overlap_with_train": 0,
+    }
+    assert capitals["revision"]["kind"] == "sha256 of capitals.jsonl"
     records = {}
     for run in cfg.runs():
         if methods.get(run.method).trains:
@@ -109,6 +116,12 @@ def test_a_task_and_a_method_declared_in_a_test_reach_every_result_table(declare
     assert pairs == {("lora", "base"), ("lora-r4", "base"), ("lora-r4", "lora")}
     assert set(res.comparisons.task) == {"capitals", "arc_challenge"}
     assert set(res.resources.method) == {"base", "lora", "lora-r4"}
+    # Each task's evaluation has its own peak memory, and the run's is the largest of them.
+    evals = res.resources[res.resources.phase == "eval"]
+    assert (evals["peak_memory_mb.capitals"] > 0).all() and (evals["peak_memory_mb.arc_challenge"] > 0).all()
+    assert (
+        evals.peak_memory_mb >= evals[["peak_memory_mb.capitals", "peak_memory_mb.arc_challenge"]].max(axis=1)
+    ).all()
     latency = res.evals["lora-r4"]["latency"]
     assert latency["task"] == "capitals" and latency["items"] == 2
     # The report names them by their declarations.

@@ -91,6 +91,12 @@ def memory_kind_label(kind: str) -> str:
     return "peak CUDA memory reserved" if kind == "cuda" else "peak process memory (RSS, CPU)"
 
 
+def _training_weights(row: pd.Series) -> float:
+    """The weights a method holds while it trains: after k-bit preparation where that runs."""
+    prepared = row.get("weights_after_prepare_mb")
+    return float(prepared) if prepared is not None and not pd.isna(prepared) else float(row["weights_mb"])
+
+
 def cost_sentences(resources: pd.DataFrame, a: Method, b: Method) -> tuple[list[str], dict[str, float]]:
     """Method a's training memory saving and time cost relative to method b's, in percent."""
     rb, ra = _resource(resources, b.name, "train"), _resource(resources, a.name, "train")
@@ -98,7 +104,7 @@ def cost_sentences(resources: pd.DataFrame, a: Method, b: Method) -> tuple[list[
         return [], {}
     figures = {
         "memory_pct": _pct_change(ra["peak_memory_mb"], rb["peak_memory_mb"]),
-        "weights_pct": _pct_change(ra["weights_mb"], rb["weights_mb"]),
+        "weights_pct": _pct_change(_training_weights(ra), _training_weights(rb)),
         "time_pct": _pct_change(ra["wall_s"], rb["wall_s"]),
     }
 
@@ -115,8 +121,9 @@ def cost_sentences(resources: pd.DataFrame, a: Method, b: Method) -> tuple[list[
     sentences = [
         f"Memory: {a.title}'s {label} during training was {change(figures['memory_pct'], 'lower', 'higher')} than "
         f"{b.title}'s ({ra['peak_memory_mb']:,.1f} MB vs {rb['peak_memory_mb']:,.1f} MB). Its base weights took "
-        f"{change(figures['weights_pct'], 'less', 'more')} memory ({ra['weights_mb']:,.2f} MB vs "
-        f"{rb['weights_mb']:,.2f} MB).",
+        f"{change(figures['weights_pct'], 'less', 'more')} memory while training ({_training_weights(ra):,.2f} MB vs "
+        f"{_training_weights(rb):,.2f} MB; after k-bit preparation, which upcasts the weights it does not "
+        f"quantize to fp32, where it runs).",
         f"Time: {a.title}'s training took {change(figures['time_pct'], 'less', 'longer')} "
         f"than {b.title}'s ({ra['wall_s']:,.1f} s vs {rb['wall_s']:,.1f} s; {ra['tokens_per_s']:,.0f} vs "
         f"{rb['tokens_per_s']:,.0f} tokens/s); {noise}.",

@@ -112,10 +112,15 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    # Rows (context + choice) per forward pass of a log-likelihood task such as ARC.
     batch_size: int = 16
-    # Per-item latency is timed at batch size 1 on the first items of this task.
+    # Prompts per batch of greedy generation: its own setting, since generation's memory and
+    # speed scale differently (a KV cache per prompt, one token per step).
+    generation_batch_size: int = 16
+    # Per-item latency is timed at batch size 1 on the first items of this task; each item can
+    # take up to the task's token limit, so keep it small on a slow device.
     latency_task: str = "openmath"
-    latency_items: int = 16
+    latency_items: int = 8
 
 
 @dataclass(frozen=True)
@@ -432,6 +437,7 @@ def _check_values(cfg: StudyConfig) -> list[str]:
     need(cfg.train.max_grad_norm > 0, "train.max_grad_norm: must be positive")
     need(cfg.train.logging_steps > 0, "train.logging_steps: must be positive")
     need(cfg.eval.batch_size > 0, "eval.batch_size: must be positive")
+    need(cfg.eval.generation_batch_size > 0, "eval.generation_batch_size: must be positive")
     need(cfg.eval.latency_items > 0, "eval.latency_items: must be positive")
     need(
         cfg.report.bootstrap_resamples >= 1000,

@@ -266,14 +266,17 @@ def evaluate(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str],
         model = load_for_eval(path, cfg.model, method.quant(cfg), adapter)
     record = _model_record(cfg, run, path, adapter, model)
     record["load"] = {"wall_s": load.wall_s, "peak": load.peak}
-    with resources.measure() as phase:
-        predictions = _evaluate_tasks(cfg, run, paths, model, tokenizer, record, log)
+    start = time.perf_counter()
+    predictions = _evaluate_tasks(cfg, run, paths, model, tokenizer, record, log)
+    wall_s = time.perf_counter() - start
+    # Each task and the latency sample has its own peak; the phase's is the largest of them.
+    peak = resources.largest_peak([r["peak"] for r in [*record["tasks"].values(), record.get("latency")] if r])
     record.update(
         {
-            "wall_s": phase.wall_s,
-            "peak": phase.peak,
-            "memory_kind": phase.peak["memory_kind"],
-            "peak_memory_mb": resources.headline_peak_mb(phase.peak),
+            "wall_s": wall_s,
+            "peak": peak,
+            "memory_kind": peak["memory_kind"],
+            "peak_memory_mb": resources.headline_peak_mb(peak),
         }
     )
     # Written only now, the record last, so an interrupted evaluation leaves no partial results.
@@ -284,7 +287,7 @@ def evaluate(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str],
         f"{t} {tasks.get(t).primary} {r['metrics'].get(tasks.get(t).primary, float('nan')):.3f}"
         for t, r in record["tasks"].items()
     )
-    log(f"evaluated {run.name} in {phase.wall_s:.1f} s: {summary}")
+    log(f"evaluated {run.name} in {wall_s:.1f} s: {summary}")
     return record
 
 
@@ -313,13 +316,23 @@ def _evaluate_tasks(cfg, run: Run, paths: StudyPaths, model, tokenizer, record: 
     for task_cfg in cfg.tasks:
         rows = load_eval(paths.data, task_cfg.name)
         log(f"evaluating {run.name} on {task_cfg.name} ({len(rows)} items)")
-        result = run_task(model, tokenizer, task_cfg.name, rows, cfg.eval.batch_size, task_cfg.max_new_tokens, log)
+        task = tasks.get(task_cfg.name)
+        batch = cfg.eval.batch_size if task.kind == "loglikelihood" else cfg.eval.generation_batch_size
+        with resources.measure() as phase:
+            result = run_task(model, tokenizer, task, rows, batch, task_cfg.max_new_tokens, log)
         predictions[task_cfg.name] = result.pop("items")
-        record["tasks"][task_cfg.name] = result
+        record["tasks"][task_cfg.name] = {
+            **result,
+            "batch_size": batch,
+            "peak": phase.peak,
+            "peak_memory_mb": resources.headline_peak_mb(phase.peak),
+        }
     latency = cfg.eval.latency_task
     if any(t.name == latency for t in cfg.tasks):
         rows = load_eval(paths.data, latency)[: cfg.eval.latency_items]
         log(f"timing {len(rows)} {latency} items one at a time")
         max_new = cfg.task(latency).max_new_tokens
-        record["latency"] = measure_latency(model, tokenizer, tasks.get(latency), rows, max_new)
+        with resources.measure() as phase:
+            record["latency"] = measure_latency(model, tokenizer, tasks.get(latency), rows, max_new)
+        record["latency"]["peak"] = phase.peak
     return predictions

@@ -118,7 +118,12 @@ def identity(model: ModelConfig, path: str) -> dict:
 
             sha = model_info(model.name, revision=requested).sha
         except Exception as exc:  # offline, or no such revision: recorded, and the steps load `requested`
-            return {"name": model.name, "requested": requested, "resolved": None, "kind": f"unresolved ({str(exc)[:200]})"}
+            return {
+                "name": model.name,
+                "requested": requested,
+                "resolved": None,
+                "kind": f"unresolved ({str(exc)[:200]})",
+            }
         return {"name": model.name, "requested": requested, "resolved": sha, "kind": "hub commit"}
     return {"name": model.name, "path": str(path), "resolved": folder_sha256(Path(path)), "kind": "sha256 of files"}
 

@@ -235,9 +235,14 @@ def resources_table(res: StudyResults) -> str:
             return "n/a"
         return fmt(value)
 
+    by_task = [
+        (f"peak while evaluating {tasks.get(c.split('.', 1)[1]).title} (MB)", c, lambda v: f"{v:,.1f}")
+        for c in r.columns
+        if c.startswith("peak_memory_mb.") and c.split(".", 1)[1] in tasks.TASKS
+    ]
     rows = [
         [name] + [cell(m, p, key, fmt) for m, p in cols]
-        for name, key, fmt in _resource_rows(kind)
+        for name, key, fmt in _resource_rows(kind) + by_task
         if key in r.columns and not r[key].isna().all()
     ]
     notes = [

@@ -100,6 +100,16 @@ def headline_peak_bytes(peak: dict) -> int:
     return peak["peak_reserved_bytes"] if peak["memory_kind"] == "cuda" else peak["peak_rss_bytes"]
 
 
+def largest_peak(peaks: list[dict]) -> dict:
+    """The peak over several phases measured one after the other: each figure's maximum."""
+    out = dict(peaks[0])
+    for peak in peaks[1:]:
+        for key, value in peak.items():
+            if key != "memory_kind":
+                out[key] = max(out.get(key, 0), value)
+    return out
+
+
 def headline_peak_mb(peak: dict) -> float:
     return round(headline_peak_bytes(peak) / MB, 1)
 

@@ -260,6 +260,11 @@ def _eval_row(method: str, recs: list[dict]) -> dict:
         "peak_allocated_mb": _cuda(max(r["peak"].get("peak_allocated_bytes", 0) for r in recs)),
         "peak_reserved_mb": _cuda(max(r["peak"].get("peak_reserved_bytes", 0) for r in recs)),
         "items_per_s": _mean(items / sum(t["wall_s"] for t in r["tasks"].values()) for r in recs),
+        # Each task's own peak (evaluation memory is the task's activations and logits, not only the weights).
+        **{
+            f"peak_memory_mb.{task}": max(r["tasks"][task].get("peak_memory_mb", 0) for r in recs) or None
+            for task in first["tasks"]
+        },
     }
 
 

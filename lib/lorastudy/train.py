@@ -32,6 +32,26 @@ class OutOfMemoryAdvice(RuntimeError):
     pass
 
 
+def memory_advice(cfg: StudyConfig) -> str:
+    """What to change after running out of memory: only settings that are not already at their
+    memory-saving value."""
+    t = cfg.train
+    advice = []
+    if t.batch_size > 1:
+        advice.append(f"lower train.batch_size (now {t.batch_size}) and raise train.grad_accum (now {t.grad_accum})")
+    if cfg.data.max_seq_len > 256:
+        advice.append(
+            f"lower data.max_seq_len (now {cfg.data.max_seq_len}; the data step reports how many examples it cuts)"
+        )
+    if not t.gradient_checkpointing:
+        advice.append("set train.gradient_checkpointing: true")
+    if t.optim in ("auto", "paged_adamw_32bit", "adamw_torch"):
+        advice.append(f"use train.optim: paged_adamw_8bit (now {t.optim})")
+    if not advice:
+        return "every memory-saving setting is already on; use a device with more memory or a smaller model"
+    return "; or ".join(advice)
+
+
 def build_examples(rows: list[dict], tokenizer, max_seq_len: int, task: str = "openmath") -> tuple[list[dict], int]:
     """Tokenised examples (the task's declaration says how a row becomes a user message and an
     answer) whose labels mask the prompt, so the loss is on the answer only. Returns the
@@ -247,11 +267,7 @@ def _fit(cfg: StudyConfig, run: Run, model, tokenizer, examples: list[dict], tot
             result = trainer.train()
             wall_s = time.perf_counter() - start
     except torch.OutOfMemoryError as exc:
-        raise OutOfMemoryAdvice(
-            f"out of memory while training {run.name}: lower train.batch_size (now {cfg.train.batch_size}) "
-            f"and raise train.grad_accum, lower data.max_seq_len (now {cfg.data.max_seq_len}), "
-            f"or set train.gradient_checkpointing: true"
-        ) from exc
+        raise OutOfMemoryAdvice(f"out of memory while training {run.name}: {memory_advice(cfg)}") from exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     tokens_seen = int(trainer.state.num_input_tokens_seen)
