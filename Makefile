@@ -6,21 +6,28 @@ PARAMS ?= params/smoke.yaml
 # This machine installs a CPU build of torch from local disk; on a GPU machine use the
 # CUDA build that matches its driver, e.g. `make install TORCH=torch==2.13.0` from the CUDA index.
 TORCH ?= torch==2.13.0
+# A machine without a network installs from a folder of wheels made elsewhere: make install WHEELS=dir.
+WHEELS ?=
+WHEEL_PYTHON ?= 3.12
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install report check test test-fast lint format lab bench clean
+.PHONY: help install report check test test-fast lint format lab bench wheelhouse clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: PARAMS=$(PARAMS)  ARGS='-p key=value --force'  TORCH=$(TORCH)"
+	@echo "  variables: PARAMS=$(PARAMS)  ARGS='-p key=value --force'  TORCH=$(TORCH)  WHEELS=dir (offline install)"
 
 # The install also builds the smoke study's offline model once, as a download would be,
 # cached in runs/_models (a study builds it itself when it is missing).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+ifdef WHEELS
+	$(BIN)/pip install --quiet --no-index --find-links "$(WHEELS)" -e '.[dev]'
+else
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e '.[dev]'
+endif
 	$(BIN)/lorastudy build-model
 	@touch $(STAMP)
 
@@ -55,6 +62,9 @@ bench: $(STAMP) ## the benchmarks: memory at Qwen3-0.6B's size, evaluation throu
 		-p train.gradient_checkpointing=false --json runs/benchmarks/memory-qwen3-0.6b.json
 	$(BIN)/python benchmarks/eval_throughput.py params/smoke.yaml --json runs/benchmarks/eval-smoke.json
 	$(BIN)/python benchmarks/peer_lm_eval.py params/smoke.yaml --json runs/benchmarks/peer-smoke.json
+
+wheelhouse: ## wheels for an offline machine: WHEEL_PYTHON=3.12 WHEELS=dir (then make install WHEELS=dir there)
+	$(PYTHON) scripts/wheelhouse.py --python $(WHEEL_PYTHON) --extras dev --out $(or $(WHEELS),wheelhouse)
 
 clean: ## remove what studies wrote (runs/ and rendered reports), keep .venv and the built model
 	find runs -mindepth 1 -maxdepth 1 ! -name _models -exec rm -rf {} + 2>/dev/null || true
