@@ -56,7 +56,7 @@ from common import ROOT, load_average, load_study, log, study_parser, versions
 from lorastudy import methods, resources  # noqa: E402
 from lorastudy.config import StudyConfig, is_local, load_config  # noqa: E402
 from lorastudy.files import atomic_path, atomic_write_json  # noqa: E402
-from lorastudy.models import model_path  # noqa: E402
+from lorastudy.models import HUB_CONFIGS, model_path  # noqa: E402
 from lorastudy.train import prepare_model, resolve_precision  # noqa: E402
 
 MB = resources.MB
@@ -69,23 +69,8 @@ BUILD_VERSION = 1
 BUILD_MARKER = "benchmark-build.json"
 RESULT_PREFIX = "BENCHMARK-RESULT "
 
-# Hub models the benchmark can stand in for offline: their config.json, less the
-# tokenizer-specific token ids, with random weights.
-ARCHS = {
-    "Qwen/Qwen3-0.6B": dict(
-        vocab_size=151936,
-        hidden_size=1024,
-        intermediate_size=3072,
-        num_hidden_layers=28,
-        num_attention_heads=16,
-        num_key_value_heads=8,
-        head_dim=128,
-        tie_word_embeddings=True,
-        rope_theta=1_000_000.0,
-        max_position_embeddings=40960,
-        rms_norm_eps=1e-6,
-    ),
-}
+# Hub models the benchmark can stand in for offline, with random weights.
+ARCHS = HUB_CONFIGS
 
 
 # ------------------------------------------------------------------------- the model

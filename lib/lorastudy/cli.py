@@ -23,11 +23,21 @@ def _overrides(items: list[str]) -> dict:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .checks import check_study
+    import torch
+
+    from . import estimate
+    from .checks import check_study, device_problems
+    from .models import model_folder
 
     start = time.perf_counter()
     cfg = load_config(args.params, _overrides(args.param), root=args.root)
     check_study(cfg)
+    problems = device_problems(cfg, args.allow_cpu)
+    device = estimate.CUDA if torch.cuda.is_available() else estimate.CPU
+    n_params = estimate.parameters(cfg, model_folder(cfg.model, Path(args.root) / "runs" / "_models", cfg.resolve))
+    print(estimate.format_plan(estimate.plan(cfg, n_params, device), device, n_params))
+    if problems:
+        raise ConfigError(problems)
     runs = ", ".join(r.name for r in cfg.runs())
     print(
         f"{args.params}: ok (study {cfg.study}; runs {runs}; tasks "
@@ -37,10 +47,15 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .checks import device_problems
     from .runner import run_study
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    run_study(args.params, _overrides(args.param), root=args.root, force=args.force)
+    overrides = _overrides(args.param)
+    problems = device_problems(load_config(args.params, overrides, root=args.root), args.allow_cpu)
+    if problems:
+        raise ConfigError(problems)
+    run_study(args.params, overrides, root=args.root, force=args.force)
     return 0
 
 
@@ -130,6 +145,7 @@ def parser() -> argparse.ArgumentParser:
             help="override a parameter, e.g. -p train.learning_rate=1e-4 (repeatable)",
         )
         p.add_argument("--root", default=".", help="folder that runs/ and rendered/ live in (default: .)")
+        p.add_argument("--allow-cpu", action="store_true", help="run a hub model's study on a machine without CUDA")
         return p
 
     study_command("check", "validate a params file without loading any model").set_defaults(func=cmd_check)

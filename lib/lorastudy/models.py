@@ -57,6 +57,33 @@ def tiny_model_dir(models_dir: Path) -> Path:
     return models_dir / f"tiny-qwen3-v{TINY_VERSION}"
 
 
+# The configuration of hub models the study names by default, so `check` can size the plan
+# and the benchmarks can build random-weight stand-ins without a network (config.json less
+# the tokenizer's token ids).
+HUB_CONFIGS = {
+    "Qwen/Qwen3-0.6B": dict(
+        vocab_size=151936,
+        hidden_size=1024,
+        intermediate_size=3072,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        tie_word_embeddings=True,
+        rope_theta=1_000_000.0,
+        max_position_embeddings=40960,
+        rms_norm_eps=1e-6,
+    ),
+}
+
+
+def model_folder(model: ModelConfig, models_dir: Path, resolve: Callable[[str], Path]) -> str:
+    """Where the model is, or will be once built or downloaded; builds nothing (for `check`)."""
+    if model.name == BUILTIN_MODEL:
+        return str(tiny_model_dir(models_dir))
+    return str(resolve(model.name)) if is_local(model.name) else model.name
+
+
 def model_path(
     model: ModelConfig, models_dir: Path, resolve: Callable[[str], Path], log: Callable[[str], None] = print
 ) -> str:

@@ -1,0 +1,62 @@
+"""`lorastudy check` prints the study's plan with an estimate, and refuses a hub model on a
+machine without CUDA unless asked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lorastudy import estimate
+from lorastudy.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lorastudy(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lorastudy", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_the_parameter_count_comes_from_the_config_without_loading_weights(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    cfg = load_config(ROOT / "params" / "smoke.yaml")
+    counted = estimate.parameters(cfg, str(tiny_model))
+    real = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model).parameters())
+    assert counted == pytest.approx(real, rel=0.01)  # only the norms' few weights are left out
+    assert estimate.parameters(cfg, "Qwen/Qwen3-0.6B") == pytest.approx(596e6, rel=0.01)  # known offline
+    assert estimate.parameters(cfg, "someone/not-here") is None  # not guessed
+
+
+def test_the_plan_counts_each_steps_items_and_token_upper_bounds():
+    cfg = load_config(ROOT / "params" / "smoke.yaml")
+    rows = {r["step"]: r for r in estimate.plan(cfg, 1_000_000, estimate.CPU)}
+    assert list(rows) == [
+        "01_data",
+        "02_train-lora",
+        "02_train-qlora",
+        "03_evaluate-base",
+        "03_evaluate-lora",
+        "03_evaluate-qlora",
+        "04_report",
+    ]
+    assert rows["02_train-lora"]["tokens"] == 640 * 3 * 192
+    assert rows["03_evaluate-base"]["items"] == 300
+    # QLoRA's steps are counted slower (dequantization), the base's and LoRA's alike.
+    assert rows["02_train-qlora"]["seconds"] > rows["02_train-lora"]["seconds"]
+    assert rows["03_evaluate-base"]["seconds"] == rows["03_evaluate-lora"]["seconds"]
+    assert all(r["seconds"] is None for r in estimate.plan(cfg, None, estimate.CPU) if r["step"].startswith("02"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_check_prints_the_plan_and_a_hub_model_needs_allow_cpu_here():
+    refused = lorastudy("check", str(ROOT / "params" / "qwen3-0.6b.yaml"))
+    assert refused.returncode == 2 and "02_train-qlora" in refused.stdout and "total: about" in refused.stdout
+    assert "this machine has no CUDA device" in refused.stderr and "--allow-cpu" in refused.stderr
+    allowed = lorastudy("check", str(ROOT / "params" / "qwen3-0.6b.yaml"), "--allow-cpu")
+    assert allowed.returncode == 0 and allowed.stdout.rstrip().endswith("s)")
+    run = lorastudy("run", str(ROOT / "params" / "qwen3-0.6b.yaml"), "--root", "/nonexistent-root")
+    assert run.returncode == 2 and "--allow-cpu" in run.stderr  # refused before any step starts
