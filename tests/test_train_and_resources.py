@@ -129,3 +129,21 @@ def test_gradient_checkpointing_trains_the_adapter(small_study, method):
     model(input_ids=batch, labels=batch).loss.backward()
     grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
     assert grads and all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_a_peak_sampler_keeps_the_largest_reading_while_it_runs():
+    import itertools
+    import time
+
+    readings = itertools.chain([5, 40, 12], itertools.repeat(7))
+    with resources.PeakSampler(lambda: next(readings), interval=0.001) as sampler:
+        time.sleep(0.05)
+    assert sampler.peak == 40  # the spike in the middle, not the last reading
+
+
+def test_the_headline_peak_on_a_gpu_is_the_devices_used_memory_when_sampled():
+    peak = {"memory_kind": "cuda", "peak_reserved_bytes": 2 * 2**20, "peak_allocated_bytes": 2**20}
+    assert resources.headline_peak_bytes(peak) == 2 * 2**20  # not sampled: the allocator's reserved peak
+    # Paged optimizer state lives in managed memory the allocator does not count.
+    assert resources.headline_peak_bytes({**peak, "peak_device_used_bytes": 5 * 2**20}) == 5 * 2**20
+    assert resources.headline_peak_bytes({"memory_kind": "cpu_rss", "peak_rss_bytes": 3}) == 3

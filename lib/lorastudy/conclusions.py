@@ -88,7 +88,7 @@ def _resource(resources: pd.DataFrame, method: str, phase: str) -> pd.Series | N
 
 
 def memory_kind_label(kind: str) -> str:
-    return "peak CUDA memory reserved" if kind == "cuda" else "peak process memory (RSS, CPU)"
+    return "peak GPU memory used (device-wide, sampled)" if kind == "cuda" else "peak process memory (RSS, CPU)"
 
 
 def _training_weights(row: pd.Series) -> float:

@@ -209,7 +209,8 @@ def _resource_rows(kind: str) -> list[tuple[str, str, object]]:
         ("weights with adapters (MB)", "weights_with_adapters_mb", small_mb),
         ("bits per quantized weight", "bits_per_quantized_weight", lambda v: f"{v:.3f}"),
         (f"{memory_kind_label(kind)} (MB)", "peak_memory_mb", mb),
-        ("peak CUDA allocated (MB)", "peak_allocated_mb", mb),
+        ("peak CUDA reserved by PyTorch (MB)", "peak_reserved_mb", mb),
+        ("peak CUDA allocated by PyTorch (MB)", "peak_allocated_mb", mb),
         ("process RSS after load (MB)", "rss_after_load_mb", mb),
         ("process RSS after preparation (MB)", "rss_after_prepare_mb", mb),
         ("wall time (s)", "wall_s", lambda v: f"{v:,.1f}"),
@@ -251,8 +252,11 @@ def resources_table(res: StudyResults) -> str:
             " (on a CPU the process's peak resident set, which includes Python and the libraries; the weights "
             "footprint rows isolate the model)."
             if kind == "cpu_rss"
-            else "; CUDA allocated is shown beside it."
-        ),
+            else "; it is the GPU's used memory, sampled every 0.05 s, so it includes what PyTorch's allocator does "
+            "not see (bitsandbytes' paged optimizer state in CUDA managed memory, the CUDA context) and anything "
+            "else on the device; PyTorch's reserved and allocated peaks are shown beside it."
+        )
+        + " The executive summary's memory comparison and its recommendation use this figure.",
         "Total parameters count logical weights, so the 4-bit base reports the same total as its 16-bit twin; "
         "the adapter's parameters are included where one is loaded.",
         f"Latency: one {escape(res.cfg.eval.latency_task)} item at a time, {res.cfg.eval.latency_items} items "
