@@ -135,6 +135,11 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def resolved(self) -> dict[str, Any]:
+        """The study's parameters without `root`, which says where this checkout is, not what
+        the study does: the same study hashes the same in any checkout."""
+        return {k: v for k, v in self.to_dict().items() if k != "root"}
+
     def task(self, name: str) -> TaskConfig:
         for task in self.tasks:
             if task.name == name:

@@ -288,7 +288,7 @@ def evaluate(
         "run": run,
         "method": method,
         "seed": seed,
-        "params_hash": params_hash(cfg.to_dict()),
+        "params_hash": params_hash(cfg.resolved()),
         "model": path,
         "adapter": str(adapter) if adapter else None,
         "device": resources.device_name(),

@@ -234,7 +234,7 @@ def train(
         "run": run,
         "method": method,
         "seed": seed,
-        "params_hash": params_hash(cfg.to_dict()),
+        "params_hash": params_hash(cfg.resolved()),
         "model": path,
         "device": resources.device_name(),
         "precision": precision,
