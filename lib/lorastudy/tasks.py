@@ -36,6 +36,9 @@ class Task:
     hub_id: str = ""
     hub_config: str | None = None
     hub_split: str = ""
+    # Raised when what the task measures changes (its data, prompt or scoring), as
+    # lm-evaluation-harness versions its tasks; part of the identity of every step that uses it.
+    version: int = 1
 
     def metric(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)
