@@ -107,3 +107,21 @@ def test_a_rerun_says_what_changed(recorded):
     assert runner.why_not_done(evaluation, on_disk) == (
         "parameters changed: eval.batch_size; code changed: metrics.squad_f1"
     )
+
+
+def test_editing_a_local_data_file_redoes_the_data_step(tmp_path):
+    from lorastudy import synthetic
+    from lorastudy.io import write_jsonl
+
+    data = tmp_path / "data"
+    write_jsonl(data / "openmath.jsonl", synthetic.openmath_rows(12, 0))
+    write_jsonl(data / "squad.jsonl", synthetic.squad_rows(4, 0))
+    overrides = {"data.source": "local", "data.local_dir": "data", "tasks": {"squad": {"n": 4}}}
+    cfg = load_config(ROOT / "params" / "smoke.yaml", overrides, root=tmp_path)
+    paths = StudyPaths(tmp_path, cfg.study)
+    before = runner.plan(cfg, paths)[0]
+    assert set(before.params["local_files"]) == {"openmath", "squad"}
+    write_jsonl(data / "squad.jsonl", synthetic.squad_rows(4, 1))
+    after = runner.plan(cfg, paths)[0]
+    assert runner.identity(before, {})[0] != runner.identity(after, {})[0]
+    assert runner._changed(before.params, after.params) == ["local_files.squad"]

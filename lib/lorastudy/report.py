@@ -374,7 +374,7 @@ def steps_table(chain: list[dict]) -> str:
         return f"`{run_id[:8]}`"
 
     def built_from(row: dict) -> str:
-        return "; ".join(f"{name} {short(run)}" for name, run in row["inputs"].items()) or "parameters only"
+        return "; ".join(f"{name} {short(run)}" for name, run in row["inputs"].items()) or "no other step"
 
     rows = [
         [row["step"], short(row["identity"]), short(row["run"]), built_from(row), _when(row["finished"])]

@@ -5,7 +5,8 @@ holds its folder (lock.study_lock).
 A study is a chain of steps: 01_data, 02_train per trained run, 03_evaluate per run and
 04_report; each step reads the outputs of the steps named in its `inputs`. A step's identity
 is a hash of everything it consumed:
-- its resolved parameters, those its outputs depend on, without paths of this checkout;
+- its resolved parameters, those its outputs depend on, without paths of this checkout
+  (and, for local data, a hash of each data file);
 - its code: its notebook's cells and every definition of the package that the notebook
   reaches (code_identity.py derives these from the source);
 - the version of each task it uses (tasks.Task.version);
@@ -23,6 +24,7 @@ it reads anything (`recorded_chain`) and lists it in its provenance.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -83,7 +85,7 @@ def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
     data = step(
         "01_data",
         "01_data.ipynb",
-        {"model": c["model"]["name"], "data": c["data"], "tasks": c["tasks"]},
+        {"model": c["model"]["name"], "data": c["data"], "tasks": c["tasks"], "local_files": local_files(cfg)},
         [],
         ["openmath", *studied],
         [paths.data / "summary.json", paths.data / "train.jsonl"],
@@ -109,6 +111,26 @@ def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
     results = [paths.results / f"{name}.csv" for name in ("metrics", "comparisons", "resources")]
     steps.append(step(REPORT, "04_report.ipynb", {"report": c["report"]}, [s.id for s in steps], studied, results))
     return steps
+
+
+def local_files(cfg: StudyConfig) -> dict[str, str]:
+    """A hash of each local data file the data step reads, so that editing one redoes it.
+    (Hub datasets are named by id; synthetic data by its generator, which is code.)"""
+    from .data import local_file
+
+    if cfg.data.source != "local" or cfg.data.local_dir is None:
+        return {}
+    directory = cfg.resolve(cfg.data.local_dir)
+    files = {name: local_file(directory, name) for name in sorted({"openmath"} | {t.name for t in cfg.tasks})}
+    return {name: _sha256(path) for name, path in files.items() if path is not None}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def _run(run) -> dict[str, Any]:
