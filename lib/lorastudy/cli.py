@@ -1,5 +1,6 @@
 """`lorastudy run|check|eval`: the command line. Bad input exits with status 2 and one line
-per problem, before any model is loaded."""
+per problem, before any model is loaded; a failed step with status 1; a study that another
+process is running with status 3, at once; an interrupted run with status 130."""
 
 from __future__ import annotations
 
@@ -188,11 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished steps are kept; rerun to continue", file=sys.stderr)
         return 130
-    except Exception as exc:  # a failed step or a data problem: its message, not a traceback
+    except Exception as exc:  # a failed step, a data problem or a busy study: its message, not a traceback
         from .data import DataError
-        from .runner import StepFailed
+        from .lock import StudyLocked
+        from .runner import InconsistentRuns, StepFailed
 
-        if isinstance(exc, (StepFailed, DataError)):
+        if isinstance(exc, StudyLocked):
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+        if isinstance(exc, (StepFailed, DataError, InconsistentRuns)):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise

@@ -150,6 +150,11 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def resolved(self) -> dict[str, Any]:
+        """The study's parameters without `root`, which says where this checkout is, not what
+        the study does: the same study hashes the same in any checkout."""
+        return {k: v for k, v in self.to_dict().items() if k != "root"}
+
     def task(self, name: str) -> TaskConfig:
         for task in self.tasks:
             if task.name == name:
@@ -386,36 +391,12 @@ def _build_tasks(value: Any, problems: list[str]) -> tuple[TaskConfig, ...]:
 
 def _check_values(cfg: StudyConfig) -> list[str]:
     """Range and consistency checks that types alone cannot express."""
-    from . import methods as method_registry
-
-    problems = []
+    problems = _check_names(cfg)
 
     def need(ok: bool, message: str) -> None:
         if not ok:
             problems.append(message)
 
-    need(
-        bool(SAFE_NAME.match(cfg.study)),
-        f"study: {cfg.study!r} is not a safe folder name (letters, digits, '.', '_', '-'; at most 64)",
-    )
-    need(len(cfg.methods) > 0, "methods: at least one method is needed")
-    for m in cfg.methods:
-        known = ", ".join(method_registry.METHODS.names())
-        need(m in method_registry.METHODS, f"methods: unknown method {m!r} (expected some of {known})")
-    need(len(set(cfg.methods)) == len(cfg.methods), "methods: a method is listed twice")
-    need(len(cfg.seeds) > 0, "seeds: at least one seed is needed")
-    need(len(set(cfg.seeds)) == len(cfg.seeds), "seeds: a seed is listed twice")
-    need(len(cfg.tasks) > 0, f"tasks: at least one of {', '.join(task_registry.TASKS.names())} is needed")
-    datasets = {cfg.data.train_task, *(t.name for t in cfg.tasks)}
-    for name in cfg.data.revisions:
-        need(
-            name in datasets,
-            f"data.revisions.{name}: not a dataset of this study (its tasks: {', '.join(sorted(datasets))})",
-        )
-    need(
-        cfg.data.train_task in task_registry.TASKS and task_registry.get(cfg.data.train_task).train_example is not None,
-        f"data.train_task: {cfg.data.train_task!r} is not a task that declares training examples",
-    )
     for t in cfg.tasks:
         need(t.n is None or t.n > 0, f"tasks.{t.name}.n: must be positive (or null for the whole split)")
         need(t.max_new_tokens is None or t.max_new_tokens > 0, f"tasks.{t.name}.max_new_tokens: must be positive")
@@ -446,4 +427,39 @@ def _check_values(cfg: StudyConfig) -> list[str]:
     need(0.5 < cfg.report.confidence < 1.0, "report.confidence: must be in (0.5, 1)")
     need(0.0 < cfg.report.alpha < 0.5, "report.alpha: must be in (0, 0.5)")
     need(cfg.report.examples >= 0, "report.examples: must be zero or positive")
+    return problems
+
+
+def _check_names(cfg: StudyConfig) -> list[str]:
+    """The study's name, and the methods, seeds, tasks and datasets it names."""
+    from . import methods as method_registry
+
+    problems = []
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    need(
+        bool(SAFE_NAME.match(cfg.study)),
+        f"study: {cfg.study!r} is not a safe folder name (letters, digits, '.', '_', '-'; at most 64)",
+    )
+    need(len(cfg.methods) > 0, "methods: at least one method is needed")
+    for m in cfg.methods:
+        known = ", ".join(method_registry.METHODS.names())
+        need(m in method_registry.METHODS, f"methods: unknown method {m!r} (expected some of {known})")
+    need(len(set(cfg.methods)) == len(cfg.methods), "methods: a method is listed twice")
+    need(len(cfg.seeds) > 0, "seeds: at least one seed is needed")
+    need(len(set(cfg.seeds)) == len(cfg.seeds), "seeds: a seed is listed twice")
+    need(len(cfg.tasks) > 0, f"tasks: at least one of {', '.join(task_registry.TASKS.names())} is needed")
+    datasets = {cfg.data.train_task, *(t.name for t in cfg.tasks)}
+    for name in cfg.data.revisions:
+        need(
+            name in datasets,
+            f"data.revisions.{name}: not a dataset of this study (its tasks: {', '.join(sorted(datasets))})",
+        )
+    need(
+        cfg.data.train_task in task_registry.TASKS and task_registry.get(cfg.data.train_task).train_example is not None,
+        f"data.train_task: {cfg.data.train_task!r} is not a task that declares training examples",
+    )
     return problems

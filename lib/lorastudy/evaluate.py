@@ -297,7 +297,7 @@ def _model_record(cfg: StudyConfig, run: Run, path: str, adapter: Path | None, m
         "run": run.name,
         "method": run.method,
         "seed": run.seed,
-        "params_hash": params_hash(cfg.to_dict()),
+        "params_hash": params_hash(cfg.resolved()),
         "model": path,
         "adapter": str(adapter) if adapter else None,
         "device": resources.device_name(),

@@ -327,9 +327,11 @@ def input_rows(summary: dict) -> list[list[str]]:
     return rows
 
 
-def provenance(res: StudyResults, params_file: str, overrides: dict) -> str:
+def provenance(res: StudyResults, params_file: str, overrides: dict, chain: list[dict]) -> str:
+    """How to reproduce the report and what it was built from: `chain` is the recorded run of
+    every step, the report's own last (runner.recorded_chain)."""
     cfg = res.cfg
-    resolved = {k: v for k, v in cfg.to_dict().items() if k != "root"}
+    resolved = cfg.resolved()
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cfg.root, capture_output=True, text=True, check=True
@@ -361,7 +363,7 @@ def provenance(res: StudyResults, params_file: str, overrides: dict) -> str:
                 ["", ""],
                 [
                     ["reproduce with", f"`{escape(command)}`"],
-                    ["parameters hash", f"`{params_hash(cfg.to_dict())}`"],
+                    ["parameters hash", f"`{params_hash(resolved)}`"],
                     ["git commit", escape(commit)],
                     *input_rows(res.data_summary),
                     ["device", "; ".join(escape(d) for d in devices)],
@@ -372,8 +374,43 @@ def provenance(res: StudyResults, params_file: str, overrides: dict) -> str:
                 ["l", "l"],
             ),
             "",
+            steps_table(chain),
+            "",
             "Resolved parameters:",
             "",
             "<pre>" + html.escape(params_yaml) + "</pre>",
         ]
     )
+
+
+def steps_table(chain: list[dict]) -> str:
+    """The run of each step this report was built from, so a reader can follow one chain:
+    every run a step was built from is a row above it."""
+    *steps, report = chain
+
+    def short(run_id: str) -> str:
+        return f"`{run_id[:8]}`"
+
+    def built_from(row: dict) -> str:
+        return "; ".join(f"{name} {short(run)}" for name, run in row["inputs"].items()) or "no other step"
+
+    rows = [
+        [row["step"], short(row["identity"]), short(row["run"]), built_from(row), _when(row["finished"])]
+        for row in steps
+    ]
+    return "\n".join(
+        [
+            f"This report is step {report['step']}, identity {short(report['identity'])}, built from the runs of "
+            f"the {len(steps)} steps below; each of them was built from the runs listed beside it. A step's "
+            "identity is a hash of its parameters, its code (its notebook and the package code that the "
+            "notebook reaches), its tasks' versions and the runs it was built from; a step is redone when "
+            "its identity changes, and a redone step has a new run.",
+            "",
+            table(["step", "identity", "run", "built from", "finished"], rows, ["l", "l", "l", "l", "l"]),
+        ]
+    )
+
+
+def _when(iso: str) -> str:
+    """A recorded UTC time (ISO 8601) to the second, for reading."""
+    return iso[:19].replace("T", " ") + " UTC"

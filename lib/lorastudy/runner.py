@@ -1,29 +1,67 @@
 """Runs a study: papermill executes each notebook step in its own kernel, in order, then
-nbconvert renders the executed report without code cells.
+nbconvert renders the executed report without code cells. One run of a study at a time
+holds its folder (lock.study_lock).
 
-A step whose outputs exist for the same resolved parameters (a hash of what the step depends
-on, stored beside its outputs) is skipped; `force` redoes every step. A step's marker is
-removed before it runs and written after its outputs are complete, so an interrupted step is
-redone on the next run.
+A study is a chain of steps: 01_data, 02_train per trained run, 03_evaluate per run and
+04_report; each step reads the outputs of the steps named in its `inputs`. A step's identity
+is a hash of everything it consumed:
+- its resolved parameters, those its outputs depend on, without paths of this checkout
+  (and, for local data, a hash of each data file);
+- its code: its notebook's cells and every definition of the package that the notebook
+  reaches (code_identity.py derives these from the source);
+- the version of each task it uses (tasks.Task.version);
+- the run id of each step it reads, as that step's record holds it.
+
+When a step finishes, its record (runs/<study>/steps/<step>.json) is written last, with its
+identity, a new run id, the run ids it consumed and when it ran. A step is skipped when its
+record holds its current identity and its outputs exist; otherwise it is redone, and the
+log says why. Since a redone step gets a new run id, every step downstream of it gets a new
+identity and is redone as well. So whatever moment a run, forced or not, is stopped at,
+the next run redoes everything after that point, and the records always form one chain:
+each step was built from the runs its inputs hold now. The report checks that chain before
+it reads anything (`recorded_chain`) and lists it in its provenance.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import __version__, methods
+from . import methods, tasks
+from .code_identity import CodeIdentity, code_identity, task_identity
 from .config import StudyConfig, load_config, params_hash
-from .files import StudyPaths, atomic_write_json, read_json
+from .files import StudyPaths, atomic_write_json, atomic_write_text, read_json
+from .lock import study_lock
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+REPORT = "04_report"
+# The parts of a task's declaration each kind of step runs: training uses the task's training
+# prompt, not its scorer, so changing a scorer redoes evaluation and the report, not training.
+TASK_FIELDS = {
+    "01_data.ipynb": ("hub", "clean", "synthetic", "overlap_keys", "evaluable", "default_n", "train_example"),
+    "02_train.ipynb": ("train_example",),
+    "03_evaluate.ipynb": (
+        "kind",
+        "metrics",
+        "prompt",
+        "score",
+        "question",
+        "choices",
+        "max_new_tokens",
+        "stop_strings",
+    ),
+    "04_report.ipynb": ("title", "metrics"),
+}
 
 
 class StepFailed(RuntimeError):
@@ -32,117 +70,222 @@ class StepFailed(RuntimeError):
         super().__init__(f"step {step} failed:\n{message}\nexecuted notebook kept at {notebook}")
 
 
+class InconsistentRuns(RuntimeError):
+    """The recorded steps are not one chain: a report built from them would mix runs."""
+
+
 @dataclass
 class Step:
     id: str
     notebook: str
-    parameters: dict[str, Any]
-    depends: dict[str, Any]  # everything the outputs depend on; hashed into the marker
+    parameters: dict[str, Any]  # papermill parameters besides the study's own (method, seed)
+    params: dict[str, Any]  # the resolved parameters its outputs depend on
+    inputs: list[str]  # the steps whose outputs it reads
+    task_code: dict[str, dict]  # the version of each task it uses, and a hash of the parts of it the step runs
+    code: CodeIdentity
     outputs: list[Path] = field(default_factory=list)
 
-    @property
-    def hash(self) -> str:
-        return params_hash(self.depends)
 
+def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
+    """The study's steps in order, with what each consumes and what it writes."""
+    code: dict[str, CodeIdentity] = {}
 
-def plan(cfg: StudyConfig, paths: StudyPaths, params_file: Path, overrides: dict[str, Any]) -> list[Step]:
-    """The study's steps in order, with what each depends on and what it writes."""
-    common = {"params_file": str(params_file), "overrides": overrides, "root": str(paths.root)}
-    c = cfg.to_dict()
-    data_dep = {"version": __version__, "model": c["model"]["name"], "data": c["data"], "tasks": c["tasks"]}
-    steps = [
-        Step("01_data", "01_data.ipynb", common, data_dep, [paths.data / "summary.json", paths.data / "train.jsonl"])
-    ]
-    train_hash: dict[str, str] = {}
-    for run in cfg.runs():
-        if not methods.get(run.method).trains:
-            continue
-        mc = methods.get(run.method).settings(cfg).to_dict()
-        dep = {
-            "data": steps[0].hash,
-            "model": mc["model"],
-            "lora": mc["lora"],
-            "train": mc["train"],
-            "quant": mc["quant"] if methods.get(run.method).quantize else None,
-            "method": run.method,
-            "seed": run.seed,
-        }
-        step = Step(
-            f"02_train-{run.name}",
-            "02_train.ipynb",
-            {**common, "method": run.method, "seed": run.seed},
-            dep,
-            [paths.train_json(run.name), paths.loss_csv(run.name), paths.adapter(run.name)],
-        )
-        train_hash[run.name] = step.hash
-        steps.append(step)
-    eval_hashes = []
-    for run in cfg.runs():
-        dep = {
-            "data": steps[0].hash,
-            "train": train_hash.get(run.name),
-            "model": methods.get(run.method).settings(cfg).to_dict()["model"],
-            "quant": methods.get(run.method).settings(cfg).to_dict()["quant"]
-            if methods.get(run.method).quantize
-            else None,
-            "tasks": c["tasks"],
-            "eval": c["eval"],
-            "method": run.method,
-            "seed": run.seed,
-        }
-        step = Step(
-            f"03_evaluate-{run.name}",
-            "03_evaluate.ipynb",
-            {**common, "method": run.method, "seed": run.seed},
-            dep,
-            [paths.eval_json(run.name)] + [paths.predictions(run.name, t.name) for t in cfg.tasks],
-        )
-        eval_hashes.append(step.hash)
-        steps.append(step)
-    # The report is cheap to redo, so a change to its notebook or to the package's code redoes it.
-    code = [NOTEBOOKS_DIR / "04_report.ipynb", *sorted(Path(__file__).parent.glob("*.py"))]
-    report_dep = {
-        "version": __version__,
-        "runs": eval_hashes,
-        "train": sorted(train_hash.values()),
-        "report": c["report"],
-        "code": [_file_hash(p) for p in code],
-    }
-    steps.append(
-        Step(
-            "04_report",
-            "04_report.ipynb",
-            common,
-            report_dep,
-            [paths.results / "metrics.csv", paths.results / "comparisons.csv", paths.results / "resources.csv"],
-        )
+    def step(id: str, notebook: str, params: dict, inputs: list[str], used: list[str], outputs: list, **extra):
+        if notebook not in code:
+            code[notebook] = code_identity(NOTEBOOKS_DIR / notebook)
+        fields = TASK_FIELDS[notebook]
+        versions = {t: {"version": tasks.get(t).version, "code": task_identity(t, fields)} for t in sorted(set(used))}
+        return Step(id, notebook, extra, params, inputs, versions, code[notebook], outputs)
+
+    c, studied, train_task = cfg.to_dict(), [t.name for t in cfg.tasks], cfg.data.train_task
+    data_params = {"model": c["model"], "data": c["data"], "tasks": c["tasks"], "local_files": local_files(cfg)}
+    data = step(
+        "01_data",
+        "01_data.ipynb",
+        data_params,
+        [],
+        [train_task, *studied],
+        [paths.data / "summary.json", paths.data / "train.jsonl"],
     )
+    steps, trained = [data], {}
+    for run in cfg.runs():
+        method = methods.get(run.method)
+        if not method.trains:
+            continue
+        m = method.settings(cfg).to_dict()
+        params = {**_method_params(cfg, run), "lora": m["lora"], "train": m["train"]}
+        outputs = [paths.train_json(run.name), paths.loss_csv(run.name), paths.adapter(run.name)]
+        trained[run.name] = step(
+            f"02_train-{run.name}", "02_train.ipynb", params, [data.id], [train_task], outputs, **_run(run)
+        )
+        steps.append(trained[run.name])
+    for run in cfg.runs():
+        params = {**_method_params(cfg, run), "tasks": c["tasks"], "eval": c["eval"]}
+        inputs = [data.id] + ([trained[run.name].id] if run.name in trained else [])
+        outputs = [paths.eval_json(run.name)] + [paths.predictions(run.name, t) for t in studied]
+        steps.append(
+            step(f"03_evaluate-{run.name}", "03_evaluate.ipynb", params, inputs, studied, outputs, **_run(run))
+        )
+    results = [paths.results / f"{name}.csv" for name in ("metrics", "comparisons", "resources")]
+    steps.append(step(REPORT, "04_report.ipynb", {"report": c["report"]}, [s.id for s in steps], studied, results))
     return steps
 
 
-def _file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
+def _method_params(cfg: StudyConfig, run) -> dict[str, Any]:
+    """What a run's outputs depend on of its method: the base it loads, as its declaration says."""
+    method = methods.get(run.method)
+    m = method.settings(cfg).to_dict()
+    return {
+        "model": m["model"],
+        "method": run.method,
+        "seed": run.seed,
+        "quant": m["quant"] if method.quantize else None,
+    }
 
 
-def is_done(step: Step, paths: StudyPaths) -> bool:
-    marker = paths.steps / f"{step.id}.json"
-    if not marker.is_file() or not all(p.exists() for p in step.outputs):
-        return False
-    try:
-        return read_json(marker).get("hash") == step.hash
-    except ValueError:
-        return False
+def local_files(cfg: StudyConfig) -> dict[str, str]:
+    """A hash of each local data file the data step reads, so that editing one redoes it.
+    (Hub datasets are named by id; synthetic data by its generator, which is code.)"""
+    from .data import local_file
+
+    if cfg.data.source != "local" or cfg.data.local_dir is None:
+        return {}
+    directory = cfg.resolve(cfg.data.local_dir)
+    names = sorted({cfg.data.train_task} | {t.name for t in cfg.tasks})
+    files = {name: local_file(directory, tasks.get(name)) for name in names}
+    return {name: _sha256(path) for name, path in files.items() if path is not None}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _run(run) -> dict[str, Any]:
+    return {"method": run.method, "seed": run.seed}
+
+
+# ------------------------------------------------------------------------- identity and records
+
+
+def read_records(paths: StudyPaths) -> dict[str, dict]:
+    """Each finished step's record, by step id (an unreadable record counts as none)."""
+    records = {}
+    for path in sorted(paths.steps.glob("*.json")) if paths.steps.is_dir() else []:
+        try:
+            record = read_json(path)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and {"identity", "run"} <= set(record):
+            records[path.stem] = record
+    return records
+
+
+def identity(step: Step, records: dict[str, dict]) -> tuple[str | None, dict[str, str]]:
+    """The step's identity given the recorded runs of its inputs, and those run ids; no
+    identity while an input has no record (it has to run first)."""
+    consumed = {}
+    for name in step.inputs:
+        if name not in records:
+            return None, {}
+        consumed[name] = records[name]["run"]
+    whole = {
+        "step": step.id,
+        "params": step.params,
+        "code": step.code.hash,
+        "tasks": step.task_code,
+        "inputs": consumed,
+    }
+    return params_hash(whole), consumed
+
+
+def is_done(step: Step, record: dict | None, step_identity: str | None) -> bool:
+    return (
+        record is not None
+        and step_identity is not None
+        and record.get("identity") == step_identity
+        and all(p.exists() for p in step.outputs)
+    )
+
+
+def why_not_done(step: Step, records: dict[str, dict]) -> str:
+    """What differs between a step's record and what it would consume now, in words."""
+    record = records.get(step.id)
+    if record is None:
+        return "no record of a finished run"
+    unrecorded = [name for name in step.inputs if name not in records]
+    if unrecorded:
+        return f"no record of {_some(unrecorded)}, which it was built from"
+    consumed = {name: records[name]["run"] for name in step.inputs}
+    missing = [p.name for p in step.outputs if not p.exists()]
+    if missing:
+        return "outputs missing: " + ", ".join(missing)
+    reasons = []
+    changed = _changed(_as_json(record.get("params")), _as_json(step.params))
+    if changed:
+        reasons.append("parameters changed: " + _some(changed))
+    if record.get("code", {}).get("hash") != step.code.hash:
+        reasons.append("code changed: " + _some(_changed(record.get("code", {}).get("parts"), step.code.parts)))
+    if record.get("tasks") != step.task_code:
+        reasons.append("task declarations changed: " + _some(_changed(record.get("tasks"), step.task_code)))
+    redone = [name for name, run in consumed.items() if record.get("inputs", {}).get(name) != run]
+    if redone:
+        reasons.append(_some(redone) + (" was" if len(redone) == 1 else " were") + " redone since")
+    return "; ".join(reasons) or "its record was written by another version of lorastudy"
+
+
+def _as_json(obj: Any) -> Any:
+    """As a record holds it once written: tuples are lists."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _changed(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [k for key in keys for k in _changed(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [prefix.rstrip(".") or "all"] if old != new else []
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def recorded_chain(cfg: StudyConfig, paths: StudyPaths) -> list[dict]:
+    """The runs a report of this study is built from, one row per step (the report last,
+    with its identity), after checking that every step before the report is done for what
+    it would consume now. Raises InconsistentRuns naming each step that is not."""
+    steps = plan(cfg, paths)
+    records = read_records(paths)
+    rows, problems = [], []
+    for step in steps:
+        step_identity, consumed = identity(step, records)
+        record = records.get(step.id)
+        if step.id != REPORT and not is_done(step, record, step_identity):
+            problems.append(f"{step.id}: {why_not_done(step, records)}")
+            continue
+        finished = record.get("finished") if step.id != REPORT else None
+        run = record["run"] if step.id != REPORT else None
+        rows.append({"step": step.id, "identity": step_identity, "run": run, "inputs": consumed, "finished": finished})
+    if problems:
+        raise InconsistentRuns(
+            "the recorded steps are not one consistent run, so no report is built from them "
+            "(run `lorastudy run` to redo what is out of date):\n" + "\n".join(problems)
+        )
+    return rows
 
 
 def use_this_interpreter(paths: StudyPaths) -> None:
     """Make the kernel papermill starts (python3) this interpreter, whatever kernels the user
     has installed elsewhere: JUPYTER_PATH is searched before the user's and system's folders."""
-    import json
-
     kernels = paths.root / "runs" / ".jupyter"
     spec = kernels / "kernels" / "python3" / "kernel.json"
-    spec.parent.mkdir(parents=True, exist_ok=True)
-    spec.write_text(
+    # Written whole: runs of other studies may be writing the same file at the same time.
+    atomic_write_text(
+        spec,
         json.dumps(
             {
                 "argv": [
@@ -157,29 +300,31 @@ def use_this_interpreter(paths: StudyPaths) -> None:
                 "display_name": "Python 3 (lorastudy)",
                 "language": "python",
             }
-        )
+        ),
     )
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), os.environ.get("JUPYTER_PATH")]))
 
 
-def execute(step: Step, paths: StudyPaths) -> float:
-    """Run one notebook in a fresh kernel; keep the executed copy; write the marker last."""
+def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity: str, consumed: dict) -> float:
+    """Run one notebook in a fresh kernel with the study's parameters (`study`) and the step's;
+    keep the executed copy; write the step's record last."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    marker = paths.steps / f"{step.id}.json"
-    marker.unlink(missing_ok=True)
+    record_path = paths.steps / f"{step.id}.json"
+    record_path.unlink(missing_ok=True)
     paths.notebooks.mkdir(parents=True, exist_ok=True)
     final = paths.notebooks / f"{step.id}.ipynb"
     running = paths.notebooks / f".{step.id}.running.ipynb"
     failed = paths.notebooks / f"{step.id}.failed.ipynb"
     failed.unlink(missing_ok=True)
+    started = _now()
     start = time.perf_counter()
     try:
         pm.execute_notebook(
             str(NOTEBOOKS_DIR / step.notebook),
             str(running),
-            parameters=step.parameters,
+            parameters={**study, **step.parameters},
             kernel_name="python3",
             language="python",
             cwd=str(NOTEBOOKS_DIR),
@@ -196,24 +341,30 @@ def execute(step: Step, paths: StudyPaths) -> float:
         raise
     os.replace(running, final)
     wall_s = time.perf_counter() - start
-    atomic_write_json(
-        marker,
-        {
-            "hash": step.hash,
-            "depends": step.depends,
-            "wall_s": wall_s,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-    )
+    record = {
+        "step": step.id,
+        "identity": step_identity,
+        "run": uuid.uuid4().hex[:16],  # new for every run of the step, so what consumed the last one is redone
+        "inputs": consumed,
+        "params": step.params,
+        "code": {"hash": step.code.hash, "parts": step.code.parts},
+        "tasks": step.task_code,
+        "started": started,
+        "finished": _now(),
+        "wall_s": wall_s,
+    }
+    atomic_write_json(record_path, record)
     return wall_s
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def render(paths: StudyPaths, log: Callable[[str], None] = print) -> tuple[Path, Path]:
     """The executed report notebook, without code cells, as HTML and Markdown."""
     import nbformat
     from nbconvert import HTMLExporter, MarkdownExporter
-
-    from .files import atomic_write_text
 
     notebook = nbformat.read(paths.notebooks / "04_report.ipynb", as_version=4)
     options = dict(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
@@ -244,7 +395,8 @@ def run_study(
     force: bool = False,
     log: Callable[[str], None] = print,
 ) -> tuple[Path, Path]:
-    """Validate, run every step that is not already done, render the report."""
+    """Validate, take the study's lock, run every step that is not done for what it would
+    consume now, render the report."""
     from .checks import check_study
 
     params_file = Path(params_file).resolve()
@@ -253,17 +405,25 @@ def run_study(
     cfg = load_config(params_file, overrides, root=root)
     check_study(cfg)
     paths = StudyPaths(root, cfg.study)
-    steps = plan(cfg, paths, params_file, overrides)
-    use_this_interpreter(paths)
-    total_start = time.perf_counter()
-    for number, step in enumerate(steps, 1):
-        prefix = f"[{number}/{len(steps)}] {step.id}"
-        if not force and is_done(step, paths):
-            log(f"{prefix}: done already for these parameters, skipped")
-            continue
-        log(f"{prefix}: running {step.notebook}")
-        wall_s = execute(step, paths)
-        log(f"{prefix}: finished in {wall_s:.1f} s")
-    html, md = render(paths, log)
+    command = f"lorastudy run {params_file}" + "".join(f" -p {k}={v}" for k, v in overrides.items())
+    with study_lock(paths.run_dir, cfg.study, command + (" --force" if force else ""), log):
+        steps = plan(cfg, paths)
+        use_this_interpreter(paths)
+        study = {"params_file": str(params_file), "overrides": overrides, "root": str(paths.root)}
+        total_start = time.perf_counter()
+        for number, step in enumerate(steps, 1):
+            prefix = f"[{number}/{len(steps)}] {step.id}"
+            records = read_records(paths)
+            step_identity, consumed = identity(step, records)
+            if step_identity is None:  # cannot happen in order; a guard against a reordered plan
+                raise InconsistentRuns(f"{step.id}: an input of it has no record; its inputs run first")
+            if not force and is_done(step, records.get(step.id), step_identity):
+                log(f"{prefix}: done already (identity {step_identity[:8]}), skipped")
+                continue
+            reason = "--force" if force else why_not_done(step, records)
+            log(f"{prefix}: running {step.notebook} ({reason})")
+            wall_s = execute(step, paths, study, step_identity, consumed)
+            log(f"{prefix}: finished in {wall_s:.1f} s")
+        html, md = render(paths, log)
     log(f"study {cfg.study} done in {time.perf_counter() - total_start:.1f} s: {html} and {md}")
     return html, md

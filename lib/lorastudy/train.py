@@ -194,7 +194,7 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
         "run": run.name,
         "method": run.method,
         "seed": run.seed,
-        "params_hash": params_hash(cfg.to_dict()),
+        "params_hash": params_hash(cfg.resolved()),
         "model": path,
         "device": resources.device_name(),
         "train_examples": len(examples),
