@@ -6,6 +6,7 @@ QLoRA is evaluated the way it was trained: its adapter on the 4-bit base.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import torch
 from . import resources
 from .config import ModelConfig, QuantConfig, StudyConfig, params_hash
 from .io import StudyPaths, atomic_write_json, write_jsonl
-from .metrics import extract_number, numbers_match, parse_expected_answer, squad_em, squad_f1
+from .metrics import answer_matches, extract_answer, parse_expected_answer, squad_em, squad_f1
 from .models import load_model, load_tokenizer, model_path
 from .tasks import TASKS, arc_context, openmath_user_message, squad_user_message
 from .train import chat_prompt
@@ -166,14 +167,19 @@ def squad_prompt(tokenizer, row: dict) -> str:
 
 def score_openmath(row: dict, output: str) -> dict:
     expected = parse_expected_answer(row["expected_answer"])
-    extracted = extract_number(output)
+    answer = extract_answer(output)
+    error = None if answer.value is None else abs(answer.value - expected)
     return {
-        "extracted": extracted,
+        "extracted": answer.value,
+        # How the answer was found (boxed, answer_is, last_number, none), so the report can
+        # show how often each rule decided; non_finite: a number too large for a float.
+        "answer_source": answer.source,
+        "non_finite": answer.non_finite,
         "references": [row["expected_answer"]],
-        "abs_error": None if extracted is None else abs(extracted - expected),
+        "abs_error": error if error is not None and math.isfinite(error) else None,
         "scores": {
-            "exact_match": float(numbers_match(extracted, expected)),
-            "no_answer_rate": float(extracted is None),
+            "exact_match": float(answer_matches(answer, row["expected_answer"])),
+            "no_answer_rate": float(answer.value is None),
         },
     }
 
