@@ -114,3 +114,12 @@ def test_a_dataset_left_empty_is_an_error(tmp_path):
     cfg = load_config(local_study(tmp_path), {"tasks.squad.n": None})
     with pytest.raises(DataError, match="tasks.squad: no usable items"):
         prepare(cfg, tmp_path / "data", log=lambda _: None)
+
+
+def test_a_dataset_left_with_one_item_is_an_error(tmp_path):
+    write_sources(tmp_path)
+    one = {"id": "s", "title": "", "context": "c", "question": "q", "answers": {"text": ["c"], "answer_start": [0]}}
+    write_jsonl(tmp_path / "src" / "squad.jsonl", [one])
+    cfg = load_config(local_study(tmp_path), {"tasks.squad.n": None})
+    with pytest.raises(DataError, match="tasks.squad: only 1 usable item left after cleaning; paired tests need"):
+        prepare(cfg, tmp_path / "data", log=lambda _: None)

@@ -279,8 +279,7 @@ def prepare(cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print
                 )
             rows = cleaned.rows[: task_cfg.n]
             summary["datasets"][name] = {"loaded": cleaned.loaded, "skipped": cleaned.skipped, "eval": len(rows)}
-        if not rows:
-            raise DataError(f"tasks.{name}: no usable items left after cleaning")
+        _check_enough(name, rows)
         overlap = sum(
             normalise_text(item_text(name, r)) in train_keys
             or normalise_text(r.get("problem") or r.get("question", "")) in train_keys
@@ -292,6 +291,13 @@ def prepare(cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print
         write_jsonl(data_dir / "eval" / f"{name}.jsonl", rows)
     atomic_write_json(data_dir / "summary.json", summary)
     return summary
+
+
+def _check_enough(task: str, rows: list[dict]) -> None:
+    if not rows:
+        raise DataError(f"tasks.{task}: no usable items left after cleaning")
+    if len(rows) < 2:
+        raise DataError(f"tasks.{task}: only 1 usable item left after cleaning; paired tests need at least 2")
 
 
 def load_train(data_dir: Path) -> list[dict]:
