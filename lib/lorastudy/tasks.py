@@ -20,8 +20,19 @@ class Metric:
     # A fraction in [0, 1] (accuracy, exact match, F1) or a quantity on its own scale.
     is_fraction: bool
     description: str
-    # Per-item scores exist, so the metric gets a bootstrap interval and paired tests.
+    # Per-item scores exist, so the metric gets an interval and paired tests.
     per_item: bool = True
+    # The paired test for one run per method, declared rather than guessed from the values:
+    # "mcnemar_exact" for 0/1 scores, "paired_permutation" for continuous ones (F1 stays
+    # continuous even when every value happens to be 0 or 1). See lorastudy.stats.
+    test: str = "mcnemar_exact"
+    # How per-item values become the metric: "mean" over items, or "median" over the
+    # outputs that have a value (pooled over seeds).
+    aggregation: str = "mean"
+
+    @property
+    def is_binary(self) -> bool:
+        return self.test == "mcnemar_exact"
 
 
 @dataclass(frozen=True)
@@ -41,18 +52,34 @@ class Task:
         return next(m for m in self.metrics if m.name == name)
 
 
-ACC = Metric("acc", True, True, "accuracy of the highest summed log-likelihood choice")
-ACC_NORM = Metric("acc_norm", True, True, "accuracy with log-likelihood divided by the choice's length in characters")
-EXACT_MATCH = Metric("exact_match", True, True, "share of items whose answer matches a reference exactly")
-NO_ANSWER = Metric("no_answer_rate", False, True, "share of outputs with no number in them")
+ACC = Metric("acc", True, True, "accuracy of the highest summed log-likelihood choice", test="mcnemar_exact")
+ACC_NORM = Metric(
+    "acc_norm",
+    True,
+    True,
+    "accuracy with log-likelihood divided by the choice's length in characters",
+    test="mcnemar_exact",
+)
+EXACT_MATCH = Metric(
+    "exact_match", True, True, "share of items whose answer matches a reference exactly", test="mcnemar_exact"
+)
+NO_ANSWER = Metric(
+    "no_answer_rate",
+    False,
+    True,
+    "share of outputs from which no finite number was read (including a \\boxed{} holding no number)",
+    test="mcnemar_exact",
+)
 MEDIAN_ABS_ERROR = Metric(
     "median_abs_error",
     False,
     False,
-    "median absolute error of the extracted number, over outputs that have one",
+    "median absolute error of the extracted number, over the outputs (items \u00d7 seeds) that have a finite one",
     per_item=False,
+    test="",
+    aggregation="median",
 )
-F1 = Metric("f1", True, True, "token-overlap F1 after SQuAD normalisation, best reference")
+F1 = Metric("f1", True, True, "token-overlap F1 after SQuAD normalisation, best reference", test="paired_permutation")
 
 TASKS: dict[str, Task] = {
     "arc_challenge": Task(
