@@ -179,7 +179,7 @@ _NUMBER = re.compile(
     r"(?P<whole>\d+)\s*(?P<mixed>" + _PLACEHOLDER + r")"
     r"|(?P<frac>" + _PLACEHOLDER + r")"
     r"|(?P<mant>" + _UNSIGNED + r")" + _TIMES + r"10\s*\^\s*(?P<sci>" + _EXPONENT + r")"
-    r"|(?P<base>" + _UNSIGNED + r")\s*\^\s*(?P<pow>" + _EXPONENT + r")"
+    r"|(?P<radix>" + _UNSIGNED + r")\s*\^\s*(?P<pow>" + _EXPONENT + r")"
     r"|(?P<emant>" + _UNSIGNED + r")[eE](?P<e>[-+]?\d+)(?![\w.])"
     r"|(?P<num>" + _UNSIGNED + r"))"
     r"(?P<pct>\s*\\?%|\s+percent\b)?"
@@ -313,8 +313,8 @@ def _match_read(m: re.Match[str], values: list[float | None]) -> _Read:
         value = values[int(g("frac").strip("\x00"))]
     elif g("mant") is not None:
         value = _plain(g("mant")) * _power(10.0, _exponent(g("sci")))
-    elif g("base") is not None:
-        value = _power(_plain(g("base")), _exponent(g("pow")))
+    elif g("radix") is not None:
+        value = _power(_plain(g("radix")), _exponent(g("pow")))
     elif g("emant") is not None:
         value = _plain(g("emant")) * _power(10.0, int(g("e")))
     else:

@@ -186,8 +186,9 @@ def performance_tables(res: StudyResults) -> str:
             "",
             "; ".join(f"*{x.name}*: {x.description}" for x in task.metrics) + ".",
         ]
-        if t.name == "openmath":
-            parts += ["", answer_sources_table(res)]
+        # Tasks whose scorer records how each answer was found (OpenMath) show the shares.
+        if any("answer_source" in it for it in res.items[(res.runs[0].name, t.name)]):
+            parts += ["", answer_sources_table(res, t.name)]
     return "\n".join(parts)
 
 
@@ -199,14 +200,14 @@ ANSWER_SOURCE_LABELS = {
 }
 
 
-def answer_sources_table(res: StudyResults) -> str:
-    """How each method's OpenMath answers were found, as shares of its outputs."""
+def answer_sources_table(res: StudyResults, task: str) -> str:
+    """How each method's answers were found, as shares of its outputs (all seeds)."""
     rows = []
     for method in res.methods:
-        items = [it for r in res.method_runs(method) for it in res.items[(r.name, "openmath")]]
+        items = [it for r in res.method_runs(method) for it in res.items[(r.name, task)]]
         sources = [it.get("answer_source") for it in items]
         if any(s is None for s in sources):
-            return "How answers were found is not recorded in these predictions; rerun the evaluation with --force."
+            return "How answers were found is not recorded for every method; rerun the evaluation with --force."
         counts = {s: sources.count(s) for s in ANSWER_SOURCE_LABELS}
         cells = [f"{100 * counts[s] / len(items):.0f}% ({counts[s]})" for s in ANSWER_SOURCE_LABELS]
         rows.append([METHOD_LABELS[method]] + cells + [str(sum(bool(it.get("non_finite")) for it in items))])

@@ -229,7 +229,7 @@ def comparison_table(res: StudyResults) -> pd.DataFrame:
                     "higher_is_better": metric.higher_is_better,
                     "primary": metric.name == TASKS[t.name].primary,
                     "n_seeds": max(len(x), len(y)),
-                    "trained": int(a != "base") + int(b != "base"),
+                    "trained": sum(m in res.cfg.trained_methods for m in (a, b)),
                     "seed_delta_min": min(seed_deltas),
                     "seed_delta_max": max(seed_deltas),
                 }
