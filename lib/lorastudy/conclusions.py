@@ -41,8 +41,8 @@ def p_text(p: float) -> str:
 
 
 TEST_NAMES = {
-    "mcnemar_exact": "exact McNemar",
-    "paired_permutation": "paired permutation",
+    "mcnemar_exact": "exact McNemar test",
+    "paired_permutation": "paired permutation test",
     "seed_item_t": "t test over items and seeds",
 }
 INTERVAL_NAMES = {"exact": "exact", "bootstrap": "bootstrap", "t": "t", "bound": "bound"}
@@ -78,7 +78,7 @@ def _why_not_claimed(row: pd.Series, alpha: float, confidence: float) -> str:
     if row["ci_low"] > 0 or row["ci_high"] < 0:
         return (
             f" The {confidence:.0%} {INTERVAL_NAMES.get(row.get('ci_method', ''), '')} interval excludes 0, but the "
-            f"{test} test does not reject at {alpha} ({p_text(row['p_value'])}); at this n they disagree, and the "
+            f"{test} does not reject at {alpha} ({p_text(row['p_value'])}); at this n they disagree, and the "
             f"verdict follows the test."
         ).replace("  ", " ")
     return ""
@@ -97,8 +97,8 @@ def _detectable(row: pd.Series, alpha: float) -> str:
         )
     return (
         f" |\u0394| reaches the \u00b1{_fmt(mdd)} that a t approximation expects to detect with 80% power {at}, "
-        f"yet the {TEST_NAMES.get(row['test'], row['test'])} test does not reject it there: at this n the exact "
-        f"test is more conservative than the approximation."
+        f"yet the {TEST_NAMES.get(row['test'], row['test'])} does not reject it there: at this n the test is "
+        f"more conservative than the approximation."
     )
 
 

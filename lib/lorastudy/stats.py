@@ -469,8 +469,8 @@ def compare_paired(
     Returns ``delta`` (= mean(a) - mean(b)), its interval ``ci_low``/``ci_high`` (named by
     ``ci_method``), ``p_value`` from the test named in ``test``, the standard error ``se``
     of delta and its degrees of freedom ``df`` (for the detectable difference), ``ties``
-    ("all_tied" when every item's difference is 0, "constant" when every item differs by
-    the same non-zero amount, else "") and the per-seed deltas. ``scale`` is the metric's
+    ("all_tied" when every item's difference is 0 in every run, "constant" when every item
+    differs by the same non-zero amount, else "") and the per-seed deltas. ``scale`` is the metric's
     range; when every item ties it bounds the interval (:func:`identical_scores_ci`).
     """
     if test not in TESTS:
@@ -481,8 +481,10 @@ def compare_paired(
     n = runs_a.shape[1]
     if n < 2:
         raise ValueError(f"a paired comparison needs at least 2 items, got {n}")
+    if runs_a.shape[0] != runs_b.shape[0] and min(runs_a.shape[0], runs_b.shape[0]) != 1:
+        raise ValueError(f"cannot pair {runs_a.shape[0]} runs with {runs_b.shape[0]} runs")
     d = runs_a.mean(axis=0) - runs_b.mean(axis=0)
-    ties = _ties(d)
+    ties = _ties((runs_a - runs_b).ravel())  # every item in every run
     if max(runs_a.shape[0], runs_b.shape[0]) > 1:
         result = seed_item_t(runs_a, runs_b, confidence=confidence)
         result.update(test=SEEDED_TEST, ci_method="t")
