@@ -123,6 +123,15 @@ def test_no_detectable_difference_never_claims_a_detectable_size_below_the_obser
     assert "reaches the \u00b10.080" in v.sentence and "does not reject it there" in v.sentence
 
 
+def test_a_detectable_difference_beyond_the_scale_is_said_to_be_none():
+    # Two seeds that disagree leave about one degree of freedom: the t approximation's MDD
+    # exceeds any possible difference of fractions, and the words say so instead of "+-2.553".
+    row = comparison(-0.08, -0.5, 0.35, 0.39, 1.0, metric="exact_match", mdd=2.553, n_seeds=2, test="seed_item_t")
+    v = verdict(row, alpha=0.05)
+    assert "not even the largest possible difference (\u00b11) would be detected" in v.sentence
+    assert "only a difference of about" not in v.sentence
+
+
 def test_all_tied_items_are_said_in_words_not_as_a_zero_width_interval():
     row = comparison(0.0, -0.036, 0.036, 1.0, 1.0, metric="f1", ties="all_tied", ci_method="bound", mdd=float("nan"))
     v = verdict(row, alpha=0.05)

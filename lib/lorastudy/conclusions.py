@@ -90,6 +90,12 @@ def _detectable(row: pd.Series, alpha: float) -> str:
     if _missing(mdd) or _missing(level):
         return ""
     at = f"at this comparison's Holm level (\u03b1 = {level:.2g})"
+    if mdd >= 1.0 and TASKS[row["task"]].metric(row["metric"]).is_fraction:
+        # A difference of fractions cannot exceed 1: with so few items or seeds, none is detectable.
+        return (
+            f" {at[0].upper() + at[1:]}, not even the largest possible difference (\u00b11) would be detected with "
+            f"80% power at this n and number of seeds (the t approximation gives \u00b1{_fmt(mdd)})."
+        )
     if abs(row["delta"]) < mdd:
         return (
             f" {at[0].upper() + at[1:]}, only a difference of about \u00b1{_fmt(mdd)} or more would be detected "

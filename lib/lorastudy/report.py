@@ -243,7 +243,7 @@ def comparisons_table(res: StudyResults) -> str:
             _p(r.p_holm),
             conclusions.TEST_NAMES[r.test],
             f"{r.alpha_effective:.2g}",
-            "n/a (no spread)" if pd.isna(r.mdd) else f"\u00b1{num(r.mdd)}",
+            _mdd_cell(r),
             str(int(r.n)),
         ]
         if seeded:
@@ -260,6 +260,14 @@ def comparisons_table(res: StudyResults) -> str:
             table(header + ["verdict"], rows, ["l", "l", "l"] + ["r"] * 4 + ["l"] + ["r"] * (len(header) - 8) + ["l"]),
         ]
     )
+
+
+def _mdd_cell(r) -> str:
+    if pd.isna(r.mdd):
+        return "n/a (no spread)"
+    if r.mdd >= 1.0 and TASKS[r.task].metric(r.metric).is_fraction:
+        return f"\u00b1{num(r.mdd)} (beyond \u00b11: none detectable)"
+    return f"\u00b1{num(r.mdd)}"
 
 
 def _difference_interval(r) -> str:
