@@ -65,7 +65,7 @@ def test_changing_a_scorer_changes_evaluation_not_data_training_or_report_code(c
 
 def test_changing_the_training_tasks_scorer_does_not_redo_training(checkout):
     before = identities(checkout)
-    edit(checkout, "tasks.openmath", '"no_answer_rate": float(extracted is None),', '"no_answer_rate": 0.0,')
+    edit(checkout, "tasks.openmath", '"no_answer_rate": float(answer.value is None),', '"no_answer_rate": 0.0,')
     assert changed(before, identities(checkout)) == {"03_evaluate"}
 
 

@@ -16,10 +16,29 @@ WIN_WORDS = re.compile(r"\b(better|improv\w*|wins?|outperform\w*|gain\w*|superio
 
 
 def comparison(
-    delta, low, high, p, p_holm, *, task="openmath", metric="exact_match", higher=True, a="qlora", b="lora", mdd=0.1
+    delta,
+    low,
+    high,
+    p,
+    p_holm,
+    *,
+    task="openmath",
+    metric="exact_match",
+    higher=True,
+    a="qlora",
+    b="lora",
+    mdd=0.1,
+    **extra,
 ):
     return pd.Series(
         {
+            "ci_method": "exact",
+            "ties": "",
+            "alpha_effective": 0.05,
+            "n_seeds": 1,
+            "trained": int(a != "base") + int(b != "base"),
+            "seed_delta_min": delta,
+            "seed_delta_max": delta,
             "task": task,
             "metric": metric,
             "method_a": a,
@@ -34,6 +53,7 @@ def comparison(
             "higher_is_better": higher,
             "primary": True,
             "mdd": mdd,
+            **extra,
         }
     )
 
@@ -75,8 +95,68 @@ def test_significance_is_judged_after_the_holm_correction():
     # Unadjusted p and interval suggest a gain; the corrected p does not: not claimed, and said why.
     v = verdict(comparison(0.09, 0.04, 0.15, 0.004, 0.051, a="qlora", b="base"), alpha=0.05)
     assert v.kind == "no detectable difference"
-    assert "does not survive Holm's correction" in v.sentence
+    assert "significant before correction (p = 0.004) but not after Holm's correction" in v.sentence
+    assert "interval excludes 0" not in v.sentence
     assert not WIN_WORDS.search(v.sentence.split("Holm-adjusted")[0])
+
+
+def test_an_interval_that_excludes_zero_while_the_test_does_not_is_named_as_such():
+    # A bootstrap interval and a permutation test can disagree at the margin; the words must
+    # not blame Holm's correction for it (the seed report always did).
+    row = comparison(0.05, 0.004, 0.09, 0.07, 1.0, metric="f1", test="paired_permutation", ci_method="bootstrap")
+    v = verdict(row, alpha=0.05)
+    assert v.kind == "no detectable difference"
+    assert "95% bootstrap interval excludes 0, but the paired permutation test does not reject" in v.sentence
+    assert "Holm's correction" not in v.sentence.split("Holm-adjusted")[1]
+
+
+def test_the_detectable_difference_is_stated_at_the_comparisons_holm_level():
+    v = verdict(comparison(-0.09, -0.15, -0.04, 0.004, 0.062, mdd=0.109, alpha_effective=0.05 / 16), alpha=0.05)
+    assert "Holm level (\u03b1 = 0.0031)" in v.sentence
+    assert "about \u00b10.109 or more would be detected" in v.sentence
+
+
+def test_no_detectable_difference_never_claims_a_detectable_size_below_the_observed_delta():
+    # |delta| above the stated MDD, yet the exact test does not reject: the sentence must not
+    # say that only differences above the MDD would have been detected.
+    v = verdict(comparison(0.12, 0.01, 0.2, 0.2, 1.0, mdd=0.08), alpha=0.05)
+    assert v.kind == "no detectable difference"
+    assert "only a difference of about" not in v.sentence
+    assert "reaches the \u00b10.080" in v.sentence and "does not reject it there" in v.sentence
+
+
+def test_a_detectable_difference_beyond_the_scale_is_said_to_be_none():
+    # Two seeds that disagree leave about one degree of freedom: the t approximation's MDD
+    # exceeds any possible difference of fractions, and the words say so instead of "+-2.553".
+    row = comparison(-0.08, -0.5, 0.35, 0.39, 1.0, metric="exact_match", mdd=2.553, n_seeds=2, test="seed_item_t")
+    v = verdict(row, alpha=0.05)
+    assert "not even the largest possible difference (\u00b11) would be detected" in v.sentence
+    assert "only a difference of about" not in v.sentence
+
+
+def test_all_tied_items_are_said_in_words_not_as_a_zero_width_interval():
+    row = comparison(0.0, -0.036, 0.036, 1.0, 1.0, metric="f1", ties="all_tied", ci_method="bound", mdd=float("nan"))
+    v = verdict(row, alpha=0.05)
+    assert "all 500 items scored identically under both methods; 95% interval [\u22120.036, +0.036]" in v.sentence
+    assert "[+0.000, +0.000]" not in v.sentence and "only a difference of about" not in v.sentence
+    constant = comparison(0.1, 0.1, 0.1, 0.002, 0.01, metric="f1", ties="constant", ci_method="bootstrap")
+    v = verdict(constant, alpha=0.05)
+    assert "every one of the 500 items differs by exactly +0.100" in v.sentence
+    assert "[+0.100, +0.100]" not in v.sentence
+
+
+def test_a_verdict_between_trained_methods_says_whether_seed_variance_was_estimated():
+    one = verdict(comparison(-0.04, -0.07, -0.01, 0.003, 0.01), alpha=0.05)
+    assert one.kind == "worse" and "run-to-run training variance is not estimated" in one.sentence
+    several = comparison(
+        -0.04, -0.07, -0.01, 0.003, 0.01, n_seeds=3, seed_delta_min=-0.06, seed_delta_max=-0.02, test="seed_item_t"
+    )
+    v = verdict(several, alpha=0.05)
+    assert "Over 3 seeds the per-seed \u0394 ranged from \u22120.060 to \u22120.020" in v.sentence
+    assert "t test over items and seeds" in v.sentence and "not estimated" not in v.sentence
+    # The untrained base against itself has no training variance to speak of.
+    base = comparison(-0.04, -0.07, -0.01, 0.003, 0.01, a="base", b="base")
+    assert "seed" not in verdict(base, alpha=0.05).sentence
 
 
 def test_direction_comes_from_the_metric():

@@ -87,6 +87,15 @@ def test_impossible_values_name_the_key(tmp_path, line, key):
     assert any(p.startswith(key) for p in found), found
 
 
+def test_a_task_of_one_item_is_refused_before_anything_runs(tmp_path):
+    # Paired tests and intervals need two items; one is caught at `check`, not in the report.
+    found = problems(write(tmp_path, "study: t\ntasks:\n  squad: {n: 1}\n"))
+    assert found == [
+        "tasks.squad.n: must be at least 2, as paired tests and intervals need two items (or null for the whole split)"
+    ]
+    assert load_config(write(tmp_path, "study: t\ntasks:\n  squad: {n: 2}\n")).task("squad").n == 2
+
+
 def test_unknown_task_names_it(tmp_path):
     found = problems(write(tmp_path, "study: t\ntasks:\n  gsm8k: {n: 3}\n"))
     assert found[0].startswith("tasks.gsm8k: unknown task")

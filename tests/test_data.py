@@ -170,3 +170,12 @@ def test_the_data_step_records_what_each_input_resolved_to_and_later_steps_load_
     # Offline, a hub id cannot be resolved: recorded as such, not invented.
     offline = identity(ModelConfig(name="Qwen/Qwen3-0.6B"), "Qwen/Qwen3-0.6B")
     assert offline["resolved"] is None and offline["kind"].startswith("unresolved")
+
+
+def test_a_dataset_left_with_one_item_is_an_error(tmp_path):
+    write_sources(tmp_path)
+    one = {"id": "s", "title": "", "context": "c", "question": "q", "answers": {"text": ["c"], "answer_start": [0]}}
+    write_jsonl(tmp_path / "src" / "squad.jsonl", [one])
+    cfg = load_config(local_study(tmp_path), {"tasks.squad.n": None})
+    with pytest.raises(DataError, match="tasks.squad: only 1 usable item left after cleaning; paired tests need"):
+        prepare(cfg, tmp_path / "data", log=lambda _: None)

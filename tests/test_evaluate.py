@@ -17,6 +17,7 @@ from lorastudy.evaluate import continuation_tokens, generate, load_for_eval, run
 from lorastudy.files import write_jsonl
 from lorastudy.models import load_tokenizer
 from lorastudy.tasks.arc_challenge import context as arc_context
+from lorastudy.tasks.openmath import score as score_openmath
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,3 +165,19 @@ def test_build_model_command_reuses_the_cached_model(study_root, tiny_model):
     assert result.returncode == 0, result.stderr
     assert f"{tiny_model.name} (ready in" in result.stdout
     assert "pretraining" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("output", "source", "exact", "no_answer", "error"),
+    [
+        (r"So 2 + 3 = 5. \boxed{5}", "boxed", 1.0, 0.0, 0.0),
+        (r"So 2 + 3 = 5. \boxed{five}", "boxed", 0.0, 1.0, None),
+        ("The answer is 7.", "answer_is", 0.0, 0.0, 2.0),
+        ("1" * 400, "last_number", 0.0, 1.0, None),  # would be inf: excluded and counted
+    ],
+)
+def test_openmath_items_record_how_the_answer_was_found(output, source, exact, no_answer, error):
+    item = score_openmath({"expected_answer": "5"}, output)
+    assert item["answer_source"] == source and item["non_finite"] == (len(output) == 400)
+    assert item["scores"] == {"exact_match": exact, "no_answer_rate": no_answer, "abs_error": error}
+    json.dumps(item, allow_nan=False)  # the predictions file stays standard JSON

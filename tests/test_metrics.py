@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import collections
+import math
 import random
 import string
 
 import pytest
 
 from lorastudy.metrics import (
+    ANSWER_SOURCES,
+    Answer,
+    answer_matches,
+    extract_answer,
     extract_number,
     normalize_answer,
     numbers_match,
@@ -93,7 +99,10 @@ def test_squad_em_returns_float() -> None:
         ("red dog", ["blue cat", "red dog barked", "dog"], 0.8),
         ("", ["cat"], 0.0),
         ("cat", [""], 0.0),
-        ("the", ["an"], 1.0),
+        # The official v1.1 script: no shared token is F1 = 0, even when both sides
+        # normalise to nothing (exact match calls this pair equal).
+        ("the", ["an"], 0.0),
+        ("a", ["the"], 0.0),
     ],
 )
 def test_squad_f1(prediction: str, references: list[str], expected: float) -> None:
@@ -108,9 +117,31 @@ def test_squad_f1_is_bounded() -> None:
         refs = [" ".join(rng.choices(words, k=rng.randint(0, 6))) for _ in range(2)]
         f1 = squad_f1(pred, refs)
         assert 0.0 <= f1 <= 1.0
-        # EM = 1 implies F1 = 1.
-        if squad_em(pred, refs) == 1.0:
+        # EM = 1 implies F1 = 1, except where both sides normalise to nothing (official v1.1).
+        if squad_em(pred, refs) == 1.0 and normalize_answer(pred):
             assert f1 == 1.0
+
+
+def _official_v11_f1(prediction: str, ground_truth: str) -> float:
+    """f1_score of the official SQuAD v1.1 evaluate script, as published."""
+    prediction_tokens = normalize_answer(prediction).split()
+    ground_truth_tokens = normalize_answer(ground_truth).split()
+    common = collections.Counter(prediction_tokens) & collections.Counter(ground_truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(ground_truth_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def test_squad_f1_equals_the_official_v11_script() -> None:
+    rng = random.Random(11)
+    words = ["a", "an", "the", "The", "cat", "dog", "red", "Red.", "", ",", "big"]
+    for _ in range(2000):
+        pred = " ".join(rng.choices(words, k=rng.randint(0, 5)))
+        refs = [" ".join(rng.choices(words, k=rng.randint(0, 5))) for _ in range(rng.randint(1, 3))]
+        assert squad_f1(pred, refs) == max(_official_v11_f1(pred, r) for r in refs), (pred, refs)
 
 
 @pytest.mark.parametrize("metric", [squad_em, squad_f1])
@@ -155,9 +186,29 @@ def test_squad_metrics_reject_bare_string_reference(metric) -> None:
         (r"\boxed{ -2.5 }", -2.5),
         # Boxed content wins over numbers after it.
         (r"\boxed{9} Check: 3 * 3 = 9, and 10 is wrong", 9.0),
-        # Boxed without a number falls back to the whole text.
-        (r"So there are 5 apples. \boxed{five}", 5.0),
+        # A box whose content is not a number is the answer: no number outside it replaces it.
+        (r"So there are 5 apples. \boxed{five}", None),
+        (r"3 + 4 = 7, so \boxed{2\sqrt{3}}", None),
+        (r"\boxed{12 and 13}", None),
+        # An empty box is the instruction echoed back, not an answer.
         (r"\boxed{} total 8", 8.0),
+        # The forms a math model writes.
+        (r"\boxed{10^3}", 1000.0),
+        (r"\boxed{10^{-2}}", 0.01),
+        (r"\boxed{1.5 \times 10^{3}}", 1500.0),
+        (r"\boxed{2.5 \cdot 10^4}", 25000.0),
+        (r"\boxed{3\frac{1}{2}}", 3.5),
+        (r"\boxed{-2\frac{1}{4}}", -2.25),
+        (r"\boxed{\cfrac{1}{8}}", 0.125),
+        (r"\boxed{5 \text{ apples}}", 5.0),
+        (r"\boxed{30^\circ}", 30.0),
+        (r"\boxed{12 dollars}", 12.0),
+        ("The answer is 1/2.", 0.5),
+        (r"The answer is $\frac{3}{4}$ of the cake.", 0.75),
+        ("Final answer: -3/4", -0.75),
+        ("So the answer is 1,250 people. Check: 1,000 + 250.", 1250.0),
+        ("It is 1.5e3 grams", 1500.0),
+        ("about 25 percent", 25.0),
         # Unbalanced \boxed is ignored.
         (r"\boxed{12 and then 13", 13.0),
         # GSM8K "####": the number after the last marker.
@@ -233,7 +284,8 @@ def test_extract_number_survives_deep_nesting() -> None:
     ("predicted", "expected", "match"),
     [
         (42.0, 42.0, True),
-        (42.0 * (1 + 1e-7), 42.0, True),
+        (42.0 * (1 + 1e-12), 42.0, True),
+        (42.0 * (1 + 1e-7), 42.0, False),
         (42.0 * (1 + 1e-3), 42.0, False),
         (41.0, 42.0, False),
         (0.0, 0.0, True),
@@ -255,10 +307,79 @@ def test_numbers_match_custom_tolerance() -> None:
 
 
 def test_extract_then_match_end_to_end() -> None:
-    expected = parse_expected_answer(r"\frac{1}{3}")
-    assert expected is not None
-    assert numbers_match(extract_number(r"so \boxed{\dfrac{1}{3}}"), expected)
-    assert not numbers_match(extract_number(r"so \boxed{0.33}"), expected)
+    assert parse_expected_answer(r"\frac{1}{3}") is not None
+    assert answer_matches(extract_answer(r"so \boxed{\dfrac{1}{3}}"), r"\frac{1}{3}")
+    assert not answer_matches(extract_answer(r"so \boxed{0.33}"), r"\frac{1}{3}")
+
+
+@pytest.mark.parametrize(
+    ("output", "reference", "match"),
+    [
+        # The documented tolerance: a decimal must be the reference correctly rounded to
+        # the decimals it shows, with at least 4 significant digits.
+        (r"\boxed{0.3333}", r"\frac{1}{3}", True),
+        (r"\boxed{0.33333333}", "1/3", True),
+        (r"\boxed{0.1429}", r"\frac{1}{7}", True),
+        (r"\boxed{66.67}", r"\frac{200}{3}", True),
+        (r"\boxed{0.333}", r"\frac{1}{3}", False),
+        (r"\boxed{0.1428}", r"\frac{1}{7}", False),  # truncated, not rounded
+        (r"\boxed{10001}", "10000", False),
+        (r"\boxed{100001}", "100000", False),  # Qwen's relative 1e-4 would pass this
+        (r"\boxed{0.0005}", "0.001", False),  # DeepSeek's absolute 1e-3 would pass this
+        (r"\boxed{2.50}", "2.5", True),
+        (r"\boxed{1{,}000}", "1000", True),
+        (r"\boxed{10^3}", "1000", True),
+        (r"\boxed{3\frac{1}{2}}", "7/2", True),
+        # Percentages: a side written with % also counts divided by 100; a bare 0.5 is not 50.
+        (r"\boxed{50\%}", "0.5", True),
+        (r"\boxed{50\%}", "50", True),
+        (r"\boxed{0.5}", r"50\%", True),
+        (r"\boxed{0.5}", "50", False),
+        (r"\boxed{five}", "5", False),
+        ("no number", "5", False),
+    ],
+)
+def test_answer_matches(output: str, reference: str, match: bool) -> None:
+    assert answer_matches(extract_answer(output), reference) is match
+
+
+@pytest.mark.parametrize(
+    ("output", "source"),
+    [
+        (r"First 3, then \boxed{7}", "boxed"),
+        (r"\boxed{seven} although 7", "boxed"),
+        ("So the answer is 7.", "answer_is"),
+        ("She pays 12.\n#### 12", "answer_is"),
+        ("3 + 4 = 7", "last_number"),
+        ("The answer is unclear; 3 + 4 = 7", "last_number"),
+        ("I do not know", "none"),
+        ("", "none"),
+    ],
+)
+def test_extract_answer_records_where_the_answer_was_found(output: str, source: str) -> None:
+    answer = extract_answer(output)
+    assert answer.source == source and source in ANSWER_SOURCES
+    assert (answer.value is None) == (source == "none" or output.startswith(r"\boxed{seven}"))
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["1" * 400, r"\boxed{" + "9" * 400 + "}", r"\boxed{10^{400}}", r"\boxed{1.5 \times 10^{999}}", "2^{99999999999}"],
+)
+def test_a_number_too_large_for_a_float_is_excluded_and_flagged(output: str) -> None:
+    answer = extract_answer(output)
+    assert answer.value is None and answer.non_finite
+    assert not answer_matches(answer, "5")
+    assert parse_expected_answer(output.replace(r"\boxed{", "").rstrip("}")) is None
+
+
+def test_finite_answers_are_finite() -> None:
+    rng = random.Random(5)
+    for _ in range(500):
+        digits = "".join(rng.choices("0123456789", k=rng.randint(1, 40)))
+        answer = extract_answer(rf"\boxed{{{digits}}}")
+        assert isinstance(answer, Answer)
+        assert answer.value is None or math.isfinite(answer.value)
 
 
 # --------------------------------------------------------------------------

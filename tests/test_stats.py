@@ -10,13 +10,20 @@ from scipy import stats as st
 
 from lorastudy.stats import (
     bootstrap_ci,
+    cluster_bootstrap_ci,
     compare_paired,
+    detectable_difference,
     holm,
+    holm_effective_levels,
+    identical_scores_ci,
     is_binary,
     mcnemar_exact,
     min_detectable_difference,
     paired_bootstrap_ci,
     paired_permutation_p,
+    paired_proportion_ci,
+    proportion_ci,
+    seed_item_t,
     seed_summary,
 )
 
@@ -226,9 +233,9 @@ def test_is_binary():
 
 def test_compare_paired_binary_uses_mcnemar():
     a, b = _discordant(8, 2)
-    res = compare_paired(a, b)
-    assert set(res) == {"delta", "ci_low", "ci_high", "p_value", "test"}
-    assert res["test"] == "mcnemar_exact"
+    res = compare_paired(a, b, test="mcnemar_exact")
+    assert {"delta", "ci_low", "ci_high", "p_value", "test", "se", "df", "ties", "ci_method"} <= set(res)
+    assert res["test"] == "mcnemar_exact" and res["ci_method"] == "exact"
     assert res["p_value"] == pytest.approx(0.109375)
     assert res["delta"] == pytest.approx(np.mean(a) - np.mean(b))
     assert res["ci_low"] <= res["delta"] <= res["ci_high"]
@@ -238,7 +245,7 @@ def test_compare_paired_continuous_uses_permutation():
     rng = np.random.default_rng(6)
     b = rng.random(80)
     a = np.clip(b + 0.2, 0, 1)
-    res = compare_paired(a, b, seed=1)
+    res = compare_paired(a, b, test="paired_permutation", seed=1)
     assert res["test"] == "paired_permutation"
     assert res["p_value"] == pytest.approx(paired_permutation_p(a, b, seed=1))
     assert res["p_value"] < 0.01
@@ -303,3 +310,204 @@ def test_bootstrap_ci_of_the_median_brackets_the_sample_median():
     assert lo <= 3.0 <= hi
     # The mean is dragged up by the outliers; the median's interval is not.
     assert hi < np.mean(scores)
+
+
+# ---------------------------------------------------------------- the test is declared, not guessed
+
+
+def test_the_declared_test_is_used_even_when_continuous_scores_happen_to_be_0_or_1():
+    # F1 is continuous; on these items every F1 happens to be 0 or 1.
+    a, b = _discordant(2, 9, n11=40, n00=49)
+    res = compare_paired(a, b, test="paired_permutation")
+    assert res["test"] == "paired_permutation" and res["ci_method"] == "bootstrap"
+    assert res["p_value"] == pytest.approx(paired_permutation_p(a, b))
+    with pytest.raises(ValueError, match="not all 0 or 1"):
+        compare_paired([0.5, 1.0, 0.0], [0.0, 1.0, 1.0], test="mcnemar_exact")
+    with pytest.raises(ValueError, match="unknown test"):
+        compare_paired(a, b, test="t_test")
+
+
+# ---------------------------------------------------------------- exact intervals
+
+
+def test_clopper_pearson_matches_published_values():
+    # Clopper and Pearson's exact interval, as tabulated (e.g. 5 of 10: 0.187 to 0.813).
+    _, low, high = proportion_ci([1] * 5 + [0] * 5)
+    assert (low, high) == pytest.approx((0.1871, 0.8129), abs=1e-4)
+    _, low, high = proportion_ci([0] * 10)
+    assert (low, high) == pytest.approx((0.0, 0.3085), abs=1e-4)
+    # Never the zero-width [0, 0] for a sample of zeros.
+    assert proportion_ci([0] * 100)[2] == pytest.approx(1 - 0.025 ** (1 / 100))
+
+
+def test_identical_scores_give_an_honest_interval():
+    assert identical_scores_ci(0.0, 100) == pytest.approx(proportion_ci([0] * 100)[1:])
+    assert identical_scores_ci(1.0, 100) == pytest.approx(proportion_ci([1] * 100)[1:])
+    low, high = identical_scores_ci(0.4, 50)
+    assert low < 0.4 < high and high - low == pytest.approx(1 - 0.025 ** (1 / 50))
+
+
+def _table(b: int, c: int, a: int, d: int) -> tuple[list[int], list[int]]:
+    """Paired 0/1 scores: a items both right, b only the first, c only the second, d neither."""
+    return [1] * a + [1] * b + [0] * c + [0] * d, [1] * a + [0] * b + [1] * c + [0] * d
+
+
+def test_the_paired_interval_agrees_with_the_exact_mcnemar_test():
+    for confidence in (0.95, 0.99):
+        for b in range(0, 16):
+            for c in range(0, 16):
+                x, y = _table(b, c, a=20, d=60 - b - c)
+                delta, low, high = paired_proportion_ci(x, y, confidence=confidence)
+                assert low <= delta <= high
+                excludes_zero = low > 0 or high < 0
+                assert excludes_zero == (mcnemar_exact(x, y) < 1 - confidence), (b, c, confidence)
+
+
+def test_four_discordant_pairs_of_a_hundred_tell_one_story():
+    # The percentile bootstrap excludes 0 here, while exact McNemar cannot go below p = 0.125.
+    x, y = _table(4, 0, a=50, d=46)
+    assert mcnemar_exact(x, y) == pytest.approx(0.125)
+    assert paired_bootstrap_ci(x, y)[1] > 0
+    delta, low, high = paired_proportion_ci(x, y)
+    assert delta == pytest.approx(0.04) and low < 0 < high
+    res = compare_paired(x, y, test="mcnemar_exact")
+    assert res["ci_low"] < 0 < res["ci_high"] and res["p_value"] == pytest.approx(0.125)
+
+
+def test_the_paired_interval_keeps_its_width_when_every_item_ties():
+    x, y = _table(0, 0, a=50, d=50)  # Newcombe's method 10 collapses to [0, 0] here
+    delta, low, high = paired_proportion_ci(x, y)
+    assert delta == 0 and (low, high) == pytest.approx((-0.0362, 0.0362), abs=1e-4)
+
+
+def test_the_paired_interval_is_conservative_against_newcombes_published_example():
+    # Newcombe (1998), Table II: a, b, c, d = 36, 12, 2, 0 gives 0.0569 to 0.3404 by the hybrid
+    # score method (10). The exact interval agrees on the sign and is wider.
+    x, y = _table(12, 2, a=36, d=0)
+    delta, low, high = paired_proportion_ci(x, y)
+    assert delta == pytest.approx(0.2)
+    assert 0 < low < 0.0569 and high > 0.3404
+
+
+def test_the_paired_interval_covers_at_least_the_nominal_rate():
+    rng = np.random.default_rng(3)
+    for n, pb, pc in ((100, 0.04, 0.0), (100, 0.1, 0.05), (60, 0.2, 0.05)):
+        true, hits, reps = pb - pc, 0, 400
+        for _ in range(reps):
+            counts = rng.multinomial(n, [0.45, pb, pc, 0.55 - pb - pc])
+            x, y = _table(counts[1], counts[2], a=counts[0], d=counts[3])
+            _, low, high = paired_proportion_ci(x, y)
+            hits += low - 1e-12 <= true <= high + 1e-12
+        assert hits / reps >= 0.95, (n, pb, pc, hits / reps)
+
+
+# ---------------------------------------------------------------- ties and edge cases
+
+
+def test_all_tied_continuous_scores_get_a_bound_not_a_point():
+    x = np.linspace(0, 1, 100)
+    res = compare_paired(x, x, test="paired_permutation")
+    assert res["ties"] == "all_tied" and res["p_value"] == 1.0 and res["ci_method"] == "bound"
+    assert res["ci_low"] == pytest.approx(-0.0362, abs=1e-4) and res["ci_high"] == pytest.approx(0.0362, abs=1e-4)
+    unbounded = compare_paired(x, x, test="paired_permutation", scale=None)
+    assert math.isnan(unbounded["ci_low"]) and math.isnan(unbounded["ci_high"])
+
+
+def test_constant_non_zero_differences():
+    b = np.linspace(0, 0.8, 50)
+    res = compare_paired(b + 0.1, b, test="paired_permutation")
+    assert res["ties"] == "constant" and res["delta"] == pytest.approx(0.1)
+    assert res["p_value"] < 0.001  # every sign flip but the observed one gives a smaller |mean|
+    assert math.isnan(detectable_difference(res["se"], res["df"], alpha=0.05))
+
+
+def test_a_comparison_needs_two_items_and_a_metric_needs_one():
+    with pytest.raises(ValueError, match="at least 2 items"):
+        compare_paired([1.0], [0.0], test="mcnemar_exact")
+    with pytest.raises(ValueError, match="empty"):
+        compare_paired([], [], test="paired_permutation")
+    with pytest.raises(ValueError, match="no value"):
+        cluster_bootstrap_ci(np.full((5, 2), np.nan))
+
+
+# ---------------------------------------------------------------- Holm levels and the MDD
+
+
+def test_holm_effective_level_is_where_a_comparison_turns_significant():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        m = int(rng.integers(1, 20))
+        p = rng.random(m) ** 3  # plenty of small p-values
+        levels = holm_effective_levels(p, 0.05)
+        assert np.array_equal(holm(p) < 0.05, p < levels)
+        assert np.all(levels >= 0.05 / m) and np.all(levels <= 0.05)
+
+
+def test_the_detectable_difference_uses_the_holm_level_not_alpha():
+    # The seed report's case: 9 of 100 items lost (F1 0 or 1), raw p about 0.004, 18 comparisons of
+    # which 2 are significant; it said an MDD of 0.081 next to a difference of 0.090.
+    a, b = [0.0] * 100, [1.0] * 9 + [0.0] * 91
+    res = compare_paired(a, b, test="paired_permutation")
+    p = np.array([res["p_value"], 1e-6, 1e-6] + [0.5] * 15)
+    assert holm(p)[0] >= 0.05
+    level = holm_effective_levels(p, 0.05)[0]
+    assert level == pytest.approx(0.05 / 16)
+    assert detectable_difference(res["se"], res["df"], alpha=0.05) < 0.09
+    assert detectable_difference(res["se"], res["df"], alpha=level) > 0.09
+
+
+def test_detectable_difference_known_value():
+    z = st.norm.ppf(0.975) + st.norm.ppf(0.8)
+    assert detectable_difference(0.1, 1e9, alpha=0.05) == pytest.approx(z * 0.1, rel=1e-6)
+    assert detectable_difference(0.1, 9, alpha=0.05) > z * 0.1  # few degrees of freedom: larger
+    assert math.isnan(detectable_difference(0.0, 99, alpha=0.05))
+
+
+# ---------------------------------------------------------------- several seeds
+
+
+def test_seed_item_t_with_one_run_is_the_paired_t_test():
+    rng = np.random.default_rng(8)
+    b = rng.random(60)
+    a = np.clip(b + rng.normal(0.05, 0.2, 60), 0, 1)
+    res = seed_item_t(a[None, :], b[None, :])
+    assert res["p_value"] == pytest.approx(st.ttest_rel(a, b).pvalue)
+    assert res["df"] == pytest.approx(59)
+
+
+def test_seed_item_t_counts_seed_to_seed_variance():
+    # Two trained methods, 3 seeds each, no true difference, but each run's overall level
+    # shifts with its seed. An item-only paired test on seed-averaged scores rejects far more
+    # often than alpha; the seed-aware test stays near it.
+    rng = np.random.default_rng(1)
+    item_only, seed_aware, reps = 0, 0, 300
+    for _ in range(reps):
+        skill = rng.random(200)
+        runs = [np.clip(skill + rng.normal(0, 0.05, (3, 1)) + rng.normal(0, 0.1, (3, 200)), 0, 1) for _ in range(2)]
+        item_only += st.ttest_rel(runs[0].mean(axis=0), runs[1].mean(axis=0)).pvalue < 0.05
+        seed_aware += seed_item_t(runs[0], runs[1])["p_value"] < 0.05
+    assert item_only / reps > 0.3
+    assert seed_aware / reps < 0.08
+
+
+def test_compare_paired_with_several_runs_uses_the_seed_aware_test():
+    rng = np.random.default_rng(2)
+    a = (rng.random((2, 80)) < 0.6).astype(float)
+    b = (rng.random(80) < 0.5).astype(float)
+    res = compare_paired(a, b, test="mcnemar_exact")
+    assert res["test"] == "seed_item_t" and res["ci_method"] == "t"
+    assert len(res["seed_deltas"]) == 2
+    assert res["delta"] == pytest.approx(a.mean() - b.mean())
+    assert res["ci_low"] < res["delta"] < res["ci_high"]
+
+
+def test_duplicated_runs_do_not_narrow_a_median_interval():
+    # Outputs of several seeds on one item are not independent: resampling is by item.
+    errors = np.random.default_rng(4).exponential(5, 120)
+    one = cluster_bootstrap_ci(errors[:, None], seed=1)
+    three = cluster_bootstrap_ci(np.repeat(errors[:, None], 3, axis=1), seed=1)
+    assert one == pytest.approx(three)
+    with_missing = errors.copy()
+    with_missing[:20] = np.nan
+    est, low, high = cluster_bootstrap_ci(with_missing[:, None], seed=1)
+    assert est == pytest.approx(np.median(errors[20:])) and low < est < high

@@ -3,12 +3,17 @@
 Each comparison is one of three verdicts: better, worse (Holm-adjusted p below alpha, in the
 metric's own direction) or no detectable difference. A verdict always comes with its delta,
 interval, p-value and n; a "no detectable difference" also says what size of difference the
-study could have detected, so it is never read as "equal". No rule grades a difference with
-an adjective such as "small": a significant loss is called a loss.
+study could have detected at the level Holm's correction demands of that comparison, so it is
+never read as "equal", and says why a difference the raw figures suggest is not claimed
+(significant only before the correction, or an interval and a test that disagree). Where
+every item ties, the words say so instead of showing a zero-width interval. A verdict
+involving a trained method says whether run-to-run training variance was estimated. No rule
+grades a difference with an adjective such as "small": a significant loss is called a loss.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -35,38 +40,127 @@ def p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+TEST_NAMES = {
+    "mcnemar_exact": "exact McNemar test",
+    "paired_permutation": "paired permutation test",
+    "seed_item_t": "t test over items and seeds",
+}
+INTERVAL_NAMES = {"exact": "exact", "bootstrap": "bootstrap", "t": "t", "bound": "bound"}
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def interval_text(row: pd.Series, confidence: float = 0.95) -> str:
+    """The difference's interval as it follows the delta, or plain words where every item
+    ties or differs by the same amount (never a zero-width interval shown as certainty)."""
+    n, low, high = int(row["n"]), row["ci_low"], row["ci_high"]
+    if row.get("ties") == "all_tied":
+        bound = "" if _missing(low) else f"; {confidence:.0%} interval [{_fmt(low, True)}, {_fmt(high, True)}]"
+        return f" (all {n} items scored identically under both methods{bound})"
+    if _missing(low) or low == high:
+        return f" (every one of the {n} items differs by exactly {_fmt(row['delta'], True)}: no spread, no interval)"
+    name = INTERVAL_NAMES.get(row.get("ci_method", ""), "")
+    return f" [{_fmt(low, True)}, {_fmt(high, True)}] ({confidence:.0%} {name} CI)".replace("  ", " ")
+
+
+def _why_not_claimed(row: pd.Series, alpha: float, confidence: float) -> str:
+    """Why a difference that the unadjusted figures suggest is not claimed."""
+    if row.get("ties") == "all_tied":
+        return ""
+    test = TEST_NAMES.get(row["test"], row["test"])
+    if row["p_value"] < alpha:
+        return (
+            f" It is significant before correction ({p_text(row['p_value'])}) but not after Holm's correction for "
+            f"the study's comparisons (adjusted {p_text(row['p_holm'])}), so it is not claimed."
+        )
+    if row["ci_low"] > 0 or row["ci_high"] < 0:
+        return (
+            f" The {confidence:.0%} {INTERVAL_NAMES.get(row.get('ci_method', ''), '')} interval excludes 0, but the "
+            f"{test} does not reject at {alpha} ({p_text(row['p_value'])}); at this n they disagree, and the "
+            f"verdict follows the test."
+        ).replace("  ", " ")
+    return ""
+
+
+def _detectable(row: pd.Series, alpha: float) -> str:
+    """What size of difference this comparison could detect, at the level Holm demands of it."""
+    mdd, level = row.get("mdd"), row.get("alpha_effective", alpha)
+    if _missing(mdd) or _missing(level):
+        return ""
+    at = f"at this comparison's Holm level (\u03b1 = {level:.2g})"
+    if mdd >= 1.0 and tasks.get(row["task"]).metric(row["metric"]).is_fraction:
+        # A difference of fractions cannot exceed 1: with so few items or seeds, none is detectable.
+        return (
+            f" {at[0].upper() + at[1:]}, not even the largest possible difference (\u00b11) would be detected with "
+            f"80% power at this n and number of seeds (the t approximation gives \u00b1{_fmt(mdd)})."
+        )
+    if abs(row["delta"]) < mdd:
+        return (
+            f" {at[0].upper() + at[1:]}, only a difference of about \u00b1{_fmt(mdd)} or more would be detected "
+            f"with 80% power; a smaller one is not ruled out."
+        )
+    return (
+        f" |\u0394| reaches the \u00b1{_fmt(mdd)} that a t approximation expects to detect with 80% power {at}, "
+        f"yet the {TEST_NAMES.get(row['test'], row['test'])} does not reject it there: at this n the test is "
+        f"more conservative than the approximation."
+    )
+
+
+def _seed_note(row: pd.Series, kind: str) -> str:
+    if int(row.get("trained", 0) or 0) == 0:
+        return ""
+    seeds = int(row.get("n_seeds", 1) or 1)
+    if seeds <= 1:
+        if kind == "no detectable difference":
+            return ""
+        return (
+            " One training run per method: run-to-run training variance is not estimated, so this difference "
+            "may not hold for another seed."
+        )
+    return (
+        f" Over {seeds} seeds the per-seed \u0394 ranged from {_fmt(row['seed_delta_min'], True)} to "
+        f"{_fmt(row['seed_delta_max'], True)}; the test and interval include that seed-to-seed variance."
+    )
+
+
+def verdict_kind(row: pd.Series, alpha: float) -> str:
+    improved = row["delta"] > 0 if row["higher_is_better"] else row["delta"] < 0
+    if row["p_holm"] < alpha and row["delta"] != 0:
+        return "better" if improved else "worse"
+    return "no detectable difference"
+
+
 def verdict(row: pd.Series, alpha: float, confidence: float = 0.95) -> Verdict:
     """Better / worse / no detectable difference for method_a against method_b."""
     task = tasks.get(row["task"])
     a, b = methods.get(row["method_a"]).in_text, methods.get(row["method_b"]).in_text
-    improved = row["delta"] > 0 if row["higher_is_better"] else row["delta"] < 0
-    if row["p_holm"] < alpha and row["delta"] != 0:
-        kind = "better" if improved else "worse"
-    else:
-        kind = "no detectable difference"
+    kind = verdict_kind(row, alpha)
     where = f"{task.title}, {row['metric']} (n = {int(row['n'])})"
     evidence = (
-        f"\u0394 = {_fmt(row['delta'], True)} [{_fmt(row['ci_low'], True)}, {_fmt(row['ci_high'], True)}] "
-        f"({confidence:.0%} CI), {p_text(row['p_value'])} ({row['test'].replace('_', ' ')}; "
-        f"Holm-adjusted {p_text(row['p_holm'])})"
+        f"\u0394 = {_fmt(row['delta'], True)}{interval_text(row, confidence)}, {p_text(row['p_value'])} "
+        f"({TEST_NAMES.get(row['test'], row['test'])}; Holm-adjusted {p_text(row['p_holm'])})"
     )
     a_cap = a[0].upper() + a[1:]
     if kind == "no detectable difference":
-        caveat = ""
-        if row["p_value"] < alpha or row["ci_low"] > 0 or row["ci_high"] < 0:
-            # The unadjusted figures alone would suggest a difference; say why it is not claimed.
-            caveat = (
-                " The unadjusted test or interval points to a difference, but it does not survive "
-                "Holm's correction for the study's many comparisons, so it is not claimed."
-            )
         sentence = (
-            f"{a_cap} vs {b} on {where}: no detectable difference, {evidence}.{caveat} At this n, only "
-            f"a difference of about \u00b1{_fmt(row['mdd'])} or more would be detected with 80% power; "
-            f"a smaller one is not ruled out."
+            f"{a_cap} vs {b} on {where}: no detectable difference, {evidence}."
+            f"{_why_not_claimed(row, alpha, confidence)}{_detectable(row, alpha)}{_seed_note(row, kind)}"
         )
     else:
-        sentence = f"{a_cap} vs {b} on {where}: {kind}, {evidence}."
+        sentence = f"{a_cap} vs {b} on {where}: {kind}, {evidence}.{_seed_note(row, kind)}"
     return Verdict(kind, sentence)
+
+
+def verdict_cell(row: pd.Series, alpha: float) -> str:
+    """A verdict in a few words for the at-a-glance table: kind, delta and interval."""
+    kind = verdict_kind(row, alpha)
+    if row.get("ties") == "all_tied":
+        return f"{kind}: all {int(row['n'])} items identical"
+    if _missing(row["ci_low"]) or row["ci_low"] == row["ci_high"]:
+        return f"{kind}: every item {_fmt(row['delta'], True)}"
+    return f"{kind}: {_fmt(row['delta'], True)} [{_fmt(row['ci_low'], True)}, {_fmt(row['ci_high'], True)}]"
 
 
 def primary_verdicts(

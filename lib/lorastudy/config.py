@@ -398,7 +398,11 @@ def _check_values(cfg: StudyConfig) -> list[str]:
             problems.append(message)
 
     for t in cfg.tasks:
-        need(t.n is None or t.n > 0, f"tasks.{t.name}.n: must be positive (or null for the whole split)")
+        need(
+            t.n is None or t.n >= 2,
+            f"tasks.{t.name}.n: must be at least 2, as paired tests and intervals need two items "
+            "(or null for the whole split)",
+        )
         need(t.max_new_tokens is None or t.max_new_tokens > 0, f"tasks.{t.name}.max_new_tokens: must be positive")
     need(cfg.model.name.strip() != "", "model.name: must name a hub id, a local folder or builtin:tiny-qwen3")
     need(cfg.data.train_samples > 0, "data.train_samples: must be positive")

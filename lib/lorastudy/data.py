@@ -149,8 +149,7 @@ def prepare(cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print
             rows = held_out
         else:
             rows, summary["datasets"][task.name] = eval_rows(cfg, task, source_dir)
-        if not rows:
-            raise DataError(f"tasks.{task.name}: no usable items left after cleaning")
+        _check_enough(task.name, rows)
         overlap = sum(any(normalise_text(key) in train_keys for key in task.overlap_keys(r)) for r in rows)
         summary["datasets"].setdefault(task.name, {})["overlap_with_train"] = overlap
         if overlap:
@@ -250,6 +249,13 @@ def eval_rows(cfg: StudyConfig, task: Task, source_dir: Path | None) -> tuple[li
         )
     rows = sample(usable, n, cfg.data.seed, task.name)
     return rows, {"loaded": cleaned.loaded, "skipped": cleaned.skipped, "eval": len(rows), "sampled_from": len(usable)}
+
+
+def _check_enough(task: str, rows: list[dict]) -> None:
+    if not rows:
+        raise DataError(f"tasks.{task}: no usable items left after cleaning")
+    if len(rows) < 2:
+        raise DataError(f"tasks.{task}: only 1 usable item left after cleaning; paired tests need at least 2")
 
 
 def load_train(data_dir: Path) -> list[dict]:

@@ -79,6 +79,8 @@ def executive_summary(res: StudyResults) -> str:
     rep = res.cfg.report
     lines = ["## Executive summary", ""]
     verdicts = conclusions.primary_verdicts(res.comparisons, rep.alpha, rep.confidence)
+    if verdicts:
+        lines += [verdict_table(res), ""]
     for _, v in verdicts:
         lines.append(f"- {v.sentence}")
     if not verdicts:
@@ -100,13 +102,65 @@ def executive_summary(res: StudyResults) -> str:
     return "\n".join(lines)
 
 
+def verdict_table(res: StudyResults) -> str:
+    """Each comparison by task at a glance: verdict, delta (A - B) and its interval."""
+    rep = res.cfg.report
+    c = res.comparisons[res.comparisons["primary"]]
+    compared = [p for p in pairs(res.methods) if ((c.method_a == p[0]) & (c.method_b == p[1])).any()]
+    rows = []
+    for t in res.cfg.tasks:
+        task = tasks.get(t.name)
+        cells = [f"{task.title} ({task.primary} {_arrow(task.metric(task.primary).higher_is_better)})"]
+        for a, b in compared:
+            hit = c[(c.task == t.name) & (c.method_a == a) & (c.method_b == b)]
+            if hit.empty:
+                cells.append("not compared")
+                continue
+            kind = conclusions.verdict_kind(hit.iloc[0], rep.alpha)
+            cell = conclusions.verdict_cell(hit.iloc[0], rep.alpha)
+            cells.append(f"**{kind}**{cell[len(kind) :]}" if kind != "no detectable difference" else cell)
+        rows.append(cells)
+    header = ["task (primary metric)"] + [f"{label(a)} vs {label(b)}" for a, b in compared]
+    note = (
+        f"\u0394 is the first method minus the second, with its {rep.confidence:.0%} interval; \u2191 higher is "
+        f"better, \u2193 lower is better. Each verdict is explained below."
+    )
+    return "\n".join([table(header, rows, ["l"] * len(header)), "", note])
+
+
+def _interval_cell(r) -> str:
+    """A metric's interval, or words where every item scored the same."""
+    text = f"{num(r.value)} [{num(r.ci_low)}, {num(r.ci_high)}]"
+    if r.metric == "median_abs_error":
+        seeds = f" \u00d7 {int(r.n_seeds)} seeds" if r.n_seeds > 1 else ", 1 seed"
+        text += (
+            f" (median of the {int(r.n)} outputs with a finite number: {int(r.n_items_with_value)} of "
+            f"{int(r.n_items)} items{seeds})"
+        )
+        if r.ci_low == r.ci_high:
+            text += f"; all {int(r.n)} errors equal, so no interval"
+    elif r.identical:
+        text += f" (all {int(r.n)} items scored {num(r.value)})"
+    if r.n_seeds > 1 and r.seed_sd is not None and not pd.isna(r.seed_sd):
+        text += f", seed sd {num(r.seed_sd)}"
+    return text
+
+
+def _undefined_cell(res: StudyResults, method: str, task: str) -> str:
+    outputs = len(res.method_runs(method)) * len(res.items[(res.runs[0].name, task)])
+    return f"not defined (none of the {outputs} outputs had a finite number)"
+
+
 def performance_tables(res: StudyResults) -> str:
     conf = f"{res.cfg.report.confidence:.0%}"
     parts = [
         "## Performance by dataset",
         "",
-        f"Each cell is the score with its {conf} bootstrap interval over items "
-        f"({res.cfg.report.bootstrap_resamples:,} resamples). \u2191 higher is better, \u2193 lower is better. "
+        f"Each cell is the score with its {conf} interval: exact (Clopper\u2013Pearson) for a 0/1 metric of one "
+        f"run; otherwise a percentile bootstrap over items ({res.cfg.report.bootstrap_resamples:,} resamples; "
+        "with several seeds, each item's score is its mean over seeds, and a median resamples items with all "
+        "their seeds). Where every item scored the same, the interval bounds the share of items that could "
+        "score otherwise instead of collapsing to a point. \u2191 higher is better, \u2193 lower is better. "
         "Fractions are shown as fractions (0 to 1).",
     ]
     m = res.metrics
@@ -117,16 +171,7 @@ def performance_tables(res: StudyResults) -> str:
             cells = []
             for method in res.methods:
                 hit = m[(m.method == method) & (m.task == t.name) & (m.metric == metric.name)]
-                if hit.empty:
-                    cells.append("not defined (no output had a number)")
-                    continue
-                r = hit.iloc[0]
-                text = f"{num(r.value)} [{num(r.ci_low)}, {num(r.ci_high)}]"
-                if metric.aggregation == "median":
-                    text += f" (of {int(r.n)})"
-                if r.n_seeds > 1 and r.seed_sd is not None and not pd.isna(r.seed_sd):
-                    text += f", seed sd {num(r.seed_sd)}"
-                cells.append(text)
+                cells.append(_undefined_cell(res, method, t.name) if hit.empty else _interval_cell(hit.iloc[0]))
             heading = f"{metric.name} {_arrow(metric.higher_is_better)}" + (" (primary)" if metric.primary else "")
             rows.append([heading] + cells)
         n = len(res.items[(res.runs[0].name, t.name)])
@@ -138,7 +183,42 @@ def performance_tables(res: StudyResults) -> str:
             "",
             "; ".join(f"*{x.name}*: {x.description}" for x in task.metrics) + ".",
         ]
+        # Tasks whose scorer records how each answer was found (OpenMath) show the shares.
+        if any("answer_source" in it for it in res.items[(res.runs[0].name, t.name)]):
+            parts += ["", answer_sources_table(res, t.name)]
     return "\n".join(parts)
+
+
+ANSWER_SOURCE_LABELS = {
+    "boxed": "\\boxed{}",
+    "answer_is": '"the answer is" / "####"',
+    "last_number": "last number",
+    "none": "no number",
+}
+
+
+def answer_sources_table(res: StudyResults, task: str) -> str:
+    """How each method's answers were found, as shares of its outputs (all seeds)."""
+    rows = []
+    for method in res.methods:
+        items = [it for r in res.method_runs(method) for it in res.items[(r.name, task)]]
+        sources = [it.get("answer_source") for it in items]
+        if any(s is None for s in sources):
+            return "How answers were found is not recorded for every method; rerun the evaluation with --force."
+        counts = {s: sources.count(s) for s in ANSWER_SOURCE_LABELS}
+        cells = [f"{100 * counts[s] / len(items):.0f}% ({counts[s]})" for s in ANSWER_SOURCE_LABELS]
+        rows.append([label(method)] + cells + [str(sum(bool(it.get("non_finite")) for it in items))])
+    header = ["method"] + list(ANSWER_SOURCE_LABELS.values()) + ["too large for a float"]
+    return "\n".join(
+        [
+            table(header, rows),
+            "",
+            "Where each output's final answer was read, in the order the rules are tried: the last non-empty "
+            '\\boxed{} (its content only, even when it is not a number), the number after "the answer is" or '
+            '"####", then the last number in the text. A number too large for a float is not graded and counts '
+            "as no answer.",
+        ]
+    )
 
 
 def comparisons_table(res: StudyResults) -> str:
@@ -146,40 +226,74 @@ def comparisons_table(res: StudyResults) -> str:
     if c.empty:
         return "## Comparisons\n\nOnly one method: nothing to compare."
     rep = res.cfg.report
+    seeded = bool((c["n_seeds"] > 1).any())
     rows = []
     for _, r in c.iterrows():
         v = conclusions.verdict(r, rep.alpha, rep.confidence)
-        rows.append(
-            [
-                f"{tasks.get(r.task).title}",
-                f"{r.metric} {_arrow(r.higher_is_better)}",
-                f"{label(r.method_a)} \u2212 {label(r.method_b)}",
-                num(r.delta),
-                f"[{num(r.ci_low)}, {num(r.ci_high)}]",
-                _p(r.p_value),
-                _p(r.p_holm),
-                r.test.replace("_", " "),
-                f"\u00b1{num(r.mdd)}",
-                str(int(r.n)),
-                v.kind,
-            ]
-        )
+        row = [
+            f"{tasks.get(r.task).title}",
+            f"{r.metric} {_arrow(r.higher_is_better)}",
+            f"{label(r.method_a)} \u2212 {label(r.method_b)}",
+            num(r.delta),
+            _difference_interval(r),
+            _p(r.p_value),
+            _p(r.p_holm),
+            conclusions.TEST_NAMES[r.test],
+            f"{r.alpha_effective:.2g}",
+            _mdd_cell(r),
+            str(int(r.n)),
+        ]
+        if seeded:
+            row.append(f"{num(r.seed_delta_min)} to {num(r.seed_delta_max)}")
+        rows.append(row + [v.kind])
+    header = ["task", "metric", "A \u2212 B", "\u0394", "CI", "p", "p (Holm)", "test", "Holm level", "MDD", "n"]
+    header += ["per-seed \u0394"] if seeded else []
     return "\n".join(
         [
             "## Comparisons",
             "",
-            f"Paired differences on the same items (method A \u2212 method B), with a paired bootstrap "
-            f"{rep.confidence:.0%} "
-            "interval. p-values: exact McNemar for 0/1 scores, a paired permutation test for continuous ones "
-            f"(F1, or scores averaged over seeds); Holm-adjusted across all {len(c)} comparisons. "
-            "MDD: the smallest difference this n detects with 80% power at the same level.",
+            _comparisons_caption(res),
             "",
-            table(
-                ["task", "metric", "A \u2212 B", "\u0394", "CI", "p", "p (Holm)", "test", "MDD", "n", "verdict"],
-                rows,
-                ["l", "l", "l", "r", "r", "r", "r", "l", "r", "r", "l"],
-            ),
+            table(header + ["verdict"], rows, ["l", "l", "l"] + ["r"] * 4 + ["l"] + ["r"] * (len(header) - 8) + ["l"]),
         ]
+    )
+
+
+def _mdd_cell(r) -> str:
+    if pd.isna(r.mdd):
+        return "n/a (no spread)"
+    if r.mdd >= 1.0 and tasks.get(r.task).metric(r.metric).is_fraction:
+        return f"\u00b1{num(r.mdd)} (beyond \u00b11: none detectable)"
+    return f"\u00b1{num(r.mdd)}"
+
+
+def _difference_interval(r) -> str:
+    if r.ties == "all_tied":
+        return f"all {int(r.n)} tied [{num(r.ci_low)}, {num(r.ci_high)}]"
+    if pd.isna(r.ci_low) or r.ci_low == r.ci_high:
+        return "none (every item differs equally)"
+    return f"[{num(r.ci_low)}, {num(r.ci_high)}]"
+
+
+def _comparisons_caption(res: StudyResults) -> str:
+    """What each row's test and interval are, built from the tests the rows use."""
+    c, rep = res.comparisons, res.cfg.report
+    metrics = {test: ", ".join(dict.fromkeys(c[c.test == test].metric)) for test in dict.fromkeys(c.test)}
+    described = {
+        "mcnemar_exact": "the exact McNemar test with an exact interval that excludes 0 exactly when the test "
+        "rejects (Clopper\u2013Pearson for the discordant pairs' direction and rate, hence conservative)",
+        "paired_permutation": "a paired permutation (sign-flip) test with a percentile paired bootstrap interval",
+        "seed_item_t": "with several seeds, a t test and interval whose variance adds the seed-to-seed variance of "
+        "the per-seed difference to item sampling (Welch\u2013Satterthwaite degrees of freedom)",
+    }
+    tests = "; ".join(f"{described[test]} for {names}" for test, names in metrics.items())
+    return (
+        f"Paired differences on the same items (method A \u2212 method B), {rep.confidence:.0%} intervals. Each "
+        f"metric declares its test rather than having it guessed from its values: {tests}. p (Holm): adjusted "
+        f"across all {len(c)} comparisons. Holm level: the level a comparison's own p must fall below to be "
+        "significant after the correction. MDD: the difference detectable with 80% power at that level (a t "
+        "approximation from the observed standard error of \u0394); n/a where every item differs by the same "
+        "amount. Where every item ties, the interval bounds the share of items that could differ."
     )
 
 

@@ -2,8 +2,12 @@
 docs/design.md): metrics.csv, comparisons.csv and resources.csv. Reads what the train and evaluate steps
 wrote; never trains or evaluates.
 
-With several seeds, a method's per-item score is its mean over seeds, so intervals and
-paired tests are over items; the spread across seeds is reported beside them.
+A metric's value is its mean over items (per-item scores averaged over seeds), with an
+exact interval for 0/1 metrics of one run and a bootstrap interval over items otherwise;
+the spread across seeds is reported beside it. A comparison uses the test its metric
+declares; with several seeds it uses a test whose variance adds seed-to-seed variance to
+item sampling (lorastudy.stats.seed_item_t). Every comparison also records the level its
+own p-value must reach under Holm's correction, and the detectable difference at that level.
 """
 
 from __future__ import annotations
@@ -70,9 +74,13 @@ class StudyResults:
 
     def item_scores(self, method: str, task: str, metric: str) -> np.ndarray:
         """Per-item scores of a method, averaged over its seeds' runs."""
+        return np.mean(self.run_scores(method, task, metric), axis=0)
+
+    def run_scores(self, method: str, task: str, metric: str) -> np.ndarray:
+        """Per-item scores of a method, one row per seed's run: (runs, items)."""
         key = tasks.get(task).metric(metric).key
         per_run = [[it["scores"][key] for it in self.items[(r.name, task)]] for r in self.method_runs(method)]
-        return np.mean(np.array(per_run, dtype=float), axis=0)
+        return np.array(per_run, dtype=float).reshape(len(per_run), -1)
 
 
 def load(cfg: StudyConfig, paths: StudyPaths) -> StudyResults:
@@ -110,48 +118,93 @@ def _check_aligned(items: dict, runs: list[Run], cfg: StudyConfig) -> None:
 
 
 def metric_table(res: StudyResults) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rep = res.cfg.report
     rows, seed_rows = [], []
     for method, t in itertools.product(res.methods, res.cfg.tasks):
         task = tasks.get(t.name)
+        runs = res.method_runs(method)
         for metric in task.metrics:
-            runs = res.method_runs(method)
-            if metric.aggregation == "mean":
-                scores = res.item_scores(method, t.name, metric.name)
-                value, low, high = stats.bootstrap_ci(
-                    scores, n_resamples=rep.bootstrap_resamples, confidence=rep.confidence, seed=0
-                )
-                n = len(scores)
-                per_seed = [metric.aggregate(res.items[(r.name, t.name)]) for r in runs]
-            else:  # a median over the items where the score is defined (e.g. outputs with a number)
-                errors = np.array([v for r in runs for v in metric.values(res.items[(r.name, t.name)])], dtype=float)
-                if errors.size == 0:
-                    continue  # undefined: no output had a number; the report says so
-                value, low, high = stats.bootstrap_ci(
-                    errors, n_resamples=rep.bootstrap_resamples, confidence=rep.confidence, seed=0, statistic=np.median
-                )
-                n = errors.size
-                per_seed = [v for r in runs if (v := metric.aggregate(res.items[(r.name, t.name)])) is not None]
-            summary = stats.seed_summary(per_seed) if per_seed else {"sd": None, "n_seeds": 0}
+            if metric.aggregation == "median":
+                row, per_seed = _median_row(res, method, t.name, metric)
+            else:
+                row, per_seed = _mean_row(res, method, t.name, metric)
+            if row is None:
+                continue  # undefined: no output had a value; the report says so
+            summary = stats.seed_summary([v for v in per_seed if v is not None])
             rows.append(
                 {
                     "method": method,
                     "task": t.name,
                     "metric": metric.name,
-                    "value": value,
-                    "ci_low": low,
-                    "ci_high": high,
-                    "n": n,
+                    **row,
                     "higher_is_better": metric.higher_is_better,
                     "primary": metric.primary,
                     "is_fraction": metric.is_fraction,
-                    "n_seeds": summary["n_seeds"],
+                    "n_seeds": len(runs),
                     "seed_sd": summary["sd"],
                 }
             )
             for r, v in zip(runs, per_seed):
-                seed_rows.append({"method": method, "seed": r.seed, "task": t.name, "metric": metric.name, "value": v})
+                if v is not None:
+                    seed_rows.append(
+                        {"method": method, "seed": r.seed, "task": t.name, "metric": metric.name, "value": v}
+                    )
     return pd.DataFrame(rows), pd.DataFrame(seed_rows)
+
+
+def _mean_row(res: StudyResults, method: str, task: str, metric) -> tuple[dict, list[float]]:
+    """Mean over items with its interval: exact for a 0/1 metric of one run, a bound on the
+    share of items that could differ when every item scored the same (never [x, x]), else a
+    percentile bootstrap over items of the seed-averaged scores."""
+    rep = res.cfg.report
+    runs = res.run_scores(method, task, metric.name)
+    scores = runs.mean(axis=0)
+    identical = bool(np.all(scores == scores[0]))
+    if metric.is_binary and len(runs) == 1:
+        value, low, high = stats.proportion_ci(scores, confidence=rep.confidence)
+        interval = "exact"
+    elif identical and metric.is_fraction:
+        value = float(scores[0])
+        low, high = stats.identical_scores_ci(value, len(scores), confidence=rep.confidence)
+        interval = "bound"
+    else:
+        value, low, high = stats.bootstrap_ci(
+            scores, n_resamples=rep.bootstrap_resamples, confidence=rep.confidence, seed=0
+        )
+        interval = "bootstrap"
+    row = {"value": value, "ci_low": low, "ci_high": high, "n": len(scores), "interval": interval}
+    row.update(identical=identical, n_items=len(scores), n_items_with_value=len(scores), n_outputs=runs.size)
+    return row, [float(v) for v in runs.mean(axis=1)]
+
+
+def _median_row(res: StudyResults, method: str, task: str, metric) -> tuple[dict | None, list[float | None]]:
+    """Median over every output (item x seed) that has a value, with an interval from
+    resampling items; n is the number of outputs the median is taken over."""
+    rep = res.cfg.report
+    runs = res.method_runs(method)
+    key = metric.key
+    values = np.array(
+        [
+            [np.nan if it["scores"].get(key) is None else it["scores"][key] for it in res.items[(r.name, task)]]
+            for r in runs
+        ],
+        dtype=float,
+    ).T  # (items, runs)
+    present = ~np.isnan(values)
+    if not present.any():
+        return None, []
+    value, low, high = stats.cluster_bootstrap_ci(
+        values, n_resamples=rep.bootstrap_resamples, confidence=rep.confidence, seed=0
+    )
+    row = {"value": value, "ci_low": low, "ci_high": high, "n": int(present.sum()), "interval": "bootstrap"}
+    row.update(
+        identical=bool(np.ptp(values[present]) == 0),
+        n_items=values.shape[0],
+        n_items_with_value=int(present.any(axis=1).sum()),
+        n_outputs=values.size,
+    )
+    # One value per run, None for a run in which no output had one.
+    per_seed = [float(np.median(col[~np.isnan(col)])) if (~np.isnan(col)).any() else None for col in values.T]
+    return row, per_seed
 
 
 # ------------------------------------------------------------------------- comparisons.csv
@@ -164,8 +217,17 @@ def comparison_table(res: StudyResults) -> pd.DataFrame:
         for metric in tasks.get(t.name).metrics:
             if not metric.compared:
                 continue
-            x, y = res.item_scores(a, t.name, metric.name), res.item_scores(b, t.name, metric.name)
-            result = stats.compare_paired(x, y, n_resamples=rep.bootstrap_resamples, confidence=rep.confidence, seed=0)
+            x, y = res.run_scores(a, t.name, metric.name), res.run_scores(b, t.name, metric.name)
+            result = stats.compare_paired(
+                x,
+                y,
+                test=metric.test,
+                n_resamples=rep.bootstrap_resamples,
+                confidence=rep.confidence,
+                seed=0,
+                scale=(0.0, 1.0) if metric.is_fraction else None,
+            )
+            seed_deltas = result.pop("seed_deltas")
             rows.append(
                 {
                     "task": t.name,
@@ -173,17 +235,27 @@ def comparison_table(res: StudyResults) -> pd.DataFrame:
                     "method_a": a,
                     "method_b": b,
                     **result,
-                    "n": len(x),
+                    "n": x.shape[1],
                     "higher_is_better": metric.higher_is_better,
                     "primary": metric.primary,
-                    "mdd": stats.min_detectable_difference(x - y, alpha=rep.alpha),
+                    "n_seeds": max(len(x), len(y)),
+                    "trained": sum(res.trained(m) for m in (a, b)),
+                    "seed_delta_min": min(seed_deltas),
+                    "seed_delta_max": max(seed_deltas),
                 }
             )
     table = pd.DataFrame(rows)
     if not table.empty:
         # Holm over every comparison in the study: the family a reader scans for "significant".
-        table["p_holm"] = stats.holm(table["p_value"].to_numpy())
+        p = table["p_value"].to_numpy()
+        table["p_holm"] = stats.holm(p)
         table["significant"] = table["p_holm"] < rep.alpha
+        # The level each comparison's own p must reach under Holm, and the difference it detects there.
+        table["alpha_effective"] = stats.holm_effective_levels(p, rep.alpha)
+        table["mdd"] = [
+            stats.detectable_difference(se, df, alpha=level)
+            for se, df, level in zip(table["se"], table["df"], table["alpha_effective"])
+        ]
     return table
 
 

@@ -44,6 +44,11 @@ class Metric:
     def compared(self) -> bool:
         return self.test is not None
 
+    @property
+    def is_binary(self) -> bool:
+        """0/1 per item: its one-run interval is exact and agrees with the exact McNemar test."""
+        return self.test == "mcnemar_exact"
+
     def values(self, items: list[dict]) -> list[float]:
         """The per-item scores this metric aggregates: every item's for a mean, the defined
         ones for a median."""

@@ -4,10 +4,11 @@ pool scored by exact match of the final numeric answer."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable
 
 from .. import synthetic
-from ..metrics import extract_number, numbers_match, parse_expected_answer
+from ..metrics import answer_matches, extract_answer, parse_expected_answer
 from . import Cleaned, HubSource, Metric, Task, chat_prompt, text
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -42,14 +43,19 @@ def clean(rows: Iterable[dict]) -> Cleaned:
 
 def score(row: dict, output: str) -> dict:
     expected = parse_expected_answer(row["expected_answer"])
-    extracted = extract_number(output)
+    answer = extract_answer(output)
+    error = None if answer.value is None else abs(answer.value - expected)
     return {
-        "extracted": extracted,
+        "extracted": answer.value,
+        # How the answer was found (boxed, answer_is, last_number, none), so the report can
+        # show how often each rule decided; non_finite: a number too large for a float.
+        "answer_source": answer.source,
+        "non_finite": answer.non_finite,
         "references": [row["expected_answer"]],
         "scores": {
-            "exact_match": float(numbers_match(extracted, expected)),
-            "no_answer_rate": float(extracted is None),
-            "abs_error": None if extracted is None else abs(extracted - expected),
+            "exact_match": float(answer_matches(answer, row["expected_answer"])),
+            "no_answer_rate": float(answer.value is None),
+            "abs_error": error if error is not None and math.isfinite(error) else None,
         },
     }
 
@@ -61,12 +67,18 @@ TASK = Task(
     kind="generate",
     metrics=(
         Metric("exact_match", True, True, "share of items whose answer matches a reference exactly", primary=True),
-        Metric("no_answer_rate", False, True, "share of outputs with no number in them"),
+        Metric(
+            "no_answer_rate",
+            False,
+            True,
+            "share of outputs from which no finite number was read (including a \\boxed{} holding no number)",
+        ),
         Metric(
             "median_abs_error",
             False,
             False,
-            "median absolute error of the extracted number, over outputs that have one",
+            "median absolute error of the extracted number, over the outputs (items \u00d7 seeds) that "
+            "have a finite one",
             aggregation="median",
             test=None,
             item_key="abs_error",
