@@ -208,7 +208,7 @@ def test_a_changed_scorer_redoes_evaluation_and_report_not_training(baseline, tm
         handle.write("    return 0.5 * squad_f1_official(prediction, references)\n")
     rescored = run(root, env=env)
     assert ran_and_skipped(rescored.stdout) == (STEPS[2:], STEPS[:2]), rescored.stdout
-    assert "03_evaluate-lora: running 03_evaluate.ipynb (code changed: metrics.squad_f1" in rescored.stdout
+    assert "03_evaluate-lora: running 03_evaluate.ipynb (task declarations changed: squad.code" in rescored.stdout
     assert "04_report: running 04_report.ipynb (03_evaluate-base, 03_evaluate-lora were redone since)" in (
         rescored.stdout
     )
