@@ -19,10 +19,23 @@ def tiny_model() -> Path:
     return path
 
 
+def link_models(root: Path, *models: Path) -> Path:
+    """Make `root` a folder to run studies in, with built models linked in rather than rebuilt."""
+    folder = root / "runs" / "_models"
+    folder.mkdir(parents=True, exist_ok=True)
+    for model in models:
+        if not (folder / model.name).exists():
+            os.symlink(model, folder / model.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def study_folder(tiny_model: Path):
+    """A function that makes a folder ready to run a study in (the tiny model linked in)."""
+    return lambda root: link_models(Path(root), tiny_model)
+
+
 @pytest.fixture
-def study_root(tmp_path: Path, tiny_model: Path) -> Path:
+def study_root(tmp_path: Path, study_folder) -> Path:
     """A folder to run a study in, with the built tiny model linked in rather than rebuilt."""
-    models = tmp_path / "runs" / "_models"
-    models.mkdir(parents=True)
-    os.symlink(tiny_model, models / tiny_model.name)
-    return tmp_path
+    return study_folder(tmp_path)

@@ -49,10 +49,9 @@ report: {{examples: 2}}
 """
 
 
-def new_root(path: Path, tiny_model: Path, copy_of: Path | None = None) -> Path:
+def new_root(path: Path, study_folder, copy_of: Path | None = None) -> Path:
     """A study folder with the built model linked in, and a copy of another root's study."""
-    (path / "runs" / "_models").mkdir(parents=True)
-    (path / "runs" / "_models" / tiny_model.name).symlink_to(tiny_model)
+    study_folder(path)
     (path / "params.yaml").write_text(PARAMS)
     if copy_of is not None:
         shutil.copytree(copy_of / "runs" / STUDY, path / "runs" / STUDY, symlinks=True)
@@ -131,9 +130,9 @@ class Baseline:
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory, tiny_model) -> Baseline:
+def baseline(tmp_path_factory, study_folder) -> Baseline:
     """One uninterrupted run; while it runs, a second run of the same study is started."""
-    root = new_root(tmp_path_factory.mktemp("baseline"), tiny_model)
+    root = new_root(tmp_path_factory.mktemp("baseline"), study_folder)
     first = start(root)
     wait_until_running(root, "01_data", first)
     begin = time.perf_counter()
@@ -163,8 +162,8 @@ def test_a_second_run_of_a_running_study_exits_3_and_the_first_finishes_intact(b
 
 
 @pytest.mark.parametrize("stopped_in", ["01_data", "02_train-lora", "03_evaluate-lora", "04_report"])
-def test_a_force_run_stopped_anywhere_is_completed_into_one_chain(baseline, tmp_path, tiny_model, stopped_in):
-    root = new_root(tmp_path, tiny_model, copy_of=baseline.root)
+def test_a_force_run_stopped_anywhere_is_completed_into_one_chain(baseline, tmp_path, study_folder, stopped_in):
+    root = new_root(tmp_path, study_folder, copy_of=baseline.root)
     forced = start(root, "--force")
     wait_until_running(root, stopped_in, forced)
     time.sleep(0.5)  # into the step, not at its first instant
@@ -197,8 +196,8 @@ def edit(lib: Path, module: str, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new, 1))
 
 
-def test_a_changed_scorer_redoes_evaluation_and_report_not_training(baseline, tmp_path, tiny_model):
-    root = new_root(tmp_path / "study", tiny_model, copy_of=baseline.root)
+def test_a_changed_scorer_redoes_evaluation_and_report_not_training(baseline, tmp_path, study_folder):
+    root = new_root(tmp_path / "study", study_folder, copy_of=baseline.root)
     lib = changed_checkout(tmp_path / "checkout")
     env = {**os.environ, "PYTHONPATH": str(lib)}
     # SQuAD F1 halved: a scorer change whose effect is visible in the results.
@@ -230,8 +229,8 @@ def test_a_changed_scorer_redoes_evaluation_and_report_not_training(baseline, tm
     assert_one_chain(root)
 
 
-def test_a_run_after_a_killed_run_takes_over_its_lock(baseline, tmp_path, tiny_model):
-    root = new_root(tmp_path, tiny_model, copy_of=baseline.root)
+def test_a_run_after_a_killed_run_takes_over_its_lock(baseline, tmp_path, study_folder):
+    root = new_root(tmp_path, study_folder, copy_of=baseline.root)
     # Only the report is out of date for this setting, so the killed run is killed in it.
     killed = start(root, "-p", "report.examples=1")
     wait_until_running(root, "04_report", killed)

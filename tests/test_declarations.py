@@ -75,6 +75,7 @@ def declared():
         yield
 
 
+@pytest.mark.slow
 def test_a_task_and_a_method_declared_in_a_test_reach_every_result_table(declared, study_root):
     overrides = {
         "methods": ["base", "lora", "lora-r4"],

@@ -95,6 +95,7 @@ def test_run_task_scores_squad_and_openmath(model_and_tokenizer):
     assert math["items_per_s"] > 0
 
 
+@pytest.mark.slow
 def test_eval_command_writes_the_task_metrics(tiny_model, tmp_path):
     data = tmp_path / "arc.jsonl"
     write_jsonl(data, synthetic.arc_rows(8, 3))

@@ -59,10 +59,8 @@ report: {{examples: 4}}
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, tiny_model):
-    root = tmp_path_factory.mktemp("faults")
-    (root / "runs" / "_models").mkdir(parents=True)
-    (root / "runs" / "_models" / tiny_model.name).symlink_to(tiny_model)
+def finished(tmp_path_factory, study_folder):
+    root = study_folder(tmp_path_factory.mktemp("faults"))
     params = small_study(root)
     result = lorastudy("run", str(params), "--root", str(root))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -72,6 +70,7 @@ def finished(tmp_path_factory, tiny_model):
 # ------------------------------------------------------------------------- untrusted text
 
 
+@pytest.mark.slow
 def test_markup_in_data_and_outputs_comes_out_escaped(finished):
     root, _ = finished
     html = (root / "rendered" / "faults.html").read_text()
@@ -88,6 +87,7 @@ def test_markup_in_data_and_outputs_comes_out_escaped(finished):
 # ------------------------------------------------------------------------- resume and force
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_steps_and_redoes_changed_ones(finished):
     root, params = finished
     start = time.perf_counter()
@@ -100,6 +100,7 @@ def test_rerun_skips_finished_steps_and_redoes_changed_ones(finished):
     assert changed.stdout.count("skipped") == 2 and "[3/3] 04_report: running" in changed.stdout
 
 
+@pytest.mark.slow
 def test_force_redoes_every_step(finished):
     root, params = finished
     forced = lorastudy("run", str(params), "--root", str(root), "--force")
@@ -107,9 +108,9 @@ def test_force_redoes_every_step(finished):
     assert "skipped" not in forced.stdout and forced.stdout.count(": finished in") == 3
 
 
-def test_an_interrupted_step_leaves_nothing_that_looks_complete(tmp_path, tiny_model):
-    (tmp_path / "runs" / "_models").mkdir(parents=True)
-    (tmp_path / "runs" / "_models" / tiny_model.name).symlink_to(tiny_model)
+@pytest.mark.slow
+def test_an_interrupted_step_leaves_nothing_that_looks_complete(study_root):
+    tmp_path = study_root
     params = small_study(tmp_path, "interrupted")
     study = tmp_path / "runs" / "interrupted"
     proc = subprocess.Popen(
@@ -135,15 +136,15 @@ def test_an_interrupted_step_leaves_nothing_that_looks_complete(tmp_path, tiny_m
     assert "01_data: done already" in resumed.stdout and "03_evaluate-base: running" in resumed.stdout
 
 
-def test_a_failing_notebook_stops_the_run_with_its_error(tmp_path, tiny_model):
+@pytest.mark.slow
+def test_a_failing_notebook_stops_the_run_with_its_error(study_root):
+    tmp_path = study_root
     params = small_study(tmp_path, "failing")
     bad = [
         {"id": f"x{i}", "question": "Q?", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "Z"}
         for i in range(4)
     ]
     write_jsonl(tmp_path / "data" / "arc_challenge.jsonl", bad)
-    (tmp_path / "runs" / "_models").mkdir(parents=True)
-    (tmp_path / "runs" / "_models" / tiny_model.name).symlink_to(tiny_model)
     result = lorastudy("run", str(params), "--root", str(tmp_path), "-p", "tasks.arc_challenge.n=null")
     assert result.returncode == 1
     assert "step 01_data failed" in result.stderr and "tasks.arc_challenge: no usable items" in result.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 
@@ -15,6 +16,8 @@ from lorastudy.data import prepare  # noqa: E402
 from lorastudy.evaluate import evaluate  # noqa: E402
 from lorastudy.files import StudyPaths  # noqa: E402
 from lorastudy.train import train  # noqa: E402
+
+pytestmark = pytest.mark.slow  # runs studies end to end (minutes)
 
 ROOT = Path(__file__).resolve().parents[1]
 

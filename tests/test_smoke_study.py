@@ -16,9 +16,10 @@ import pytest
 from lorastudy.config import load_config
 from lorastudy.evaluate import evaluate
 from lorastudy.files import StudyPaths, read_json, read_jsonl
-from lorastudy.models import tiny_model_dir
 from lorastudy.results import COMPARISON_COLUMNS, METRIC_COLUMNS, RESOURCE_COLUMNS
 from lorastudy.train import train
+
+pytestmark = pytest.mark.slow  # runs studies end to end (minutes)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -34,10 +35,8 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory, tiny_model):
-    root = tmp_path_factory.mktemp("smoke")
-    (root / "runs" / "_models").mkdir(parents=True)
-    (root / "runs" / "_models" / tiny_model.name).symlink_to(tiny_model)
+def smoke(tmp_path_factory, study_folder):
+    root = study_folder(tmp_path_factory.mktemp("smoke"))
     start = time.perf_counter()
     result = run(root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -140,15 +139,12 @@ def test_a_finished_study_reruns_in_seconds(smoke):
     assert time.perf_counter() - start < 60
 
 
-def test_same_params_same_machine_same_metrics(smoke, tmp_path):
+def test_same_params_same_machine_same_metrics(smoke, study_root):
     """Retrain and re-evaluate LoRA from the same data: identical metrics and outputs."""
     root, _ = smoke
-    cfg = load_config(SMOKE, root=tmp_path)
-    paths = StudyPaths(tmp_path, cfg.study)
+    cfg = load_config(SMOKE, root=study_root)
+    paths = StudyPaths(study_root, cfg.study)
     shutil.copytree(root / "runs" / "smoke" / "data", paths.data)
-    paths.models.mkdir(parents=True)
-    tiny = tiny_model_dir(root / "runs" / "_models")
-    tiny_model_dir(paths.models).symlink_to(tiny.resolve())
     first = StudyPaths(root, "smoke")
     again = train(cfg, cfg.run("lora", 0), paths, log=lambda _: None)
     assert again["final_loss"] == read_json(first.train_json("lora"))["final_loss"]

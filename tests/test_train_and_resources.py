@@ -78,6 +78,7 @@ def test_peak_memory_is_reset_between_phases():
     assert big.peak["peak_rss_bytes"] - small.peak["peak_rss_bytes"] > 32 * 2**20
 
 
+@pytest.mark.slow
 def test_training_records_measured_resources(small_study):
     cfg, paths = small_study
     record = train(cfg, cfg.run("qlora", 0), paths, log=lambda _: None)
@@ -89,6 +90,7 @@ def test_training_records_measured_resources(small_study):
     assert losses[0].startswith("step,epoch,loss") and len(losses) == 4
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_training_with_advice(small_study):
     cfg, paths = small_study
     cfg = load_config(
@@ -113,6 +115,7 @@ def test_the_loss_callback_rejects_nan_and_inf():
             _trainer_callback([], lambda _: None, 10).on_log(Args(), State(), None, logs={"loss": bad})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "qlora"])
 def test_gradient_checkpointing_trains_the_adapter(small_study, method):
     """Checkpointed blocks get inputs that require grad, so LoRA weights still receive gradients."""

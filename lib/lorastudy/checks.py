@@ -71,10 +71,12 @@ def local_data_problems(cfg: StudyConfig) -> list[str]:
 def device_problems(cfg: StudyConfig, allow_cpu: bool) -> list[str]:
     """A hub model is a real study: on a machine without CUDA it would run for days, so it
     needs the user's explicit --allow-cpu."""
+    hub = not cfg.model.name.startswith("builtin:") and not is_local(cfg.model.name)
+    if not hub or allow_cpu:
+        return []
     import torch
 
-    hub = not cfg.model.name.startswith("builtin:") and not is_local(cfg.model.name)
-    if hub and not allow_cpu and not torch.cuda.is_available():
+    if not torch.cuda.is_available():
         return [
             f"model.name: {cfg.model.name} is a hub model and this machine has no CUDA device; a study of it on "
             f"the CPU takes many hours (see the plan `lorastudy check` prints): pass --allow-cpu to run it anyway"

@@ -24,15 +24,17 @@ def _overrides(items: list[str]) -> dict:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    import torch
-
-    from . import estimate
     from .checks import check_study, device_problems
-    from .models import model_folder
 
     start = time.perf_counter()
     cfg = load_config(args.params, _overrides(args.param), root=args.root)
     check_study(cfg)
+    # torch and the model code only once the parameters are valid: a bad file is answered at once.
+    import torch
+
+    from . import estimate
+    from .models import model_folder
+
     problems = device_problems(cfg, args.allow_cpu)
     device = estimate.CUDA if torch.cuda.is_available() else estimate.CPU
     n_params = estimate.parameters(cfg, model_folder(cfg.model, Path(args.root) / "runs" / "_models", cfg.resolve))
