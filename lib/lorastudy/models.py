@@ -16,13 +16,18 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from .config import BUILTIN_MODEL, ModelConfig, QuantConfig, is_local
 from .files import atomic_path
 from .resources import device
 
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+def torch_dtype(name: str):
+    """The torch dtype a params file names (bfloat16, float16, float32); torch is imported here,
+    not on import, so the data and report steps do without it."""
+    import torch
+
+    return getattr(torch, name)
+
 
 # Bump when the tiny model's recipe changes, so cached builds are not reused.
 TINY_VERSION = 3
@@ -114,7 +119,7 @@ def quantization_config(quant: QuantConfig):
         load_in_4bit=True,
         bnb_4bit_quant_type=quant.quant_type,
         bnb_4bit_use_double_quant=quant.double_quant,
-        bnb_4bit_compute_dtype=DTYPES[quant.compute_dtype],
+        bnb_4bit_compute_dtype=torch_dtype(quant.compute_dtype),
     )
 
 
@@ -123,7 +128,7 @@ def load_model(path: str, model: ModelConfig, quant: QuantConfig | None = None):
     from transformers import AutoModelForCausalLM
 
     kwargs = dict(
-        dtype=DTYPES[model.dtype],
+        dtype=torch_dtype(model.dtype),
         device_map=device(),
         use_safetensors=True,
         trust_remote_code=model.trust_remote_code,
@@ -203,6 +208,7 @@ def build_tokenizer(texts: list[str]):
 
 def build_tiny_model(out_dir: Path, log: Callable[[str], None] = print) -> Path:
     """Train the tokenizer, pretrain a tiny Qwen3 on synthetic domain text, save it."""
+    import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     from .synthetic import pretraining_texts

@@ -521,6 +521,30 @@ def steps_table(chain: list[dict]) -> str:
             "its identity changes, and a redone step has a new run.",
             "",
             table(["step", "identity", "run", "built from", "finished"], rows, ["l", "l", "l", "l", "l"]),
+            "",
+            time_by_step(steps),
+        ]
+    )
+
+
+def time_by_step(steps: list[dict]) -> str:
+    """Where each step's time went, each in its own process: starting the kernel, imports and
+    setup, the step's work, stopping the kernel (from the executed notebooks)."""
+    keys = ["kernel_start_s", "imports_s", "work_s", "kernel_stop_s", "wall_s"]
+    timed = [row for row in steps if row.get("timing")]
+    if not timed:
+        return "The steps' records hold no timing (they were run by an older lorastudy)."
+    rows = [[row["step"]] + [f"{row['timing'].get(k, float('nan')):,.1f}" for k in keys] for row in timed]
+    total = [sum(row["timing"].get(k, 0.0) for row in timed) for k in keys]
+    rows.append(["all steps above"] + [f"{t:,.1f}" for t in total])
+    return "\n".join(
+        [
+            "Time by step, in seconds (each step runs in its own kernel, so each peak memory is its own):",
+            "",
+            table(["step", "kernel start", "imports and setup", "work", "kernel stop", "wall"], rows),
+            "",
+            "This report's own step and the rendering are timed in `results/steps.csv`, written once the "
+            "report is rendered.",
         ]
     )
 

@@ -15,17 +15,24 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the report step needs none of it
+    import torch
+
 
 MB = 1024 * 1024
 
 
 def device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def device_name() -> str:
+    import torch
+
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     import platform
@@ -54,11 +61,15 @@ def rss_bytes() -> int:
 
 def synchronize() -> None:
     """Wait for queued CUDA work, so a timer or a memory reading covers the work, not its launch."""
+    import torch
+
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
 def reset_peak() -> None:
+    import torch
+
     synchronize()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -71,6 +82,8 @@ def reset_peak() -> None:
 
 def peak_bytes() -> dict[str, int | str]:
     """The peak since the last reset_peak(): CUDA allocated/reserved, or CPU RSS."""
+    import torch
+
     synchronize()
     if torch.cuda.is_available():
         return {
@@ -90,6 +103,8 @@ def _peak_rss() -> int:
 
 
 def current_bytes() -> dict[str, int]:
+    import torch
+
     out = {"rss_bytes": rss_bytes()}
     if torch.cuda.is_available():
         out["cuda_allocated_bytes"] = torch.cuda.memory_allocated()
@@ -152,6 +167,8 @@ class PeakSampler:
 
 def device_used_bytes() -> int:
     """The GPU's used memory, all of it (cudaMemGetInfo): allocator, managed memory, context."""
+    import torch
+
     free, total = torch.cuda.mem_get_info()
     return total - free
 
@@ -159,6 +176,8 @@ def device_used_bytes() -> int:
 @contextmanager
 def measure() -> Iterator[Phase]:
     """Time a block and record its peak memory (on a GPU, its used memory sampled as well)."""
+    import torch
+
     phase = Phase()
     reset_peak()
     sampler = PeakSampler(device_used_bytes) if torch.cuda.is_available() else nullcontext()
@@ -179,6 +198,8 @@ def measure() -> Iterator[Phase]:
 def logical_numel(param: torch.nn.Parameter) -> int:
     """Parameters a weight stands for: bitsandbytes packs two 4-bit values per byte and
     keeps the real shape in quant_state, so its .numel() undercounts by half or more."""
+    import torch
+
     quant_state = getattr(param, "quant_state", None)
     if quant_state is not None and getattr(quant_state, "shape", None) is not None:
         return int(torch.Size(quant_state.shape).numel())
@@ -202,6 +223,7 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
 def weights_bytes(model: torch.nn.Module) -> int:
     """Bytes the weights occupy: parameters and buffers, plus the quantization constants
     (absmax, the double-quantized absmax and its code) that bitsandbytes keeps beside them."""
+
     seen, total = set(), 0
 
     def add(tensor: torch.Tensor | None) -> None:

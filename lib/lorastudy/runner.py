@@ -269,7 +269,17 @@ def recorded_chain(cfg: StudyConfig, paths: StudyPaths) -> list[dict]:
             continue
         finished = record.get("finished") if step.id != REPORT else None
         run = record["run"] if step.id != REPORT else None
-        rows.append({"step": step.id, "identity": step_identity, "run": run, "inputs": consumed, "finished": finished})
+        timing = record.get("timing") if step.id != REPORT else None
+        rows.append(
+            {
+                "step": step.id,
+                "identity": step_identity,
+                "run": run,
+                "inputs": consumed,
+                "finished": finished,
+                "timing": timing,
+            }
+        )
     if problems:
         raise InconsistentRuns(
             "the recorded steps are not one consistent run, so no report is built from them "
@@ -330,6 +340,9 @@ def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity:
             cwd=str(NOTEBOOKS_DIR),
             progress_bar=False,
             stdout_file=sys.stdout,
+            # The outputs are in the notebook once its last cell ran: stop the kernel then,
+            # rather than wait seconds for it to wind down its libraries.
+            shutdown_kernel="immediate",
         )
     except PapermillExecutionError as exc:
         os.replace(running, failed)
@@ -341,6 +354,7 @@ def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity:
         raise
     os.replace(running, final)
     wall_s = time.perf_counter() - start
+    timing = {"wall_s": wall_s, **notebook_timing(final)}
     record = {
         "step": step.id,
         "identity": step_identity,
@@ -352,9 +366,50 @@ def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity:
         "started": started,
         "finished": _now(),
         "wall_s": wall_s,
+        "timing": timing,
     }
     atomic_write_json(record_path, record)
     return wall_s
+
+
+def notebook_timing(path: Path) -> dict[str, float]:
+    """Where an executed notebook's time went, from papermill's records: starting the kernel
+    (until its first cell), the first code cell after the parameters (imports and setup), the
+    cells after it (the step's work), and stopping the kernel."""
+    nb = json.loads(path.read_text())
+    cells = [
+        c for c in nb["cells"] if c["cell_type"] == "code" and c["metadata"].get("papermill", {}).get("start_time")
+    ]
+    tags = [set(c["metadata"].get("tags", [])) for c in cells]
+    body = [c for c, t in zip(cells, tags) if not t & {"parameters", "injected-parameters"}]
+    meta = nb["metadata"]["papermill"]
+
+    def at(stamp: str) -> float:
+        return datetime.fromisoformat(stamp).timestamp()
+
+    first, last = cells[0]["metadata"]["papermill"], cells[-1]["metadata"]["papermill"]
+    return {
+        "kernel_start_s": at(first["start_time"]) - at(meta["start_time"]),
+        "imports_s": body[0]["metadata"]["papermill"]["duration"] if body else 0.0,
+        "work_s": sum(c["metadata"]["papermill"]["duration"] for c in body[1:]),
+        "kernel_stop_s": at(meta["end_time"]) - at(last["end_time"]),
+    }
+
+
+def write_step_times(paths: StudyPaths, step_ids: list[str], render_s: float) -> Path:
+    """results/steps.csv: each step's time as its record holds it, and the rendering's."""
+    records = read_records(paths)
+    fields = ["kernel_start_s", "imports_s", "work_s", "kernel_stop_s", "wall_s"]
+    lines = ["step,started,finished," + ",".join(fields)]
+    for step in step_ids:
+        record = records.get(step, {})
+        timing = record.get("timing") or {"wall_s": record.get("wall_s")}
+        values = ["" if timing.get(f) is None else f"{timing[f]:.3f}" for f in fields]
+        lines.append(",".join([step, record.get("started", ""), record.get("finished", ""), *values]))
+    lines.append("render,,," + ",".join(["", "", "", "", f"{render_s:.3f}"]))
+    path = paths.results / "steps.csv"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
 
 
 def _now() -> str:
@@ -424,6 +479,8 @@ def run_study(
             log(f"{prefix}: running {step.notebook} ({reason})")
             wall_s = execute(step, paths, study, step_identity, consumed)
             log(f"{prefix}: finished in {wall_s:.1f} s")
+        render_start = time.perf_counter()
         html, md = render(paths, log)
+        write_step_times(paths, [s.id for s in steps], time.perf_counter() - render_start)
     log(f"study {cfg.study} done in {time.perf_counter() - total_start:.1f} s: {html} and {md}")
     return html, md
