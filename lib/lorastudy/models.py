@@ -1,10 +1,11 @@
-"""Loading the base model (16-bit or NF4 4-bit) and its tokenizer, and building the
-offline tiny Qwen3 base.
+"""Loading the base model (16-bit or NF4 4-bit) and its tokenizer, what a study needs to
+know of any model's chat format (its end tokens), and building the offline tiny Qwen3 base.
 
-The real study names a hub id (Qwen/Qwen3-0.6B). Without a network, `builtin:tiny-qwen3`
-builds a small Qwen3-architecture model and a byte-level BPE tokenizer with a chat template,
-pretrains it briefly on synthetic domain text, and saves it as an ordinary model folder,
-so both paths go through the same `from_pretrained` code.
+The real study names a hub id (Qwen/Qwen3-0.6B). Without a network, a study names a
+built-in model (builtin_models.py), built once into an ordinary model folder, so every path
+goes through the same `from_pretrained` code. `builtin:tiny-qwen3` is built here: a small
+Qwen3-architecture model and a byte-level BPE tokenizer with a chat template, pretrained
+briefly on synthetic domain text.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ from pathlib import Path
 
 import torch
 
-from .config import BUILTIN_MODEL, ModelConfig, QuantConfig, is_local
+from .config import ModelConfig, QuantConfig, is_local
 from .io import atomic_path
 from .resources import device
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
-# Bump when the tiny model's recipe changes, so cached builds are not reused.
-TINY_VERSION = 3
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 # Qwen3's chat format, reduced to what the study uses; enable_thinking=False adds the empty
 # think block exactly as Qwen3's own template does.
@@ -53,18 +52,22 @@ TINY_PRETRAIN = dict(steps=800, batch_size=8, block_size=128, learning_rate=3e-3
 
 
 def tiny_model_dir(models_dir: Path) -> Path:
-    return models_dir / f"tiny-qwen3-v{TINY_VERSION}"
+    from .builtin_models import TINY
+
+    return TINY.path(models_dir)
 
 
 def model_path(
     model: ModelConfig, models_dir: Path, resolve: Callable[[str], Path], log: Callable[[str], None] = print
 ) -> str:
-    """The path or hub id `from_pretrained` gets; builds the tiny model on first use."""
-    if model.name == BUILTIN_MODEL:
-        path = tiny_model_dir(models_dir)
-        if not (path / "config.json").is_file():
-            build_tiny_model(path, log=log)
-        return str(path)
+    """The path or hub id `from_pretrained` gets; builds a built-in model on first use."""
+    from .builtin_models import builtin_model
+
+    if model.name.startswith("builtin:"):
+        spec = builtin_model(model.name)
+        if spec is None:
+            raise ValueError(f"model.name: unknown built-in model {model.name!r}")
+        return str(spec.ensure(models_dir, log))
     if is_local(model.name):
         return str(resolve(model.name))
     return model.name
@@ -107,6 +110,8 @@ def load_model(path: str, model: ModelConfig, quant: QuantConfig | None = None):
 
 
 # ------------------------------------------------------------------------- the tiny model
+# Its folder name carries a version (builtin_models.TINY): bump it when this recipe changes,
+# so cached builds are not reused.
 
 
 def _render(tokenizer, item: str | tuple[str, str]) -> str:
