@@ -77,9 +77,50 @@ def load_tokenizer(path: str, model: ModelConfig):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model.trust_remote_code)
+    # Batched generation and training pad; a tokenizer without a pad token (Llama's, GPT-2's)
+    # pads with its end token, which the attention mask and the -100 labels then ignore.
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def end_token_ids(model, tokenizer) -> list[int]:
+    """Every token that ends a generation: those the model's generation config lists (it may
+    list several: Qwen3's <|im_end|> and <|endoftext|>), the tokenizer's end token, and the
+    token that closes an assistant's turn, which fine-tuning teaches the model to emit."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is None:
+        configured = []
+    elif isinstance(configured, int):
+        configured = [configured]
+    ids = [int(i) for i in configured]
+    for token in (tokenizer.eos_token, assistant_turn_end(tokenizer)):
+        token_id = tokenizer.convert_tokens_to_ids(token) if token is not None else None
+        if token_id is not None and token_id not in ids:
+            ids.append(int(token_id))
+    return ids
+
+
+def assistant_turn_end(tokenizer) -> str:
+    """The special token the chat template closes an assistant's turn with (<|im_end|> in
+    ChatML templates such as Qwen3's and SmolLM2's; <|eot_id|> in Llama 3's). Fine-tuning
+    appends it to each answer, so the model learns to end its turn as its template does;
+    the tokenizer's end token where the template shows none."""
+    marker = "LORASTUDY-ANSWER-MARKER"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "question"}, {"role": "assistant", "content": marker}], tokenize=False
+        )
+    except Exception:  # no chat template, or one that rejects this conversation
+        return tokenizer.eos_token
+    after = text.split(marker, 1)[1] if marker in text else ""
+    ids = tokenizer(after.lstrip(), add_special_tokens=False).input_ids
+    special = set(tokenizer.all_special_ids) | {
+        i for i, token in tokenizer.added_tokens_decoder.items() if getattr(token, "special", False)
+    }
+    if ids and ids[0] in special:
+        return tokenizer.convert_ids_to_tokens(ids[0])
+    return tokenizer.eos_token
 
 
 def quantization_config(quant: QuantConfig):

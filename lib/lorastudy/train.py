@@ -19,7 +19,7 @@ from . import resources
 from .config import StudyConfig, params_hash
 from .data import load_train
 from .io import StudyPaths, atomic_path, atomic_write_json, scratch_dir
-from .models import load_model, load_tokenizer, model_path
+from .models import assistant_turn_end, load_model, load_tokenizer, model_path
 from .tasks import openmath_user_message
 
 
@@ -32,21 +32,26 @@ class OutOfMemoryAdvice(RuntimeError):
 
 
 def chat_prompt(tokenizer, user_message: str) -> str:
-    """The generation prompt of the model's chat template (Qwen3: thinking disabled)."""
+    """The generation prompt of the model's chat template. Thinking is disabled where the
+    template has the switch (Qwen3); other templates (SmolLM2's) are rendered as they are."""
+    options = {"enable_thinking": False} if "enable_thinking" in (tokenizer.chat_template or "") else {}
     return tokenizer.apply_chat_template(
-        [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+        [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True, **options
     )
 
 
 def build_examples(rows: list[dict], tokenizer, max_seq_len: int) -> tuple[list[dict], int]:
-    """Tokenised examples whose labels mask the prompt, so the loss is on the answer only.
-    Returns the examples and how many rows were dropped because the prompt alone is too long."""
+    """Tokenised examples whose labels mask the prompt, so the loss is on the answer only; each
+    answer ends with the token that closes an assistant's turn in the model's chat template,
+    so the fine-tuned model learns to stop. Returns the examples and how many rows were
+    dropped because the prompt alone is too long."""
     examples, dropped = [], 0
+    turn_end = assistant_turn_end(tokenizer)
     for row in rows:
         prompt_ids = tokenizer(
             chat_prompt(tokenizer, openmath_user_message(row["problem"])), add_special_tokens=False
         ).input_ids
-        answer_ids = tokenizer(row["generated_solution"] + tokenizer.eos_token, add_special_tokens=False).input_ids
+        answer_ids = tokenizer(row["generated_solution"] + turn_end, add_special_tokens=False).input_ids
         if len(prompt_ids) >= max_seq_len - 1:
             dropped += 1
             continue
