@@ -98,6 +98,14 @@ def train_summary(record: dict) -> str:
         rows.append(["weights after k-bit preparation", f"{stages['prepare']['weights_bytes'] / 2**20:,.2f} MB"])
     if stages["quantized"]:
         rows.append(["bits per quantized weight", f"{stages['quantized']['bits_per_quantized_weight']:.3f}"])
+    reconstruction = stages["quantized"].get("reconstruction")
+    if reconstruction:
+        rows.append(
+            [
+                f"relative reconstruction error of the 4-bit base ({reconstruction['layers']} layers)",
+                f"{reconstruction['relative_error']:.4f}",
+            ]
+        )
     rows += [
         [f"peak memory while training ({record['memory_kind']})", f"{record['peak_memory_mb']:,.1f} MB"],
         ["wall time", f"{record['wall_s']:,.1f} s"],

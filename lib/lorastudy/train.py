@@ -19,7 +19,8 @@ from . import resources
 from .config import StudyConfig, params_hash
 from .data import load_train
 from .io import StudyPaths, atomic_path, atomic_write_json, scratch_dir
-from .models import assistant_turn_end, load_model, load_tokenizer, model_path
+from .models import DTYPES, assistant_turn_end, load_model, load_tokenizer, model_path
+from .quantization import reconstruction_error
 from .tasks import openmath_user_message
 
 
@@ -88,6 +89,9 @@ def prepare_model(cfg: StudyConfig, method: str, path: str) -> tuple[Any, dict]:
         "wall_s": load.wall_s,
     }
     stages["quantized"] = resources.quantized_weights(model)
+    if quantized:
+        # What QLoRA's base loses against LoRA's: NF4's error on these very weights.
+        stages["quantized"]["reconstruction"] = reconstruction_error(model, path, DTYPES[cfg.model.dtype])
     gradient_checkpointing = cfg.train.gradient_checkpointing
     if quantized and cfg.quant.prepare_kbit:
         with resources.measure() as prep:
