@@ -29,6 +29,13 @@ def escape(text: object, limit: int | None = None) -> str:
     return text.replace("\r", "").replace("\n", " \u21b5 ")
 
 
+def code(text: object) -> str:
+    """Untrusted text in a code font. Not a Markdown code span: backslash escapes are literal
+    there, so `escape`'s output would show its backslashes (smollm2\\-135m); inside an HTML
+    <code> element they are read as escapes, and the text renders as it is."""
+    return f"<code>{escape(text)}</code>"
+
+
 def table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> str:
     """A Markdown pipe table from already formatted (and, if untrusted, escaped) cells."""
     align = align or ["l"] + ["r"] * (len(header) - 1)
@@ -114,7 +121,7 @@ def train_summary(record: dict) -> str:
         ["final logged loss", f"{record['final_loss']:.4f}"],
         ["adapter on disk", f"{record['adapter_bytes'] / 2**20:,.2f} MB"],
     ]
-    return f"### Trained `{escape(record['run'])}`\n\n" + table(["", ""], rows, ["l", "r"])
+    return f"### Trained {code(record['run'])}\n\n" + table(["", ""], rows, ["l", "r"])
 
 
 def eval_summary(record: dict) -> str:
@@ -128,7 +135,7 @@ def eval_summary(record: dict) -> str:
         ]
         for t, r in record["tasks"].items()
     ]
-    text = f"### Evaluated `{escape(record['run'])}`\n\n" + table(
+    text = f"### Evaluated {code(record['run'])}\n\n" + table(
         ["task", "metrics", "n", "items/s"], rows, ["l", "l", "r", "r"]
     )
     if "latency" in record:

@@ -25,7 +25,7 @@ from . import conclusions
 from .builtin_models import SMOLLM2, SMOLLM2_DIST, SMOLLM2_VERSION, TINY
 from .conclusions import memory_kind_label
 from .config import params_hash
-from .markdown import escape, num, table
+from .markdown import code, escape, num, table
 from .results import StudyResults
 from .tasks import OPENMATH_INSTRUCTION, TASKS
 
@@ -59,7 +59,7 @@ def title(res: StudyResults) -> str:
     cfg = res.cfg
     n = ", ".join(f"{TASKS[t.name].title} n = {len(res.items[(res.runs[0].name, t.name)])}" for t in cfg.tasks)
     lines = [
-        f"# LoRA vs QLoRA: study `{escape(cfg.study)}`",
+        f"# LoRA vs QLoRA: study {code(cfg.study)}",
         "",
         f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets']['openmath']['train']:,} "
         f"OpenMath problems ({escape(cfg.data.source)} data) with "
@@ -435,7 +435,7 @@ def provenance(res: StudyResults, params_file: str, overrides: dict) -> str:
             table(
                 ["", ""],
                 [
-                    ["reproduce with", f"`{escape(command)}`"],
+                    ["reproduce with", code(command)],
                     ["parameters hash", f"`{params_hash(cfg.to_dict())}`"],
                     ["git commit", escape(commit)],
                     ["device", "; ".join(escape(d) for d in devices)],
