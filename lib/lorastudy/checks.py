@@ -5,8 +5,10 @@ the study's settings fit together. Each problem is one line naming the key or fi
 from __future__ import annotations
 
 from . import tasks
-from .config import BUILTIN_MODEL, ConfigError, StudyConfig, is_local
+from .builtin_models import BUILTIN_MODELS, builtin_model
+from .config import ConfigError, StudyConfig, is_local
 from .data import count_rows, eval_size, local_file
+from .files import StudyPaths
 
 
 def study_problems(cfg: StudyConfig) -> list[str]:
@@ -32,16 +34,29 @@ def study_problems(cfg: StudyConfig) -> list[str]:
 def model_problems(cfg: StudyConfig) -> list[str]:
     problems = []
     name = cfg.model.name
-    if name != BUILTIN_MODEL and is_local(name):
+    if name.startswith("builtin:"):
+        problems += _builtin_problems(cfg)
+    elif is_local(name):
         path = cfg.resolve(name)
         if not path.is_dir():
             problems.append(f"model.name: local model folder {path} does not exist")
         elif not (path / "config.json").is_file():
             problems.append(f"model.name: {path} has no config.json, so it is not a model folder")
-    elif name.startswith("builtin:") and name != BUILTIN_MODEL:
-        problems.append(f"model.name: unknown built-in model {name!r} (the only one is {BUILTIN_MODEL})")
-    if cfg.model.trust_remote_code and name == BUILTIN_MODEL:
-        problems.append("model.trust_remote_code: the built-in model needs no remote code; leave it false")
+    return problems
+
+
+def _builtin_problems(cfg: StudyConfig) -> list[str]:
+    """An unknown built-in name, or one that cannot be built here (a missing wheel), named
+    with the command that fixes it, before any step starts."""
+    spec = builtin_model(cfg.model.name)
+    if spec is None:
+        known = ", ".join(BUILTIN_MODELS)
+        return [f"model.name: unknown built-in model {cfg.model.name!r} (built-in models: {known})"]
+    problems = []
+    if not spec.is_built(StudyPaths(cfg.resolve("."), cfg.study).models):
+        problems += [f"model.name: {spec.name} is not built yet and cannot be: {p}" for p in spec.missing()]
+    if cfg.model.trust_remote_code:
+        problems.append("model.trust_remote_code: the built-in models need no remote code; leave it false")
     return problems
 
 

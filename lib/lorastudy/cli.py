@@ -63,12 +63,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_build_model(args: argparse.Namespace) -> int:
-    from .config import BUILTIN_MODEL, ModelConfig
-    from .models import model_path
+    from .builtin_models import BUILTIN_MODELS, BuiltinModelUnavailable, builtin_model
 
-    start = time.perf_counter()
-    path = model_path(ModelConfig(name=BUILTIN_MODEL), Path(args.root) / "runs" / "_models", Path)
-    print(f"{BUILTIN_MODEL}: {path} (ready in {time.perf_counter() - start:.1f} s)")
+    names = args.names or list(BUILTIN_MODELS)
+    unknown = [n for n in names if builtin_model(n) is None]
+    if unknown:
+        raise ConfigError(
+            [f"build-model: unknown built-in model {n!r} (known: {', '.join(BUILTIN_MODELS)})" for n in unknown]
+        )
+    models_dir = Path(args.root) / "runs" / "_models"
+    failed = []
+    for name in names:
+        start = time.perf_counter()
+        try:
+            path = builtin_model(name).ensure(models_dir)
+        except BuiltinModelUnavailable as exc:
+            failed.append(f"{exc}")
+            continue
+        print(f"{name}: {path} (ready in {time.perf_counter() - start:.1f} s)")
+    if failed:
+        raise ConfigError(failed)
     return 0
 
 
@@ -156,12 +170,15 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="redo every step, even those already done")
     run.set_defaults(func=cmd_run)
 
-    build = sub.add_parser("build-model", help="build and cache the offline tiny model, if not already built")
-    build.add_argument("--root", default=".", help="folder whose runs/_models caches it (default: .)")
+    build = sub.add_parser("build-model", help="build and cache the built-in models, those not already built")
+    build.add_argument(
+        "names", nargs="*", metavar="NAME", help="e.g. builtin:smollm2-135m-instruct (default: every built-in model)"
+    )
+    build.add_argument("--root", default=".", help="folder whose runs/_models caches them (default: .)")
     build.set_defaults(func=cmd_build_model)
 
     ev = sub.add_parser("eval", help="evaluate one model on one task from a local file")
-    ev.add_argument("--model", required=True, help="hub id, local model folder, or builtin:tiny-qwen3")
+    ev.add_argument("--model", required=True, help="hub id, local model folder, or a builtin: model")
     ev.add_argument("--adapter", help="a LoRA adapter folder (saved with save_pretrained)")
     ev.add_argument("--load-in-4bit", action="store_true", help="NF4, double-quantized base (QLoRA)")
     ev.add_argument("--task", required=True, choices=tasks.TASKS.names())

@@ -36,7 +36,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # A hub id (Qwen/Qwen3-0.6B), a local model folder, or builtin:tiny-qwen3 (built offline).
+    # A hub id (Qwen/Qwen3-0.6B), a local model folder, or a built-in model built offline:
+    # builtin:tiny-qwen3 or builtin:smollm2-135m-instruct (see builtin_models.py).
     name: str = BUILTIN_MODEL
     # Weights dtype of the unquantized ("16-bit") base.
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
@@ -404,7 +405,7 @@ def _check_values(cfg: StudyConfig) -> list[str]:
             "(or null for the whole split)",
         )
         need(t.max_new_tokens is None or t.max_new_tokens > 0, f"tasks.{t.name}.max_new_tokens: must be positive")
-    need(cfg.model.name.strip() != "", "model.name: must name a hub id, a local folder or builtin:tiny-qwen3")
+    need(cfg.model.name.strip() != "", "model.name: must name a hub id, a local folder or a builtin: model")
     need(cfg.data.train_samples > 0, "data.train_samples: must be positive")
     need(cfg.data.max_seq_len >= 32, "data.max_seq_len: must be at least 32")
     need(

@@ -19,7 +19,7 @@ import torch
 from . import methods, resources, tasks
 from .config import ModelConfig, QuantConfig, Run, StudyConfig, params_hash
 from .files import StudyPaths, atomic_write_json, write_jsonl
-from .models import load_model, load_tokenizer, model_path
+from .models import end_token_ids, load_model, load_tokenizer, model_path
 from .tasks import Task
 
 
@@ -142,8 +142,12 @@ def generate(
     progress: Callable[[int], None] = lambda n: None,
 ) -> list[dict]:
     """Greedy generation in left-padded batches (KV cache on); prompts sorted by length so a
-    batch wastes little on padding. Output is cut at the first stop string."""
+    batch wastes little on padding. Generation stops at any of the model's end tokens or a
+    stop string; the output is cut at the first stop string. Each result records how many
+    tokens were generated and whether the output hit the token limit (neither an end token
+    nor a stop string within max_new_tokens), so truncated answers are counted, not hidden."""
     tokenizer.padding_side = "left"
+    ends = end_token_ids(model, tokenizer)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[dict] = [{} for _ in prompts]
     for start in range(0, len(order), batch_size):
@@ -159,21 +163,32 @@ def generate(
             stop_strings=list(stop_strings) or None,
             tokenizer=tokenizer,
             pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            eos_token_id=ends,
             temperature=None,
             top_p=None,
             top_k=None,
         )
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         for row, i in enumerate(index):
-            tokens = new_tokens[row]
-            n_generated = int((tokens != tokenizer.pad_token_id).sum())
-            text = tokenizer.decode(tokens, skip_special_tokens=True)
-            for stop in stop_strings:
-                text = text.split(stop)[0]
-            results[i] = {"output": text.strip(), "generated_tokens": n_generated}
+            results[i] = _generated(tokenizer, new_tokens[row].tolist(), ends, stop_strings)
         progress(len(index))
     return results
+
+
+def _generated(tokenizer, ids: list[int], ends: list[int], stop_strings: tuple[str, ...]) -> dict:
+    """One sequence's new tokens: up to its first end token, or without the padding that
+    fills a sequence that finished (on a stop string) before the rest of its batch."""
+    end_at = next((k for k, token in enumerate(ids) if token in ends), None)
+    if end_at is not None:
+        ids = ids[: end_at + 1]
+    else:
+        while ids and ids[-1] == tokenizer.pad_token_id:
+            ids = ids[:-1]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    stopped = any(stop in text for stop in stop_strings)
+    for stop in stop_strings:
+        text = text.split(stop)[0]
+    return {"output": text.strip(), "generated_tokens": len(ids), "hit_token_limit": end_at is None and not stopped}
 
 
 def run_task(

@@ -29,6 +29,13 @@ def escape(text: object, limit: int | None = None) -> str:
     return text.replace("\r", "").replace("\n", " \u21b5 ")
 
 
+def code(text: object) -> str:
+    """Untrusted text in a code font. Not a Markdown code span: backslash escapes are literal
+    there, so `escape`'s output would show its backslashes (smollm2\\-135m); inside an HTML
+    <code> element they are read as escapes, and the text renders as it is."""
+    return f"<code>{escape(text)}</code>"
+
+
 def table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> str:
     """A Markdown pipe table from already formatted (and, if untrusted, escaped) cells."""
     align = align or ["l"] + ["r"] * (len(header) - 1)
@@ -107,6 +114,14 @@ def train_summary(record: dict) -> str:
         rows.append(["weights after k-bit preparation", f"{stages['prepare']['weights_bytes'] / 2**20:,.2f} MB"])
     if stages["quantized"]:
         rows.append(["bits per quantized weight", f"{stages['quantized']['bits_per_quantized_weight']:.3f}"])
+    reconstruction = stages["quantized"].get("reconstruction")
+    if reconstruction:
+        rows.append(
+            [
+                f"relative reconstruction error of the 4-bit base ({reconstruction['layers']} layers)",
+                f"{reconstruction['relative_error']:.4f}",
+            ]
+        )
     rows += [
         [f"peak memory while training ({record['memory_kind']})", f"{record['peak_memory_mb']:,.1f} MB"],
         ["wall time", f"{record['wall_s']:,.1f} s"],
@@ -115,7 +130,7 @@ def train_summary(record: dict) -> str:
         ["final logged loss", f"{record['final_loss']:.4f}"],
         ["adapter on disk", f"{record['adapter_bytes'] / 2**20:,.2f} MB"],
     ]
-    return f"### Trained `{escape(record['run'])}`\n\n" + table(["", ""], rows, ["l", "r"])
+    return f"### Trained {code(record['run'])}\n\n" + table(["", ""], rows, ["l", "r"])
 
 
 def eval_summary(record: dict) -> str:
@@ -129,7 +144,7 @@ def eval_summary(record: dict) -> str:
         ]
         for t, r in record["tasks"].items()
     ]
-    text = f"### Evaluated `{escape(record['run'])}`\n\n" + table(
+    text = f"### Evaluated {code(record['run'])}\n\n" + table(
         ["task", "metrics", "n", "items/s"], rows, ["l", "l", "r", "r"]
     )
     if "latency" in record:

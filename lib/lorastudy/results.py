@@ -61,6 +61,7 @@ class StudyResults:
     resources: pd.DataFrame = field(default_factory=pd.DataFrame)
     losses: pd.DataFrame = field(default_factory=pd.DataFrame)
     latency: pd.DataFrame = field(default_factory=pd.DataFrame)
+    generation: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def methods(self) -> list[str]:
@@ -103,6 +104,7 @@ def load(cfg: StudyConfig, paths: StudyPaths) -> StudyResults:
     res.resources = resource_table(res)
     res.losses = loss_table(res)
     res.latency = latency_table(res)
+    res.generation = generation_table(res)
     return res
 
 
@@ -304,6 +306,7 @@ def _train_row(method: str, recs: list[dict]) -> dict:
         "peak_allocated_mb": _cuda(max(r["train_peak"].get("peak_allocated_bytes", 0) for r in recs)),
         "peak_reserved_mb": _cuda(max(r["train_peak"].get("peak_reserved_bytes", 0) for r in recs)),
         "bits_per_quantized_weight": first["stages"]["quantized"].get("bits_per_quantized_weight"),
+        "quant_relative_error": first["stages"]["quantized"].get("reconstruction", {}).get("relative_error"),
         "optimizer_steps": first["optimizer_steps"],
         "tokens_seen": first["tokens_seen"],
         "items_per_s": None,
@@ -373,6 +376,32 @@ def latency_table(res: StudyResults) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def generation_table(res: StudyResults) -> pd.DataFrame:
+    """How long each method's generations ran, per generative task: how many outputs hit the
+    token limit (no end token and no stop string within it), so a score of truncated
+    answers is read as such. Runs recorded before the limit was tracked give no row."""
+    rows = []
+    for method, t in itertools.product(res.methods, res.cfg.tasks):
+        if tasks.get(t.name).kind != "generate":
+            continue
+        items = [it for r in res.method_runs(method) for it in res.items[(r.name, t.name)]]
+        if not items or any("hit_token_limit" not in it for it in items):
+            continue
+        hits = sum(bool(it["hit_token_limit"]) for it in items)
+        rows.append(
+            {
+                "method": method,
+                "task": t.name,
+                "max_new_tokens": t.max_new_tokens or tasks.get(t.name).max_new_tokens,
+                "outputs": len(items),
+                "hit_token_limit": hits,
+                "hit_token_limit_share": hits / len(items),
+                "median_generated_tokens": float(np.median([it["generated_tokens"] for it in items])),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def write(res: StudyResults) -> dict[str, Path]:
     """Write the result tables (contract columns first, then the extra ones)."""
     out = res.paths.results
@@ -383,6 +412,7 @@ def write(res: StudyResults) -> dict[str, Path]:
         "metrics_by_seed.csv": (res.metrics_by_seed, []),
         "losses.csv": (res.losses, []),
         "latency.csv": (res.latency, []),
+        "generation.csv": (res.generation, []),
     }
     written = {}
     for name, (frame, contract) in tables.items():

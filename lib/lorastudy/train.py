@@ -20,7 +20,8 @@ from .config import Run, StudyConfig, params_hash
 from .data import load_train, pin_model
 from .files import StudyPaths, atomic_path, atomic_write_json, scratch_dir
 from .methods import Method
-from .models import load_model, load_tokenizer, model_path
+from .models import assistant_turn_end, load_model, load_tokenizer, model_path, torch_dtype
+from .quantization import reconstruction_error
 from .tasks import chat_prompt
 
 
@@ -54,14 +55,18 @@ def memory_advice(cfg: StudyConfig) -> str:
 
 def build_examples(rows: list[dict], tokenizer, max_seq_len: int, task: str = "openmath") -> tuple[list[dict], int]:
     """Tokenised examples (the task's declaration says how a row becomes a user message and an
-    answer) whose labels mask the prompt, so the loss is on the answer only. Returns the
-    examples and how many rows were dropped because the prompt alone is too long."""
+    answer) whose labels mask the prompt, so the loss is on the answer only; each answer ends
+    with the token that closes an assistant's turn in the model's chat template, so the
+    fine-tuned model learns to stop. Returns the examples and how many rows were dropped
+    because the prompt alone is too long."""
     example = tasks.get(task).train_example
+    turn_end = assistant_turn_end(tokenizer)
     examples, dropped = [], 0
+    turn_end = assistant_turn_end(tokenizer)
     for row in rows:
         user, answer = example(row)
         prompt_ids = tokenizer(chat_prompt(tokenizer, user), add_special_tokens=False).input_ids
-        answer_ids = tokenizer(answer + tokenizer.eos_token, add_special_tokens=False).input_ids
+        answer_ids = tokenizer(answer + turn_end, add_special_tokens=False).input_ids
         if len(prompt_ids) >= max_seq_len - 1:
             dropped += 1
             continue
@@ -98,6 +103,9 @@ def prepare_model(cfg: StudyConfig, method: Method, path: str) -> tuple[Any, dic
         "wall_s": load.wall_s,
     }
     stages["quantized"] = resources.quantized_weights(model)
+    if method.quant(cfg) is not None:
+        # What the quantized base loses against the 16-bit one: the error on these very weights.
+        stages["quantized"]["reconstruction"] = reconstruction_error(model, path, torch_dtype(cfg.model.dtype))
     gradient_checkpointing = cfg.train.gradient_checkpointing
     if method.prepares_kbit(cfg):
         with resources.measure() as prep:

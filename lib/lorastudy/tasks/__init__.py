@@ -136,13 +136,11 @@ class Task:
 
 
 def chat_prompt(tokenizer, user_message: str) -> str:
-    """The generation prompt of the model's chat template (Qwen3: thinking disabled; templates
-    that do not know `enable_thinking` ignore it)."""
+    """The generation prompt of the model's chat template. Thinking is disabled where the
+    template has the switch (Qwen3); other templates (SmolLM2's) are rendered as they are."""
+    options = {"enable_thinking": False} if "enable_thinking" in (tokenizer.chat_template or "") else {}
     return tokenizer.apply_chat_template(
-        [{"role": "user", "content": user_message}],
-        tokenize=False,
-        add_generation_prompt=True,
-        enable_thinking=False,
+        [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True, **options
     )
 
 
