@@ -66,9 +66,10 @@ def both(tmp_path_factory, tiny_model):
         f"\nwall time of `lorastudy run` on the shrunk smoke study: local executor {local_s:.1f} s, Ray executor "
         f"{ray_s:.1f} s (a local Ray instance, started within it; one thread per step); "
         f"local / Ray = {local_s / ray_s:.2f}. "
-        f"Steps' own times added up: local {step_s['local']:.1f} s, Ray {step_s['ray']:.1f} s; divided by the time "
-        f"from the first start to the last finish: local {step_s['local'] / span(busy['local']):.2f}, "
-        f"Ray {step_s['ray'] / span(busy['ray']):.2f} (above 1: steps ran at the same time)"
+        f"From the first step's start to the last one's end: local {span(busy['local']):.1f} s, "
+        f"Ray {span(busy['ray']):.1f} s. Steps' own times added up: local {step_s['local']:.1f} s, "
+        f"Ray {step_s['ray']:.1f} s, {step_s['local'] / span(busy['local']):.2f} and "
+        f"{step_s['ray'] / span(busy['ray']):.2f} times the span (above 1: steps ran at the same time)"
     )
     return {"local": (local_root, local), "ray": (ray_root, ray)}
 
