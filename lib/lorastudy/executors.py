@@ -4,10 +4,10 @@ when each may start; an executor runs them.
 - `local` (the default): in this process's machine, one step at a time, in the plan's order.
 - `ray`: each step is a Ray task on the cluster at `--address` (a local Ray instance without
   one), so steps that do not read each other's outputs run at the same time. A task asks for
-  what its step uses: on a cluster with GPUs, one GPU per accelerator the step runs on (a
-  training's `train.processes`, an evaluation's one) and a CPU; on a cluster without GPUs,
-  a CPU per process. It still executes the step's notebook with papermill in a fresh kernel
-  and writes the step's record last, exactly as the local executor does.
+  what its step uses: a CPU per process it runs, and on a cluster with GPUs a GPU per
+  accelerator (a training's `train.processes`, an evaluation's one). It still executes the
+  step's notebook with papermill in a fresh kernel and writes the step's record last, exactly
+  as the local executor does.
 
 A Ray task reads and writes only the study's folder (`--root`): every node must see it at
 the same path (a shared file system), and have the same checkout and environment. The driver
@@ -148,9 +148,9 @@ class RayExecutor:
         log(f"Ray {ray.__version__}: {where}, {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs")
 
     def resources(self, step: Step) -> dict[str, float]:
-        if self.has_gpus:
-            return {"num_cpus": 1, "num_gpus": step.devices}
-        return {"num_cpus": max(1, step.devices), "num_gpus": 0}
+        """A CPU per process (each feeds its GPU, or computes on a cluster without GPUs); on a
+        cluster with GPUs, a GPU per accelerator the step runs on."""
+        return {"num_cpus": max(1, step.devices), "num_gpus": step.devices if self.has_gpus else 0}
 
     def where(self, step: Step) -> str:
         need = self.resources(step)
