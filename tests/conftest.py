@@ -55,3 +55,17 @@ def smollm2_model() -> Path:
 def study_root(tmp_path: Path, study_folder) -> Path:
     """A folder to run a study in, with the built tiny model linked in rather than rebuilt."""
     return study_folder(tmp_path)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A `cluster` test needs Ray, an optional extra: without it the test is skipped with the reason
+    (pytest -ra lists it), or fails where LORASTUDY_REQUIRE_CLUSTER=1 says Ray must be there (CI)."""
+    if item.get_closest_marker("cluster") is None:
+        return
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        reason = "needs Ray: pip install -e '.[cluster]' (or make install EXTRAS=cluster)"
+        if os.environ.get("LORASTUDY_REQUIRE_CLUSTER") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)

@@ -55,10 +55,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     overrides = _overrides(args.param)
-    problems = device_problems(load_config(args.params, overrides, root=args.root), args.allow_cpu)
+    # On a cluster the steps run on its nodes, whose devices this machine cannot see.
+    allow_cpu = args.allow_cpu or (args.executor == "ray" and args.address is not None)
+    problems = device_problems(load_config(args.params, overrides, root=args.root), allow_cpu)
     if problems:
         raise ConfigError(problems)
-    run_study(args.params, overrides, root=args.root, force=args.force)
+    run_study(args.params, overrides, root=args.root, force=args.force, executor=args.executor, address=args.address)
     return 0
 
 
@@ -168,6 +170,18 @@ def parser() -> argparse.ArgumentParser:
     study_command("check", "validate a params file without loading any model").set_defaults(func=cmd_check)
     run = study_command("run", "run the study's notebooks and render its report")
     run.add_argument("--force", action="store_true", help="redo every step, even those already done")
+    run.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: one step after another on this machine (default); ray: steps as Ray tasks, at the same "
+        "time where the study allows (needs the cluster extra: pip install -e '.[cluster]')",
+    )
+    run.add_argument(
+        "--address",
+        help="with --executor ray: the Ray cluster to run on (e.g. auto, or ray://head:10001); "
+        "without it a local Ray instance starts. --root must be a folder every node sees",
+    )
     run.set_defaults(func=cmd_run)
 
     build = sub.add_parser("build-model", help="build and cache the built-in models, those not already built")
@@ -177,6 +191,11 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--root", default=".", help="folder whose runs/_models caches them (default: .)")
     build.set_defaults(func=cmd_build_model)
 
+    _eval_command(sub)
+    return top
+
+
+def _eval_command(sub) -> None:
     ev = sub.add_parser("eval", help="evaluate one model on one task from a local file")
     ev.add_argument("--model", required=True, help="hub id, local model folder, or a builtin: model")
     ev.add_argument("--adapter", help="a LoRA adapter folder (saved with save_pretrained)")
@@ -194,7 +213,6 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--root", default=".", help="folder whose runs/_models caches the built-in model")
     ev.add_argument("--out", required=True, help="JSON file for the metrics")
     ev.set_defaults(func=cmd_eval)
-    return top
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,6 +90,10 @@ class QuantConfig:
     # peft's prepare_model_for_kbit_training upcasts every non-quantized weight to fp32
     # (for Qwen3-0.6B its 155.6M-parameter tied embedding): a parameter so its cost is visible.
     prepare_kbit: bool = True
+    # The dtype the packed 4-bit weights are stored in (bnb_4bit_quant_storage). uint8 is
+    # bitsandbytes' own; FSDP (train.distributed: fsdp) can only shard float tensors of one
+    # dtype, so there it must be model.dtype.
+    storage: Literal["uint8", "bfloat16", "float16", "float32"] = "uint8"
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,14 @@ class TrainConfig:
     # auto: bf16 autocast on GPUs that support it, fp32 elsewhere.
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     logging_steps: int = 1
+    # Processes one training run is spread over with `accelerate launch` (one GPU each; on a
+    # machine without CUDA, CPU processes with the gloo backend). batch_size and grad_accum stay
+    # the global batch: the processes share it (train.distributed.per_process_batch), so a run
+    # trains on the same batches with any number of processes.
+    processes: int = 1
+    # How the processes hold the model: ddp, a full copy each; fsdp, sharded across them (for a
+    # base too big for one device; QLoRA then stores its 4-bit weights in the compute dtype).
+    distributed: Literal["ddp", "fsdp"] = "ddp"
 
 
 @dataclass(frozen=True)
@@ -422,6 +434,7 @@ def _check_values(cfg: StudyConfig) -> list[str]:
     need(0.0 <= cfg.train.warmup_ratio < 1.0, "train.warmup_ratio: must be in [0, 1)")
     need(cfg.train.max_grad_norm > 0, "train.max_grad_norm: must be positive")
     need(cfg.train.logging_steps > 0, "train.logging_steps: must be positive")
+    problems += _check_processes(cfg)
     need(cfg.eval.batch_size > 0, "eval.batch_size: must be positive")
     need(cfg.eval.generation_batch_size > 0, "eval.generation_batch_size: must be positive")
     need(cfg.eval.latency_items > 0, "eval.latency_items: must be positive")
@@ -432,6 +445,29 @@ def _check_values(cfg: StudyConfig) -> list[str]:
     need(0.5 < cfg.report.confidence < 1.0, "report.confidence: must be in (0.5, 1)")
     need(0.0 < cfg.report.alpha < 0.5, "report.alpha: must be in (0, 0.5)")
     need(cfg.report.examples >= 0, "report.examples: must be zero or positive")
+    return problems
+
+
+def _check_processes(cfg: StudyConfig) -> list[str]:
+    """The processes must be able to share the global batch evenly; a 4-bit base under FSDP
+    must be stored in a float dtype."""
+    from . import methods as method_registry
+
+    train, n = cfg.train, cfg.train.processes
+    if n < 1:
+        return [f"train.processes: must be at least 1, got {n}"]
+    problems = []
+    if n > 1 and train.grad_accum % n and train.batch_size % n:
+        problems.append(
+            f"train.processes: {n} processes cannot share the global batch of train.batch_size {train.batch_size} "
+            f"x train.grad_accum {train.grad_accum} evenly: make either a multiple of {n}"
+        )
+    quantized = any(m in method_registry.METHODS and method_registry.get(m).quantize for m in cfg.methods)
+    if train.distributed == "fsdp" and quantized and cfg.quant.storage != cfg.model.dtype:
+        problems.append(
+            f"quant.storage: FSDP shards only float weights of one dtype, so with train.distributed: fsdp the 4-bit "
+            f"weights must be stored as model.dtype ({cfg.model.dtype}), not {cfg.quant.storage}"
+        )
     return problems
 
 

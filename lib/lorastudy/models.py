@@ -167,6 +167,7 @@ def quantization_config(quant: QuantConfig):
         bnb_4bit_quant_type=quant.quant_type,
         bnb_4bit_use_double_quant=quant.double_quant,
         bnb_4bit_compute_dtype=torch_dtype(quant.compute_dtype),
+        bnb_4bit_quant_storage=quant.storage,
     )
 
 

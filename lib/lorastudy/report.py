@@ -416,6 +416,8 @@ def _resource_rows(kind: str) -> list[tuple[str, str, object]]:
         ("bits per quantized weight", "bits_per_quantized_weight", lambda v: f"{v:.3f}"),
         ("relative reconstruction error of the quantized base", "quant_relative_error", lambda v: f"{v:.4f}"),
         (f"{memory_kind_label(kind)} (MB)", "peak_memory_mb", mb),
+        ("training processes", "processes", lambda v: f"{int(v)}"),
+        ("peak memory, all training processes together (MB)", "peak_memory_mb_total", mb),
         ("peak CUDA reserved by PyTorch (MB)", "peak_reserved_mb", mb),
         ("peak CUDA allocated by PyTorch (MB)", "peak_allocated_mb", mb),
         ("process RSS after load (MB)", "rss_after_load_mb", mb),
@@ -471,6 +473,12 @@ def resources_table(res: StudyResults) -> str:
         "n/a: the figure does not apply to that phase (no training for the base; no latency while training; "
         "no k-bit preparation for the 16-bit base).",
     ]
+    if "peak_memory_mb_total" in r.columns and r["peak_memory_mb_total"].notna().any():
+        notes.append(
+            "Where a training ran in several processes (train.processes), its peak is its largest process's, what "
+            "one device must hold, and the total adds every process's peak (on a CPU each process's resident set "
+            "also counts the libraries it shares with the others); its throughput counts every process's tokens."
+        )
     return "\n".join(
         [
             "## Model configurations and costs",
@@ -592,7 +600,9 @@ def provenance(res: StudyResults, params_file: str, overrides: dict, chain: list
 
 def steps_table(chain: list[dict]) -> str:
     """The run of each step this report was built from, so a reader can follow one chain:
-    every run a step was built from is a row above it."""
+    every run a step was built from is a row above it. Its start and end show which steps ran
+    at the same time (an executor such as Ray runs independent steps at once), and where
+    steps ran on several machines, which ran where."""
     *steps, report = chain
 
     def short(run_id: str) -> str:
@@ -601,19 +611,31 @@ def steps_table(chain: list[dict]) -> str:
     def built_from(row: dict) -> str:
         return "; ".join(f"{name} {short(run)}" for name, run in row["inputs"].items()) or "no other step"
 
+    hosts = {row.get("host") for row in steps}
+    where = len(hosts) > 1
     rows = [
-        [row["step"], short(row["identity"]), short(row["run"]), built_from(row), _when(row["finished"])]
+        [
+            row["step"],
+            short(row["identity"]),
+            short(row["run"]),
+            built_from(row),
+            _when(row.get("started")),
+            _when(row["finished"]),
+        ]
+        + ([escape(row.get("host") or "not recorded")] if where else [])
         for row in steps
     ]
+    header = ["step", "identity", "run", "built from", "started", "finished"] + (["ran on"] if where else [])
     return "\n".join(
         [
             f"This report is step {report['step']}, identity {short(report['identity'])}, built from the runs of "
             f"the {len(steps)} steps below; each of them was built from the runs listed beside it. A step's "
             "identity is a hash of its parameters, its code (its notebook and the package code that the "
             "notebook reaches), its tasks' versions and the runs it was built from; a step is redone when "
-            "its identity changes, and a redone step has a new run.",
+            "its identity changes, and a redone step has a new run. Steps whose times overlap ran at the same "
+            "time.",
             "",
-            table(["step", "identity", "run", "built from", "finished"], rows, ["l", "l", "l", "l", "l"]),
+            table(header, rows, ["l"] * len(header)),
             "",
             time_by_step(steps),
         ]
@@ -642,6 +664,6 @@ def time_by_step(steps: list[dict]) -> str:
     )
 
 
-def _when(iso: str) -> str:
+def _when(iso: str | None) -> str:
     """A recorded UTC time (ISO 8601) to the second, for reading."""
-    return iso[:19].replace("T", " ") + " UTC"
+    return iso[:19].replace("T", " ") + " UTC" if iso else "not recorded"

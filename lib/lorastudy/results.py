@@ -309,6 +309,9 @@ def _train_row(method: str, recs: list[dict]) -> dict:
         "quant_relative_error": first["stages"]["quantized"].get("reconstruction", {}).get("relative_error"),
         "optimizer_steps": first["optimizer_steps"],
         "tokens_seen": first["tokens_seen"],
+        # A run over several processes (train.processes): the peak above is its largest process's.
+        "processes": first.get("processes", 1),
+        "peak_memory_mb_total": _total_mb(recs),
         "items_per_s": None,
         "precision": first["precision"],
         "optim": first["optim"],
@@ -341,6 +344,14 @@ def _eval_row(method: str, recs: list[dict]) -> dict:
             for task in first["tasks"]
         },
     }
+
+
+def _total_mb(recs: list[dict]) -> float | None:
+    """Every process's peak added up, for a run over several processes; None for one process,
+    whose total is its peak."""
+    if all(r.get("processes", 1) == 1 for r in recs):
+        return None
+    return max(r["peak_memory_mb_total"] for r in recs)
 
 
 def _stage_mb(record: dict, stage: str, key: str) -> float | None:

@@ -1,6 +1,6 @@
-"""Runs a study: papermill executes each notebook step in its own kernel, in order, then
-nbconvert renders the executed report without code cells. One run of a study at a time
-holds its folder (lock.study_lock).
+"""Runs a study: papermill executes each notebook step in its own kernel, then nbconvert
+renders the executed report without code cells. One run of a study at a time holds its
+folder (lock.study_lock).
 
 A study is a chain of steps: 01_data, 02_train per trained run, 03_evaluate per run and
 04_report; each step reads the outputs of the steps named in its `inputs`. A step's identity
@@ -20,6 +20,11 @@ identity and is redone as well. So whatever moment a run, forced or not, is stop
 the next run redoes everything after that point, and the records always form one chain:
 each step was built from the runs its inputs hold now. The report checks that chain before
 it reads anything (`recorded_chain`) and lists it in its provenance.
+
+One scheduler runs the graph (`Scheduler`): a step is decided (skipped or started) once every
+step it reads has settled, and an executor runs the started ones (executors.py): the local
+executor one at a time in this machine, in plan order; the Ray executor as Ray tasks, at the
+same time where the graph allows and the cluster has the resources each step asks for.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import sys
 import time
 import uuid
@@ -66,8 +72,12 @@ TASK_FIELDS = {
 
 class StepFailed(RuntimeError):
     def __init__(self, step: str, message: str, notebook: Path):
-        self.step, self.notebook = step, notebook
+        self.step, self.message, self.notebook = step, message, notebook
         super().__init__(f"step {step} failed:\n{message}\nexecuted notebook kept at {notebook}")
+
+    def __reduce__(self):
+        # Rebuilt from its fields, not its text, when a Ray worker sends it back to the driver.
+        return StepFailed, (self.step, self.message, self.notebook)
 
 
 class InconsistentRuns(RuntimeError):
@@ -84,18 +94,21 @@ class Step:
     task_code: dict[str, dict]  # the version of each task it uses, and a hash of the parts of it the step runs
     code: CodeIdentity
     outputs: list[Path] = field(default_factory=list)
+    # Accelerators it runs on (one per training process, one for an evaluation, none for the
+    # data and the report): what it asks a cluster for.
+    devices: int = 0
 
 
 def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
     """The study's steps in order, with what each consumes and what it writes."""
     code: dict[str, CodeIdentity] = {}
 
-    def step(id: str, notebook: str, params: dict, inputs: list[str], used: list[str], outputs: list, **extra):
+    def step(id, notebook, params, inputs: list[str], used: list[str], outputs: list, devices: int = 0, **extra):
         if notebook not in code:
             code[notebook] = code_identity(NOTEBOOKS_DIR / notebook)
         fields = TASK_FIELDS[notebook]
         versions = {t: {"version": tasks.get(t).version, "code": task_identity(t, fields)} for t in sorted(set(used))}
-        return Step(id, notebook, extra, params, inputs, versions, code[notebook], outputs)
+        return Step(id, notebook, extra, params, inputs, versions, code[notebook], outputs, devices)
 
     c, studied, train_task = cfg.to_dict(), [t.name for t in cfg.tasks], cfg.data.train_task
     data_params = {"model": c["model"], "data": c["data"], "tasks": c["tasks"], "local_files": local_files(cfg)}
@@ -115,8 +128,9 @@ def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
         m = method.settings(cfg).to_dict()
         params = {**_method_params(cfg, run), "lora": m["lora"], "train": m["train"]}
         outputs = [paths.train_json(run.name), paths.loss_csv(run.name), paths.adapter(run.name)]
+        processes = m["train"]["processes"]
         trained[run.name] = step(
-            f"02_train-{run.name}", "02_train.ipynb", params, [data.id], [train_task], outputs, **_run(run)
+            f"02_train-{run.name}", "02_train.ipynb", params, [data.id], [train_task], outputs, processes, **_run(run)
         )
         steps.append(trained[run.name])
     for run in cfg.runs():
@@ -124,7 +138,7 @@ def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
         inputs = [data.id] + ([trained[run.name].id] if run.name in trained else [])
         outputs = [paths.eval_json(run.name)] + [paths.predictions(run.name, t) for t in studied]
         steps.append(
-            step(f"03_evaluate-{run.name}", "03_evaluate.ipynb", params, inputs, studied, outputs, **_run(run))
+            step(f"03_evaluate-{run.name}", "03_evaluate.ipynb", params, inputs, studied, outputs, 1, **_run(run))
         )
     results = [paths.results / f"{name}.csv" for name in ("metrics", "comparisons", "resources")]
     steps.append(step(REPORT, "04_report.ipynb", {"report": c["report"]}, [s.id for s in steps], studied, results))
@@ -267,18 +281,11 @@ def recorded_chain(cfg: StudyConfig, paths: StudyPaths) -> list[dict]:
         if step.id != REPORT and not is_done(step, record, step_identity):
             problems.append(f"{step.id}: {why_not_done(step, records)}")
             continue
-        finished = record.get("finished") if step.id != REPORT else None
+        times = {key: record.get(key) if step.id != REPORT else None for key in ("started", "finished", "host")}
         run = record["run"] if step.id != REPORT else None
         timing = record.get("timing") if step.id != REPORT else None
         rows.append(
-            {
-                "step": step.id,
-                "identity": step_identity,
-                "run": run,
-                "inputs": consumed,
-                "finished": finished,
-                "timing": timing,
-            }
+            {"step": step.id, "identity": step_identity, "run": run, "inputs": consumed, **times, "timing": timing}
         )
     if problems:
         raise InconsistentRuns(
@@ -288,10 +295,10 @@ def recorded_chain(cfg: StudyConfig, paths: StudyPaths) -> list[dict]:
     return rows
 
 
-def use_this_interpreter(paths: StudyPaths) -> None:
+def use_this_interpreter(kernels: Path) -> None:
     """Make the kernel papermill starts (python3) this interpreter, whatever kernels the user
-    has installed elsewhere: JUPYTER_PATH is searched before the user's and system's folders."""
-    kernels = paths.root / "runs" / ".jupyter"
+    has installed elsewhere: JUPYTER_PATH is searched before the user's and system's folders.
+    `kernels` is the folder the kernel's spec is written in."""
     spec = kernels / "kernels" / "python3" / "kernel.json"
     # Written whole: runs of other studies may be writing the same file at the same time.
     atomic_write_text(
@@ -312,7 +319,9 @@ def use_this_interpreter(paths: StudyPaths) -> None:
             }
         ),
     )
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), os.environ.get("JUPYTER_PATH")]))
+    searched = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
+    if str(kernels) not in searched:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), *searched]))
 
 
 def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity: str, consumed: dict) -> float:
@@ -367,6 +376,7 @@ def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity:
         "finished": _now(),
         "wall_s": wall_s,
         "timing": timing,
+        "host": socket.gethostname(),  # which node ran it, when an executor spreads steps over a cluster
     }
     atomic_write_json(record_path, record)
     return wall_s
@@ -442,43 +452,103 @@ def render(paths: StudyPaths, log: Callable[[str], None] = print) -> tuple[Path,
     return html_path, md_path
 
 
+class Scheduler:
+    """Runs the plan on an executor. A step is decided once every step it reads has settled
+    (skipped, or finished in this run): skipped while its record holds its current identity
+    and its outputs exist, otherwise started. Steps are decided in plan order, so the local
+    executor (one step at a time) runs exactly the plan's order. After a failure nothing new
+    starts; the steps already running finish and keep their records, and the first failure is
+    raised."""
+
+    def __init__(self, steps: list[Step], paths: StudyPaths, executor, study: dict, force: bool, log):
+        self.paths, self.executor, self.study, self.force, self.log = paths, executor, study, force, log
+        self.number = {step.id: n for n, step in enumerate(steps, 1)}
+        self.total = len(steps)
+        self.waiting = list(steps)
+        self.settled: set[str] = set()
+        self.running: dict[Any, Step] = {}
+        self.failures: list[StepFailed] = []
+
+    def run(self) -> None:
+        try:
+            while True:
+                self._start_ready()
+                if not self.running:
+                    break
+                self._collect()
+        except BaseException:
+            self.executor.stop(list(self.running))
+            raise
+        if self.failures:
+            raise self.failures[0]
+        if self.waiting:  # cannot happen with a plan whose inputs come first; a guard against a reordered one
+            raise InconsistentRuns(f"{self.waiting[0].id}: an input of it never ran; its inputs run first")
+
+    def _prefix(self, step: Step) -> str:
+        return f"[{self.number[step.id]}/{self.total}] {step.id}"
+
+    def _start_ready(self) -> None:
+        while not self.failures and len(self.running) < self.executor.slots:
+            step = next((s for s in self.waiting if set(s.inputs) <= self.settled), None)
+            if step is None:
+                return
+            self.waiting.remove(step)
+            records = read_records(self.paths)
+            step_identity, consumed = identity(step, records)
+            if step_identity is None:  # its inputs have settled, so their records exist: a guard
+                raise InconsistentRuns(f"{step.id}: an input of it has no record; its inputs run first")
+            if not self.force and is_done(step, records.get(step.id), step_identity):
+                self.log(f"{self._prefix(step)}: done already (identity {step_identity[:8]}), skipped")
+                self.settled.add(step.id)
+                continue
+            reason = "--force" if self.force else why_not_done(step, records)
+            self.log(f"{self._prefix(step)}: running {step.notebook} ({reason}){self.executor.where(step)}")
+            self.running[self.executor.start(step, self.study, step_identity, consumed)] = step
+
+    def _collect(self) -> None:
+        handle, outcome = self.executor.next_finished(list(self.running))
+        step = self.running.pop(handle)
+        if outcome.error is not None:
+            self.failures.append(outcome.error)
+            if self.running:
+                others = ", ".join(s.id for s in self.running.values())
+                self.log(f"{self._prefix(step)}: failed; waiting for the steps still running ({others})")
+            return
+        self.settled.add(step.id)
+        self.log(f"{self._prefix(step)}: finished in {outcome.wall_s:.1f} s")
+
+
 def run_study(
     params_file: str | Path,
     overrides: dict[str, Any] | None = None,
     *,
     root: str | Path = ".",
     force: bool = False,
+    executor: str = "local",
+    address: str | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[Path, Path]:
     """Validate, take the study's lock, run every step that is not done for what it would
-    consume now, render the report."""
+    consume now (on the `executor`: "local", or "ray" on the Ray cluster at `address`, a local
+    instance without one), render the report."""
     from .checks import check_study
+    from .executors import check_executor, open_executor
 
     params_file = Path(params_file).resolve()
     root = Path(root).resolve()
     overrides = dict(overrides or {})
     cfg = load_config(params_file, overrides, root=root)
     check_study(cfg)
+    check_executor(executor, address)
     paths = StudyPaths(root, cfg.study)
     command = f"lorastudy run {params_file}" + "".join(f" -p {k}={v}" for k, v in overrides.items())
     with study_lock(paths.run_dir, cfg.study, command + (" --force" if force else ""), log):
         steps = plan(cfg, paths)
-        use_this_interpreter(paths)
+        use_this_interpreter(paths.root / "runs" / ".jupyter")
         study = {"params_file": str(params_file), "overrides": overrides, "root": str(paths.root)}
         total_start = time.perf_counter()
-        for number, step in enumerate(steps, 1):
-            prefix = f"[{number}/{len(steps)}] {step.id}"
-            records = read_records(paths)
-            step_identity, consumed = identity(step, records)
-            if step_identity is None:  # cannot happen in order; a guard against a reordered plan
-                raise InconsistentRuns(f"{step.id}: an input of it has no record; its inputs run first")
-            if not force and is_done(step, records.get(step.id), step_identity):
-                log(f"{prefix}: done already (identity {step_identity[:8]}), skipped")
-                continue
-            reason = "--force" if force else why_not_done(step, records)
-            log(f"{prefix}: running {step.notebook} ({reason})")
-            wall_s = execute(step, paths, study, step_identity, consumed)
-            log(f"{prefix}: finished in {wall_s:.1f} s")
+        with open_executor(executor, paths, steps, address, log) as running_on:
+            Scheduler(steps, paths, running_on, study, force, log).run()
         render_start = time.perf_counter()
         html, md = render(paths, log)
         write_step_times(paths, [s.id for s in steps], time.perf_counter() - render_start)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from . import methods, resources, tasks
+from . import distributed, methods, resources, tasks
 from .config import Run, StudyConfig, params_hash
 from .data import load_train, pin_model
 from .files import StudyPaths, atomic_path, atomic_write_json, scratch_dir
@@ -179,6 +179,8 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
     method = methods.get(run.method)
     if not method.trains:
         raise ValueError(f"method {run.method!r} trains nothing (it is evaluated as loaded)")
+    if distributed.should_launch(method.settings(cfg).train):
+        return distributed.launch(cfg, run, paths, log)  # each launched process comes back here
     cfg = pin_model(method.settings(cfg), paths.data)
     set_seed(run.seed)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
@@ -194,9 +196,12 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
         f"training {run.name}: {len(examples)} examples, {total_steps} optimizer steps, "
         f"{counts['trainable_params']:,} trainable of {counts['total_params']:,} parameters"
     )
-    fit = _fit(cfg, run, model, tokenizer, examples, total_steps, log)
+    fit = distributed.combine(_fit(cfg, run, model, tokenizer, examples, total_steps, log))
+    adapter_state = fit.pop("adapter_state")
+    if not distributed.is_main_process():
+        return fit  # the first process writes the run's files
     with atomic_path(paths.adapter(run.name)) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=adapter_state)
     _write_losses(paths.loss_csv(run.name), fit["losses"])
     record = {
         "run": run.name,
@@ -225,10 +230,11 @@ def training_arguments(cfg: StudyConfig, seed: int, output_dir: str):
     from transformers import TrainingArguments
 
     precision = resolve_precision(cfg)
+    batch_size, grad_accum = distributed.per_process_batch(cfg.train)  # the study's own with one process
     return TrainingArguments(
         output_dir=output_dir,
-        per_device_train_batch_size=cfg.train.batch_size,
-        gradient_accumulation_steps=cfg.train.grad_accum,
+        per_device_train_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
         learning_rate=cfg.train.learning_rate,
         lr_scheduler_type=cfg.train.lr_scheduler,
         # transformers 5 reads a warmup_steps below 1 as a share of the steps.
@@ -252,6 +258,7 @@ def training_arguments(cfg: StudyConfig, seed: int, output_dir: str):
         remove_unused_columns=False,
         dataloader_pin_memory=False,
         include_num_input_tokens_seen="non_padding",
+        **distributed.trainer_arguments(cfg.train),
     )
 
 
@@ -274,6 +281,7 @@ def _fit(cfg: StudyConfig, run: Run, model, tokenizer, examples: list[dict], tot
             start = time.perf_counter()
             result = trainer.train()
             wall_s = time.perf_counter() - start
+        adapter_state = distributed.full_state_dict(trainer)
     except torch.OutOfMemoryError as exc:
         raise OutOfMemoryAdvice(f"out of memory while training {run.name}: {memory_advice(cfg)}") from exc
     finally:
@@ -292,6 +300,7 @@ def _fit(cfg: StudyConfig, run: Run, model, tokenizer, examples: list[dict], tot
         "tokens_per_s": tokens_seen / wall_s if wall_s > 0 else None,
         "final_loss": losses[-1]["loss"] if losses else None,
         "train_loss": float(result.training_loss),
+        "adapter_state": adapter_state,
     }
 
 

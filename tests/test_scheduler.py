@@ -1,0 +1,140 @@
+"""The scheduler that both executors run on: which steps start when, what is skipped, what a
+failure stops. An executor that runs nothing stands in for papermill here: it records a step
+as the runner does when the test says it finishes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from lorastudy import runner
+from lorastudy.config import load_config
+from lorastudy.executors import Outcome
+from lorastudy.files import StudyPaths, atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Scripted:
+    """Starts nothing; finishes the running step that comes first in `order` (plan order if
+    none), writing its record and outputs as `runner.execute` would, or failing those in `fail`."""
+
+    def __init__(self, paths: StudyPaths, slots: float, order: list[str] = (), fail: tuple[str, ...] = ()):
+        self.paths, self.slots, self.order, self.fail = paths, slots, list(order), fail
+        self.events: list[tuple[str, str, frozenset]] = []  # (start or finish, step, the steps running then)
+        self.running: dict[str, runner.Step] = {}
+        self.identities: dict[str, tuple[str, dict]] = {}
+        self.stopped: list[str] | None = None
+
+    def where(self, step: runner.Step) -> str:
+        return ""
+
+    def start(self, step: runner.Step, study: dict, step_identity: str, consumed: dict) -> str:
+        self.running[step.id] = step
+        self.events.append(("start", step.id, frozenset(self.running)))
+        self.identities[step.id] = (step_identity, consumed)
+        return step.id
+
+    def next_finished(self, handles: list[str]) -> tuple[str, Outcome]:
+        ranked = [h for h in self.order if h in handles] + handles
+        name = ranked[0]
+        step = self.running.pop(name)
+        self.events.append(("finish", name, frozenset(self.running)))
+        if name in self.fail:
+            return name, Outcome(error=runner.StepFailed(name, "it was told to fail", Path("failed.ipynb")))
+        step_identity, consumed = self.identities[name]
+        for output in step.outputs:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            if output.suffix:
+                output.write_text("x")
+            else:
+                output.mkdir(exist_ok=True)
+        record = {"step": name, "identity": step_identity, "run": f"run-of-{name}", "inputs": consumed}
+        atomic_write_json(self.paths.steps / f"{name}.json", record)
+        return name, Outcome(wall_s=1.0)
+
+    def stop(self, handles: list[str]) -> None:
+        self.stopped = handles
+
+    def started(self) -> list[str]:
+        return [name for kind, name, _ in self.events if kind == "start"]
+
+
+@pytest.fixture
+def study(tmp_path):
+    cfg = load_config(ROOT / "params" / "smoke.yaml", root=tmp_path)
+    paths = StudyPaths(tmp_path, cfg.study)
+    return paths, runner.plan(cfg, paths)
+
+
+def schedule(paths: StudyPaths, steps: list[runner.Step], executor: Scripted, force: bool = False) -> list[str]:
+    lines: list[str] = []
+    runner.Scheduler(steps, paths, executor, {}, force, lines.append).run()
+    return lines
+
+
+def test_one_slot_runs_the_plan_in_order(study):
+    paths, steps = study
+    executor = Scripted(paths, slots=1)
+    schedule(paths, steps, executor)
+    assert executor.started() == [s.id for s in steps]
+    assert all(len(running) <= 1 for _, _, running in executor.events)
+
+
+def test_independent_steps_run_at_once_and_a_step_waits_for_its_inputs(study):
+    paths, steps = study
+    # The evaluation of the base finishes last among the three that need only the data.
+    executor = Scripted(paths, slots=math.inf, order=["01_data", "02_train-lora", "02_train-qlora"])
+    schedule(paths, steps, executor)
+    running_after_data = {name: running for kind, name, running in executor.events if kind == "start"}
+    # Both trainings and the base's evaluation were running together.
+    assert {"02_train-lora", "02_train-qlora", "03_evaluate-base"} <= running_after_data["03_evaluate-base"]
+    finished = [name for kind, name, _ in executor.events if kind == "finish"]
+    by_id = {s.id: s for s in steps}
+    for name in executor.started():
+        start = executor.events.index(next(e for e in executor.events if e[:2] == ("start", name)))
+        done_before = {n for kind, n, _ in executor.events[:start] if kind == "finish"}
+        assert set(by_id[name].inputs) <= done_before, f"{name} started before its inputs finished"
+    assert finished[-1] == "04_report" and len(finished) == len(steps)
+
+
+def test_a_failure_starts_nothing_new_and_lets_the_running_steps_finish(study):
+    paths, steps = study
+    executor = Scripted(paths, slots=math.inf, order=["01_data", "02_train-lora"], fail=("02_train-lora",))
+    lines: list[str] = []
+    with pytest.raises(runner.StepFailed) as info:
+        runner.Scheduler(steps, paths, executor, {}, False, lines.append).run()
+    assert info.value.step == "02_train-lora"
+    assert executor.started() == ["01_data", "02_train-lora", "02_train-qlora", "03_evaluate-base"]
+    # The others that were running finished and kept their records; nothing was cancelled.
+    assert {"02_train-qlora", "03_evaluate-base"} <= {p.stem for p in paths.steps.glob("*.json")}
+    assert executor.stopped is None
+    assert any("02_train-lora: failed; waiting for the steps still running" in line for line in lines)
+
+
+def test_a_finished_study_starts_nothing_and_force_redoes_all(study):
+    paths, steps = study
+    schedule(paths, steps, Scripted(paths, slots=math.inf))
+    again = Scripted(paths, slots=math.inf)
+    lines = schedule(paths, steps, again)
+    assert again.started() == [] and sum("skipped" in line for line in lines) == len(steps)
+    forced = Scripted(paths, slots=math.inf)
+    schedule(paths, steps, forced, force=True)
+    assert sorted(forced.started()) == sorted(s.id for s in steps)
+
+
+def test_an_interrupted_scheduler_stops_what_its_executor_runs(study):
+    paths, steps = study
+
+    class Interrupted(Scripted):
+        def next_finished(self, handles):
+            if "02_train-lora" in handles:
+                raise KeyboardInterrupt
+            return super().next_finished(handles)
+
+    executor = Interrupted(paths, slots=math.inf)
+    with pytest.raises(KeyboardInterrupt):
+        schedule(paths, steps, executor)
+    assert sorted(executor.stopped) == ["02_train-lora", "02_train-qlora", "03_evaluate-base"]
