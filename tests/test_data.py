@@ -179,3 +179,25 @@ def test_a_dataset_left_with_one_item_is_an_error(tmp_path):
     cfg = load_config(local_study(tmp_path), {"tasks.squad.n": None})
     with pytest.raises(DataError, match="tasks.squad: only 1 usable item left after cleaning; paired tests need"):
         prepare(cfg, tmp_path / "data", log=lambda _: None)
+
+
+def test_the_data_step_records_the_training_examples_lengths_and_warns_when_the_limit_cuts(tmp_path, tiny_model):
+    from lorastudy.markdown import data_section
+    from lorastudy.models import load_tokenizer
+    from lorastudy.train import build_examples
+
+    cfg = load_config(ROOT / "params" / "smoke.yaml", {"data.max_seq_len": 48}, root=tmp_path)
+    tokenizer = load_tokenizer(str(tiny_model), cfg.model)
+    warnings = []
+    summary = prepare(cfg, tmp_path / "data", log=warnings.append, tokenizer=tokenizer)
+    lengths = summary["train_lengths"]
+    assert lengths["examples"] == cfg.data.train_samples and lengths["median"] <= lengths["p90"] <= lengths["max"]
+    # The same count training sees: examples that the limit truncates.
+    full, _ = build_examples(read_jsonl(tmp_path / "data" / "train.jsonl"), tokenizer, 10**6)
+    assert lengths["cut"] == sum(len(e["input_ids"]) > 48 for e in full) > 0
+    assert lengths["cut_share"] == pytest.approx(lengths["cut"] / lengths["examples"])
+    assert lengths["cut_share"] > 0.01 and any("data.max_seq_len (48) cuts" in w for w in warnings)
+    assert "**Warning:** more than 1% of the training examples are cut" in data_section(summary)
+    roomy = load_config(ROOT / "params" / "smoke.yaml", root=tmp_path)
+    fits = prepare(roomy, tmp_path / "roomy", log=warnings.append, tokenizer=tokenizer)["train_lengths"]
+    assert fits["cut"] == 0 and "Warning" not in data_section({**summary, "train_lengths": fits})

@@ -182,3 +182,14 @@ def test_openmath_items_record_how_the_answer_was_found(output, source, exact, n
     assert item["answer_source"] == source and item["non_finite"] == (len(output) == 400)
     assert item["scores"] == {"exact_match": exact, "no_answer_rate": no_answer, "abs_error": error}
     json.dumps(item, allow_nan=False)  # the predictions file stays standard JSON
+
+
+def test_a_truncated_solution_without_a_final_answer_counts_as_no_answer():
+    cut = "First 12 + 30 = 42, then we multiply 42 by"  # the cut fell on a number that is not the answer
+    assert score_openmath({"expected_answer": "42"}, cut)["scores"]["exact_match"] == 1.0  # read as the answer
+    truncated = score_openmath({"expected_answer": "42"}, cut, truncated=True)
+    assert truncated["answer_source"] == "none" and truncated["scores"]["no_answer_rate"] == 1.0
+    assert truncated["scores"]["exact_match"] == 0.0 and truncated["scores"]["abs_error"] is None
+    # A final answer stated before the cut still counts.
+    boxed = score_openmath({"expected_answer": "42"}, r"So \boxed{42}. To check, 42 - 12", truncated=True)
+    assert boxed["answer_source"] == "boxed" and boxed["scores"]["exact_match"] == 1.0

@@ -21,7 +21,7 @@ from typing import Any
 from . import tasks
 from .config import StudyConfig
 from .files import atomic_write_json, read_json, read_jsonl, write_jsonl
-from .tasks import Cleaned, Task
+from .tasks import Cleaned, Task, example_ids
 
 # A streamed training split is read this many times the rows needed, to leave room for the
 # rows cleaning and de-duplication drop, through a shuffle buffer of this many rows.
@@ -129,9 +129,12 @@ def load_raw(cfg: StudyConfig, task: Task, source_dir: Path | None, limit: int |
 # ------------------------------------------------------------------------- the data step
 
 
-def prepare(cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print, model: dict | None = None) -> dict:
+def prepare(
+    cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print, model: dict | None = None, tokenizer=None
+) -> dict:
     """Load, clean and split every dataset; write train.jsonl, eval/<task>.jsonl, summary.json.
-    `model` is what the model resolved to (models.identity), recorded so later steps load it.
+    `model` is what the model resolved to (models.identity), recorded so later steps load it;
+    with the model's `tokenizer`, the training examples' token lengths are recorded too.
 
     Files are written under temporary names and renamed, summary.json last, so a data folder
     with a summary in it is complete.
@@ -141,6 +144,13 @@ def prepare(cfg: StudyConfig, data_dir: Path, log: Callable[[str], None] = print
     summary: dict[str, Any] = {"source": cfg.data.source, "model": model, "datasets": {}}
     train, held_out, summary["datasets"][cfg.data.train_task] = split_training_pool(cfg, source_dir)
     write_jsonl(data_dir / "train.jsonl", train)
+    if tokenizer is not None:
+        lengths = summary["train_lengths"] = training_lengths(cfg, train, tokenizer)
+        if lengths["cut_share"] > CUT_WARNING_SHARE:
+            log(
+                f"warning: data.max_seq_len ({cfg.data.max_seq_len}) cuts {lengths['cut']} of {lengths['examples']} "
+                f"training examples (the longest has {lengths['max']} tokens): raise it"
+            )
     train_task = tasks.get(cfg.data.train_task)
     train_keys = {normalise_text(key) for row in train for key in train_task.overlap_keys(row)}
     for task_cfg in cfg.tasks:
@@ -179,10 +189,9 @@ def dataset_identity(cfg: StudyConfig, task: Task, source_dir: Path | None) -> d
 def pin_model(cfg: StudyConfig, data_dir: Path) -> StudyConfig:
     """The study with its hub model pinned to the commit the data step resolved, so training
     and every evaluation load the same weights even if the hub's branch moves meanwhile."""
-    model = read_json(data_dir / "summary.json").get("model") or {}
-    if model.get("kind") != "hub commit":
-        return cfg
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, revision=model["resolved"]))
+    from .models import pinned
+
+    return dataclasses.replace(cfg, model=pinned(cfg.model, read_json(data_dir / "summary.json").get("model")))
 
 
 def _source_dir(cfg: StudyConfig, data_dir: Path) -> Path | None:
@@ -256,6 +265,37 @@ def _check_enough(task: str, rows: list[dict]) -> None:
         raise DataError(f"tasks.{task}: no usable items left after cleaning")
     if len(rows) < 2:
         raise DataError(f"tasks.{task}: only 1 usable item left after cleaning; paired tests need at least 2")
+
+
+def training_lengths(cfg: StudyConfig, rows: list[dict], tokenizer) -> dict[str, Any]:
+    """The training examples' lengths in the model's own tokenizer (prompt with its chat
+    template, answer, turn end), and how many data.max_seq_len cuts: a cut answer loses its
+    final answer and its end token, so the model learns neither."""
+    from .models import assistant_turn_end
+
+    task, turn_end = tasks.get(cfg.data.train_task), assistant_turn_end(tokenizer)
+    pairs = [example_ids(tokenizer, task, row, turn_end) for row in rows]
+    lengths = sorted(len(p) + len(a) for p, a in pairs)
+    cut = sum(n > cfg.data.max_seq_len for n in lengths)
+
+    def quantile(q: float) -> int:
+        return lengths[min(len(lengths) - 1, int(q * len(lengths)))]
+
+    return {
+        "examples": len(lengths),
+        "median": quantile(0.5),
+        "p90": quantile(0.9),
+        "p99": quantile(0.99),
+        "max": lengths[-1],
+        "max_seq_len": cfg.data.max_seq_len,
+        "cut": cut,
+        "cut_share": cut / len(lengths),
+        "prompt_too_long": sum(len(p) >= cfg.data.max_seq_len - 1 for p, _ in pairs),
+    }
+
+
+# More than this share of training examples cut by data.max_seq_len is warned about.
+CUT_WARNING_SHARE = 0.01
 
 
 def load_train(data_dir: Path) -> list[dict]:

@@ -213,7 +213,13 @@ def run_task(
         max_new = max_new_tokens or task.max_new_tokens
         outputs = generate(model, tokenizer, prompts, max_new, task.stop_strings, batch_size, progress)
         items = [
-            {"id": r["id"], "question": task.question(r), "prompt": p, **o, **task.score(r, o["output"])}
+            {
+                "id": r["id"],
+                "question": task.question(r),
+                "prompt": p,
+                **o,
+                **task.score(r, o["output"], truncated=o["hit_token_limit"]),
+            }
             for r, p, o in zip(rows, prompts, outputs)
         ]
     resources.synchronize()

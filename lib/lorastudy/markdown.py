@@ -85,8 +85,28 @@ def data_section(summary: dict) -> str:
                 rows,
                 ["l", "r", "l", "r", "r", "r"],
             ),
+            *_length_lines(summary.get("train_lengths")),
         ]
     )
+
+
+def _length_lines(lengths: dict | None) -> list[str]:
+    """The training examples' token lengths, and a warning when the length limit cuts more than
+    1% of them (a cut answer loses its final answer and its end token)."""
+    if not lengths:
+        return []
+    text = (
+        f"Training examples in the model's tokenizer (prompt with its chat template, answer and turn end): "
+        f"median {lengths['median']:,} tokens, 90th percentile {lengths['p90']:,}, 99th {lengths['p99']:,}, "
+        f"longest {lengths['max']:,}; data.max_seq_len {lengths['max_seq_len']:,} cuts {lengths['cut']:,} of "
+        f"{lengths['examples']:,} ({lengths['cut_share']:.1%})."
+    )
+    if lengths["cut_share"] > 0.01:
+        text += (
+            " **Warning:** more than 1% of the training examples are cut, so the model does not see their final "
+            "answers and end tokens; raise data.max_seq_len."
+        )
+    return ["", text]
 
 
 def _evaluated(d: dict) -> str:

@@ -10,6 +10,7 @@ briefly on synthetic domain text.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import math
@@ -206,6 +207,13 @@ def identity(model: ModelConfig, path: str) -> dict:
             }
         return {"name": model.name, "requested": requested, "resolved": sha, "kind": "hub commit"}
     return {"name": model.name, "path": str(path), "resolved": folder_sha256(Path(path)), "kind": "sha256 of files"}
+
+
+def pinned(model: ModelConfig, resolved: dict | None) -> ModelConfig:
+    """The model config with a hub model's revision set to the commit it resolved to."""
+    if not resolved or resolved.get("kind") != "hub commit":
+        return model
+    return dataclasses.replace(model, revision=resolved["resolved"])
 
 
 def folder_sha256(folder: Path) -> str:

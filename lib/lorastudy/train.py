@@ -22,7 +22,7 @@ from .files import StudyPaths, atomic_path, atomic_write_json, scratch_dir
 from .methods import Method
 from .models import assistant_turn_end, load_model, load_tokenizer, model_path, torch_dtype
 from .quantization import reconstruction_error
-from .tasks import chat_prompt
+from .tasks import example_ids
 
 
 class NonFiniteLossError(RuntimeError):
@@ -59,14 +59,10 @@ def build_examples(rows: list[dict], tokenizer, max_seq_len: int, task: str = "o
     with the token that closes an assistant's turn in the model's chat template, so the
     fine-tuned model learns to stop. Returns the examples and how many rows were dropped
     because the prompt alone is too long."""
-    example = tasks.get(task).train_example
-    turn_end = assistant_turn_end(tokenizer)
+    declared, turn_end = tasks.get(task), assistant_turn_end(tokenizer)
     examples, dropped = [], 0
-    turn_end = assistant_turn_end(tokenizer)
     for row in rows:
-        user, answer = example(row)
-        prompt_ids = tokenizer(chat_prompt(tokenizer, user), add_special_tokens=False).input_ids
-        answer_ids = tokenizer(answer + turn_end, add_special_tokens=False).input_ids
+        prompt_ids, answer_ids = example_ids(tokenizer, declared, row, turn_end)
         if len(prompt_ids) >= max_seq_len - 1:
             dropped += 1
             continue

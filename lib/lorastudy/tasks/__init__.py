@@ -100,7 +100,8 @@ class Task:
     # by the choices, which `choices` continues.
     prompt: Callable[[Any, dict], str]
     # (row, output) -> {"extracted", "references", "scores": {metric key: value}}; the output is
-    # the generated text, or for log-likelihood tasks the list of the choices' log-likelihoods.
+    # the generated text (with `truncated=True` when it ran to the token limit), or for
+    # log-likelihood tasks the list of the choices' log-likelihoods.
     score: Callable[[dict, Any], dict]
     # The text a reader needs to recognise an item in the report.
     question: Callable[[dict], str]
@@ -142,6 +143,14 @@ def chat_prompt(tokenizer, user_message: str) -> str:
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True, **options
     )
+
+
+def example_ids(tokenizer, task: Task, row: dict, turn_end: str) -> tuple[list[int], list[int]]:
+    """A training row as token ids: the prompt (the chat template's, up to the assistant's turn)
+    and the answer, ended as the template ends a turn."""
+    user, answer = task.train_example(row)
+    prompt = tokenizer(chat_prompt(tokenizer, user), add_special_tokens=False).input_ids
+    return prompt, tokenizer(answer + turn_end, add_special_tokens=False).input_ids
 
 
 def text(value: Any) -> str | None:

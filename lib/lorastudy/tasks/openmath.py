@@ -8,7 +8,7 @@ import math
 from collections.abc import Iterable
 
 from .. import synthetic
-from ..metrics import answer_matches, extract_answer, parse_expected_answer
+from ..metrics import Answer, answer_matches, extract_answer, parse_expected_answer
 from . import Cleaned, HubSource, Metric, Task, chat_prompt, text
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -41,9 +41,14 @@ def clean(rows: Iterable[dict]) -> Cleaned:
     return out
 
 
-def score(row: dict, output: str) -> dict:
+def score(row: dict, output: str, truncated: bool = False) -> dict:
+    """An output cut at the token limit has no final answer unless it stated one (\\boxed{} or
+    "the answer is") before the cut: the last number of a truncated solution is wherever the
+    cut fell, so it counts as no answer rather than as a wrong one."""
     expected = parse_expected_answer(row["expected_answer"])
     answer = extract_answer(output)
+    if truncated and answer.source == "last_number":
+        answer = Answer(None, "none")
     error = None if answer.value is None else abs(answer.value - expected)
     return {
         "extracted": answer.value,
@@ -63,7 +68,7 @@ def score(row: dict, output: str) -> dict:
 TASK = Task(
     name="openmath",
     title="OpenMath (held out)",
-    version=1,
+    version=2,
     kind="generate",
     metrics=(
         Metric("exact_match", True, True, "share of items whose answer matches a reference exactly", primary=True),
