@@ -75,11 +75,12 @@ def test_changing_the_report_code_changes_only_the_report(checkout):
     assert changed(before, identities(checkout)) == {"04_report"}
 
 
-def test_changing_the_training_prompt_changes_training_and_evaluation(checkout):
+def test_changing_the_chat_prompt_changes_data_training_and_evaluation(checkout):
     # Evaluation prompts the trained model as training did (tasks.chat_prompt, the task's prompt).
     before = identities(checkout)
     edit(checkout, "tasks", "def chat_prompt(", "def chat_prompt(*_unused, ")
-    assert changed(before, identities(checkout)) == {"02_train", "03_evaluate"}
+    # The data step too: it records the training examples' lengths in the model's chat format.
+    assert changed(before, identities(checkout)) == {"01_data", "02_train", "03_evaluate"}
 
 
 def test_comments_formatting_and_notebook_outputs_change_nothing(checkout):
