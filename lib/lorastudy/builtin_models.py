@@ -15,14 +15,13 @@ carries a version: a change to a recipe gives a new folder instead of reusing a 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .files import atomic_path, atomic_write_json
+from .files import atomic_path, atomic_write_json, sha256_file
 
 Log = Callable[[str], None]
 
@@ -98,14 +97,6 @@ def smollm2_gguf_file() -> Path:
             f"{path} is missing from the installed {SMOLLM2_DIST}; reinstall: {SMOLLM2_INSTALL}"
         )
     return path
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def import_smollm2(out_dir: Path, log: Log = print) -> Path:

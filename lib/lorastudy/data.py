@@ -20,7 +20,7 @@ from typing import Any
 
 from . import tasks
 from .config import StudyConfig
-from .files import atomic_write_json, read_json, read_jsonl, write_jsonl
+from .files import atomic_write_json, read_json, read_jsonl, sha256_file, write_jsonl
 from .tasks import Cleaned, Task, example_ids
 
 # A streamed training split is read this many times the rows needed, to leave room for the
@@ -175,7 +175,7 @@ def dataset_identity(cfg: StudyConfig, task: Task, source_dir: Path | None) -> d
     """What a task's data resolved to: the hub dataset's commit, or the SHA-256 of the local file."""
     if cfg.data.source != "hub":
         path = local_file(source_dir, task)
-        return {"resolved": hashlib.sha256(path.read_bytes()).hexdigest(), "kind": f"sha256 of {path.name}"}
+        return {"resolved": sha256_file(path), "kind": f"sha256 of {path.name}"}
     import datasets
 
     requested = cfg.data.revisions.get(task.name)

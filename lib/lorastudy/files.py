@@ -6,6 +6,7 @@ an interrupted step never leaves a file that looks finished.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -67,6 +68,16 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def sha256_file(path: Path, digest=None) -> str:
+    """A file's SHA-256, read in blocks (model weights run to gigabytes); with `digest`, the
+    file is added to it instead and its hex digest so far is returned."""
+    digest = digest or hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def scratch_dir(prefix: str) -> Path:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import ModelConfig, QuantConfig, is_local
-from .files import atomic_path
+from .files import atomic_path, sha256_file
 from .resources import device
 
 
@@ -221,9 +221,7 @@ def folder_sha256(folder: Path) -> str:
     digest = hashlib.sha256()
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
         digest.update(str(file.relative_to(folder)).encode() + b"\0")
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        sha256_file(file, digest)
     return digest.hexdigest()
 
 

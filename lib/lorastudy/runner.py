@@ -29,7 +29,6 @@ same time where the graph allows and the cluster has the resources each step ask
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -45,7 +44,7 @@ from typing import Any
 from . import methods, tasks
 from .code_identity import CodeIdentity, code_identity, task_identity
 from .config import StudyConfig, load_config, params_hash
-from .files import StudyPaths, atomic_write_json, atomic_write_text, read_json
+from .files import StudyPaths, atomic_write_json, atomic_write_text, read_json, sha256_file
 from .lock import study_lock
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
@@ -167,15 +166,7 @@ def local_files(cfg: StudyConfig) -> dict[str, str]:
     directory = cfg.resolve(cfg.data.local_dir)
     names = sorted({cfg.data.train_task} | {t.name for t in cfg.tasks})
     files = {name: local_file(directory, tasks.get(name)) for name in names}
-    return {name: _sha256(path) for name, path in files.items() if path is not None}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return {name: sha256_file(path)[:16] for name, path in files.items() if path is not None}
 
 
 def _run(run) -> dict[str, Any]:
