@@ -139,6 +139,8 @@ class RayExecutor:
         if self.owns and address:
             ray.init(address=address)
         elif self.owns:
+            # A busy machine can take more than Ray's default 10 s to start the local node's raylet.
+            os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
             ray.init(include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES)
         self.has_gpus = ray.cluster_resources().get("GPU", 0) > 0
         self.task = ray.remote(run_step)
