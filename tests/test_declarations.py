@@ -38,7 +38,8 @@ def clean_capitals(rows) -> Cleaned:
     return out
 
 
-def score_capital(row: dict, output: str) -> dict:
+def score_capital(row: dict, output: str, truncated: bool = False) -> dict:
+    # A cut answer that names the capital still names it: `truncated` changes nothing here.
     named = row["capital"].lower() in output.lower()
     return {"extracted": output, "references": [row["capital"]], "scores": {"names_capital": float(named)}}
 

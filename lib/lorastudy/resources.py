@@ -67,7 +67,10 @@ def synchronize() -> None:
         torch.cuda.synchronize()
 
 
-def reset_peak() -> None:
+def reset_peak() -> bool:
+    """Start a new peak; False where the kernel refuses to reset the resident-set peak
+    (/proc/self/clear_refs is not writable in some containers), so VmHWM stays the
+    process's lifetime peak and a phase's peak must be sampled instead."""
     import torch
 
     synchronize()
@@ -77,7 +80,8 @@ def reset_peak() -> None:
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
     except OSError:
-        pass  # no per-phase reset: the peak below is the process's lifetime peak
+        return False
+    return True
 
 
 def peak_bytes() -> dict[str, int | str]:
@@ -179,17 +183,21 @@ def measure() -> Iterator[Phase]:
     import torch
 
     phase = Phase()
-    reset_peak()
-    sampler = PeakSampler(device_used_bytes) if torch.cuda.is_available() else nullcontext()
+    rss_sampler = nullcontext() if reset_peak() else PeakSampler(rss_bytes)
+    device_sampler = PeakSampler(device_used_bytes) if torch.cuda.is_available() else nullcontext()
     start = time.perf_counter()
     try:
-        with sampler:
+        with rss_sampler, device_sampler:
             yield phase
     finally:
         phase.wall_s = time.perf_counter() - start
         phase.peak = peak_bytes()
-        if isinstance(sampler, PeakSampler):
-            phase.peak["peak_device_used_bytes"] = sampler.peak
+        if isinstance(device_sampler, PeakSampler):
+            phase.peak["peak_device_used_bytes"] = device_sampler.peak
+        if isinstance(rss_sampler, PeakSampler):
+            # Sampled every 50 ms: a spike shorter than that can be missed, but the figure is
+            # this phase's, not the largest the process ever reached.
+            phase.peak["peak_rss_bytes"] = rss_sampler.peak
 
 
 # ------------------------------------------------------------------------- parameters

@@ -100,8 +100,9 @@ class Task:
     # by the choices, which `choices` continues.
     prompt: Callable[[Any, dict], str]
     # (row, output) -> {"extracted", "references", "scores": {metric key: value}}; the output is
-    # the generated text (with `truncated=True` when it ran to the token limit), or for
-    # log-likelihood tasks the list of the choices' log-likelihoods.
+    # the generated text, or for log-likelihood tasks the list of the choices' log-likelihoods.
+    # A generation task's scorer also takes `truncated` (keyword): whether the output ran to
+    # the token limit, so a cut answer can count as none.
     score: Callable[[dict, Any], dict]
     # The text a reader needs to recognise an item in the report.
     question: Callable[[dict], str]
