@@ -204,3 +204,125 @@ def chart_seeds(res: StudyResults):
     ax.set_ylabel("primary metric")
     fig.tight_layout()
     return fig, "Primary metric of each training seed (one dot per seed): the spread across seeds."
+
+
+def chart_pareto(res: StudyResults):
+    """Primary score against peak training memory, one panel per task, the Pareto front marked."""
+    from .method_space import pareto_table
+
+    data = pareto_table(res)
+    if data.empty or data.method.nunique() < 2:
+        return None, "Fewer than two methods were trained, so there is no front of score against training memory."
+    _style()
+    names = [t.name for t in res.cfg.tasks]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 4.2), squeeze=False)
+    for ax, task in zip(axes[0], names):
+        rows = data[data.task == task].sort_values("peak_memory_mb")
+        for row in rows.itertuples():
+            ax.errorbar(
+                row.peak_memory_mb,
+                row.value,
+                yerr=[[row.value - row.ci_low], [row.ci_high - row.value]],
+                fmt="o",
+                color=methods.get(row.method).colour,
+                ecolor="#999999",
+                capsize=3,
+                markersize=8 if row.on_front else 5,
+                markeredgecolor="black" if row.on_front else "none",
+            )
+            ax.annotate(label(row.method), (row.peak_memory_mb, row.value), xytext=(5, 3), textcoords="offset points")
+        front = rows[rows.on_front]
+        ax.step(front.peak_memory_mb, front.value, where="post", color="black", linewidth=1, linestyle="--")
+        metric = tasks.get(task).primary
+        ax.set_title(f"{tasks.get(task).title}\n{metric}")
+        ax.set_xlabel("peak training memory (MB)")
+    axes[0][0].set_ylabel("primary metric")
+    fig.tight_layout()
+    fronts = "; ".join(
+        f"{tasks.get(t).title}: {', '.join(label(m) for m in data[(data.task == t) & data.on_front].method)}"
+        for t in names
+    )
+    return fig, (
+        "Each trained method's primary score (with its interval) against its peak memory while training; the dashed "
+        "line joins the Pareto front, the methods no other method beats on both (ringed). The front is drawn from "
+        f"point estimates: a method off it may not be worse beyond noise. On the front: {fronts}. Methods that "
+        "train nothing (the base, cross-evaluations) have no training memory and are not drawn."
+    )
+
+
+def chart_grid(res: StudyResults):
+    """Score per task and peak training memory against the grid's first setting, one line per crossed method."""
+    from .method_space import grid_table
+
+    data = grid_table(res)
+    if data.empty:
+        return None, ""
+    _style()
+    setting = next(iter(res.cfg.grid.settings))
+    others = [k for k in res.cfg.grid.settings if k != setting]
+    names = [t.name for t in res.cfg.tasks]
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.8 * (len(names) + 1), 3.6), squeeze=False)
+    for parent, rows in data.groupby("grid_method", sort=False):
+        own = methods.get(parent).settings(res.cfg)
+        for key in others:  # the first setting's line, the others at the method's own values
+            rows = rows[rows[key] == getattr(getattr(own, key.split(".")[0]), key.split(".")[1])]
+        rows = rows.sort_values(setting)
+        style = dict(marker="o", color=methods.get(parent).colour, label=label(parent))
+        for ax, task in zip(axes[0], names):
+            ax.errorbar(
+                rows[setting],
+                rows[f"{task}.value"],
+                yerr=[rows[f"{task}.value"] - rows[f"{task}.ci_low"], rows[f"{task}.ci_high"] - rows[f"{task}.value"]],
+                capsize=3,
+                **style,
+            )
+            ax.set_title(f"{tasks.get(task).title}: {tasks.get(task).primary}")
+        axes[0][-1].plot(rows[setting], rows["peak_memory_mb"], **style)
+        axes[0][-1].set_title("peak training memory (MB)")
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in data[setting])
+    for ax in axes[0]:
+        if numeric:  # ranks and learning rates are read on a log scale
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(setting)
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    kept = f" (with {', '.join(others)} at each method's own value)" if others else ""
+    return fig, (
+        f"Primary score per task (with its interval) and peak training memory against {setting}{kept}, one line per "
+        "method crossed with the grid; each point is an ordinary run."
+    )
+
+
+def chart_quantization(res: StudyResults):
+    """Where quantization's error sits: by depth and by layer type per format, and bits per weight against error."""
+    from .method_space import quantization_by
+
+    if res.quantization.empty:
+        return None, ""  # no method quantizes its base: the report has no such section
+    _style()
+    by_depth, by_type, overall = (quantization_by(res, k) for k in ("depth", "type", None))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), gridspec_kw={"width_ratios": [1.2, 1.4, 1]})
+    for fmt, rows in by_depth.groupby("title", sort=False):
+        axes[0].plot(rows.group, rows.relative_error, marker="o", markersize=3, label=fmt)
+    axes[0].set_xlabel("block (depth)")
+    axes[0].set_ylabel("relative reconstruction error")
+    axes[0].legend(fontsize=8)
+    sns.barplot(data=by_type, x="group", y="relative_error", hue="title", ax=axes[1])
+    axes[1].set_xlabel("layer type")
+    axes[1].set_ylabel("")
+    axes[1].tick_params(axis="x", rotation=30)
+    axes[1].legend(fontsize=8)
+    for row in overall.itertuples():
+        axes[2].scatter(row.bits_per_weight, row.relative_error, s=40)
+        axes[2].annotate(
+            row.title, (row.bits_per_weight, row.relative_error), xytext=(4, 3), textcoords="offset points"
+        )
+    axes[2].set_xlabel("bits stored per weight")
+    axes[2].set_ylabel("relative reconstruction error")
+    axes[2].set_yscale("log")
+    fig.tight_layout()
+    return fig, (
+        "Relative reconstruction error \u2016W \u2212 dequant(quant(W))\u2016_F / \u2016W\u2016_F of every linear "
+        "layer a quantizer converts, pooled by block (left) and by layer type (middle) for each bitsandbytes format, "
+        "and each format's pooled error against the bits it stores per weight, constants included (right, log scale)."
+    )

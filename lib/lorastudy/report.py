@@ -25,7 +25,7 @@ from .charts import label
 from .conclusions import memory_kind_label
 from .config import params_hash
 from .markdown import code, escape, num, table
-from .results import StudyResults, pairs
+from .results import StudyResults, comparisons_made, headline_pairs, pairs
 
 LIBRARIES = [
     "lorastudy",
@@ -55,8 +55,9 @@ def title(res: StudyResults) -> str:
     n = ", ".join(f"{tasks.get(t.name).title} n = {len(res.items[(res.runs[0].name, t.name)])}" for t in cfg.tasks)
     trained = [label(m) for m in res.methods if res.trained(m)]
     train_task = cfg.data.train_task
+    heading = " vs ".join(trained) if len(trained) <= 3 else f"The method space, {len(res.methods)} methods"
     lines = [
-        f"# {' vs '.join(trained) or 'Base model'}: study {code(cfg.study)}",
+        f"# {heading or 'Base model'}: study {code(cfg.study)}",
         "",
         f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets'][train_task]['train']:,} "
         f"{tasks.get(train_task).title} training items ({escape(cfg.data.source)} data) with "
@@ -129,14 +130,19 @@ def _reconstruction(res: StudyResults) -> dict:
 def executive_summary(res: StudyResults) -> str:
     rep = res.cfg.report
     lines = ["## Executive summary", ""]
-    verdicts = conclusions.primary_verdicts(res.comparisons, rep.alpha, rep.confidence)
+    headline = headline_pairs(res.methods)
+    verdicts = [
+        (row, v)
+        for row, v in conclusions.primary_verdicts(res.comparisons, rep.alpha, rep.confidence)
+        if (row["method_a"], row["method_b"]) in headline
+    ]
     if verdicts:
-        lines += [verdict_table(res), ""]
+        lines += [verdict_table(res, headline), ""]
     for _, v in verdicts:
         lines.append(f"- {v.sentence}")
     if not verdicts:
         lines.append("- The study has fewer than two methods, so nothing is compared.")
-    trained_pairs = [(methods.get(a), methods.get(b)) for a, b in pairs(res.methods) if res.trained(b)]
+    trained_pairs = [(methods.get(a), methods.get(b)) for a, b in headline if res.trained(a) and res.trained(b)]
     for a, b in trained_pairs:
         lines += [f"- {c}" for c in conclusions.cost_sentences(res.resources, a, b)[0]]
     for a, b in trained_pairs:
@@ -147,25 +153,33 @@ def executive_summary(res: StudyResults) -> str:
     limits = _token_limit_sentence(res)
     if limits:
         lines.append(f"- {limits}")
+    others = len(pairs(res.methods)) - len(headline)
     lines += [
         "",
         f'Verdicts use each task\'s primary metric; "better" and "worse" need a Holm-adjusted p below '
         f"{rep.alpha} across all {len(res.comparisons)} comparisons in this study. No average across "
-        f"tasks is formed: the tasks' metrics differ in meaning.",
+        f"tasks is formed: the tasks' metrics differ in meaning."
+        + (
+            f" The study makes {others} further comparisons of its method space, each stated with its reason "
+            'and verdict under "The method space" below.'
+            if others
+            else ""
+        ),
     ]
     return "\n".join(lines)
 
 
-def verdict_table(res: StudyResults) -> str:
-    """Each comparison by task at a glance: verdict, delta (A - B) and its interval."""
+def verdict_table(res: StudyResults, compared: list[tuple[str, str]] | None = None) -> str:
+    """Comparisons at a glance, one row each (A vs B), one column per task: the verdict on the
+    task's primary metric, its delta (A - B) and interval."""
     rep = res.cfg.report
     c = res.comparisons[res.comparisons["primary"]]
-    compared = [p for p in pairs(res.methods) if ((c.method_a == p[0]) & (c.method_b == p[1])).any()]
+    compared = pairs(res.methods) if compared is None else compared
+    compared = [p for p in compared if ((c.method_a == p[0]) & (c.method_b == p[1])).any()]
     rows = []
-    for t in res.cfg.tasks:
-        task = tasks.get(t.name)
-        cells = [f"{task.title} ({task.primary} {_arrow(task.metric(task.primary).higher_is_better)})"]
-        for a, b in compared:
+    for a, b in compared:
+        cells = [f"{label(a)} vs {label(b)}"]
+        for t in res.cfg.tasks:
             hit = c[(c.task == t.name) & (c.method_a == a) & (c.method_b == b)]
             if hit.empty:
                 cells.append("not compared")
@@ -174,12 +188,38 @@ def verdict_table(res: StudyResults) -> str:
             cell = conclusions.verdict_cell(hit.iloc[0], rep.alpha)
             cells.append(f"**{kind}**{cell[len(kind) :]}" if kind != "no detectable difference" else cell)
         rows.append(cells)
-    header = ["task (primary metric)"] + [f"{label(a)} vs {label(b)}" for a, b in compared]
+    header = ["comparison"] + [
+        f"{tasks.get(t.name).title} ({tasks.get(t.name).primary} "
+        f"{_arrow(tasks.get(t.name).metric(tasks.get(t.name).primary).higher_is_better)})"
+        for t in res.cfg.tasks
+    ]
     note = (
         f"\u0394 is the first method minus the second, with its {rep.confidence:.0%} interval; \u2191 higher is "
         f"better, \u2193 lower is better. Each verdict is explained below."
     )
     return "\n".join([table(header, rows, ["l"] * len(header)), "", note])
+
+
+def comparisons_stated(res: StudyResults) -> str:
+    """Which comparisons the report makes and why, from the methods' declarations: not every
+    pair of methods, only those a declaration asks for."""
+    made = comparisons_made(res.methods)
+    if not made:
+        return ""
+    k = len(res.methods)
+    rows = [
+        [f"{label(a)} vs {label(b)}", escape(c.reason), "executive summary" if c.headline else "the method space"]
+        for a, b, c in made
+    ]
+    return "\n".join(
+        [
+            f"Of the {k * (k - 1) // 2} pairs the study's {k} methods form, the report compares the {len(made)} that "
+            "the methods' declarations ask for, each to answer one question; Holm's correction runs over every "
+            f"metric of every one of them ({len(res.comparisons)} comparisons).",
+            "",
+            table(["comparison (A vs B)", "why: the question A \u2212 B answers", "stated in"], rows, ["l", "l", "l"]),
+        ]
+    )
 
 
 def _interval_cell(r) -> str:
@@ -344,6 +384,8 @@ def comparisons_table(res: StudyResults) -> str:
         [
             "## Comparisons",
             "",
+            comparisons_stated(res),
+            "",
             _comparisons_caption(res),
             "",
             table(header + ["verdict"], rows, ["l", "l", "l"] + ["r"] * 4 + ["l"] + ["r"] * (len(header) - 8) + ["l"]),
@@ -406,12 +448,13 @@ def _resource_rows(kind: str) -> list[tuple[str, str, object]]:
         return f"{int(v):,}" if v else "0 (not fine-tuned)"
 
     return [
-        ("trainable parameters", "trainable_params", trainable),
+        ("trainable parameters (evaluation: fine-tuned parameters loaded)", "trainable_params", trainable),
         ("total parameters (logical)", "total_params", lambda v: f"{int(v):,}"),
         ("trainable share", "pct_trainable", lambda v: f"{v:.2f}%"),
-        ("adapter on disk (MB)", "adapter_mb", small_mb),
+        ("adapter on disk (MB; full fine-tuning: the whole model)", "adapter_mb", small_mb),
         ("weights footprint after load (MB)", "weights_mb", small_mb),
-        ("weights after k-bit preparation (MB)", "weights_after_prepare_mb", small_mb),
+        ("weights after k-bit preparation or its upcasts (MB)", "weights_after_prepare_mb", small_mb),
+        ("parameters in fp32 after preparation", "fp32_params", lambda v: f"{int(v):,}"),
         ("weights with adapters (MB)", "weights_with_adapters_mb", small_mb),
         ("bits per quantized weight", "bits_per_quantized_weight", lambda v: f"{v:.3f}"),
         ("relative reconstruction error of the quantized base", "quant_relative_error", lambda v: f"{v:.4f}"),
@@ -433,8 +476,9 @@ def _resource_rows(kind: str) -> list[tuple[str, str, object]]:
 
 
 def resources_table(res: StudyResults) -> str:
+    """The costs of each method, one table per phase (training, then evaluation), so a study of
+    many methods stays readable: one column per method, one row per figure that applies."""
     r = res.resources
-    cols = [(row.method, row.phase) for row in r.itertuples()]
     kind = r["memory_kind"].iloc[0]
 
     def cell(method: str, phase: str, key: str, fmt) -> str:
@@ -448,11 +492,17 @@ def resources_table(res: StudyResults) -> str:
         for c in r.columns
         if c.startswith("peak_memory_mb.") and c.split(".", 1)[1] in tasks.TASKS
     ]
-    rows = [
-        [name] + [cell(m, p, key, fmt) for m, p in cols]
-        for name, key, fmt in _resource_rows(kind) + by_task
-        if key in r.columns and not r[key].isna().all()
-    ]
+    tables = []
+    for phase, heading in (("train", "Training"), ("eval", "Evaluation")):
+        cols = [(row.method, row.phase) for row in r.itertuples() if row.phase == phase]
+        if not cols:
+            continue
+        rows = [
+            [name] + [cell(m, p, key, fmt) for m, p in cols]
+            for name, key, fmt in _resource_rows(kind) + by_task
+            if key in r.columns and not r[r.phase == phase][key].isna().all()
+        ]
+        tables += [f"### {heading}", "", table(["figure"] + [f"{label(m)} ({p})" for m, p in cols], rows), ""]
     notes = [
         f"Memory is the {memory_kind_label(kind)}, reset at the start of each phase"
         + (
@@ -475,8 +525,7 @@ def resources_table(res: StudyResults) -> str:
         [
             "## Model configurations and costs",
             "",
-            table(["figure"] + [f"{label(m)} ({p})" for m, p in cols], rows),
-            "",
+            *tables,
             *[f"- {n}" for n in notes],
         ]
     )
