@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lorastudy import method_space, methods, quantization, resources, results, runner
+from lorastudy import formats, method_space, methods, quantization, resources, results, runner
 from lorastudy.checks import study_problems
 from lorastudy.config import ConfigError, load_config
 from lorastudy.data import prepare
@@ -165,7 +165,7 @@ def test_pooled_error_weighs_layers_by_size():
         {"error_sq": 1.0, "norm_sq": 100.0, "weights": 10, "stored_bytes": 5},
         {"error_sq": 8.0, "norm_sq": 100.0, "weights": 30, "stored_bytes": 15},
     ]
-    pooled = quantization.pooled(rows)
+    pooled = formats.pooled(rows)
     assert pooled["relative_error"] == pytest.approx(math.sqrt(9 / 200)) and pooled["bits_per_weight"] == 4.0
 
 
@@ -176,16 +176,16 @@ def test_the_step_measures_every_format_and_training_measures_the_same(study_roo
     summary = quantization.measure_formats(cfg, paths, log=lambda _: None)
     layers = pd.read_csv(paths.quantization / "layers.csv")
     assert len(layers) == 14 * 5 and set(layers.depth) == {0, 1}
-    formats = summary["formats"]
-    assert formats["nf4-dq"]["bits_per_weight"] == pytest.approx(4.127, abs=0.01)
-    assert formats["nf4"]["bits_per_weight"] == pytest.approx(4.5)
-    assert formats["fp4"]["relative_error"] > formats["nf4"]["relative_error"] > formats["int8"]["relative_error"]
+    measured = summary["formats"]
+    assert measured["nf4-dq"]["bits_per_weight"] == pytest.approx(4.127, abs=0.01)
+    assert measured["nf4"]["bits_per_weight"] == pytest.approx(4.5)
+    assert measured["fp4"]["relative_error"] > measured["nf4"]["relative_error"] > measured["int8"]["relative_error"]
     # The error a quantized method's training records on the model it loads is the step's, format by format.
     for name, fmt in (("qlora", "nf4-dq"), ("qlora-fp4", "fp4-dq"), ("lora-8bit", "int8")):
         _, stages = prepare_model(cfg, methods.get(name), str(tiny_model))
         recorded = stages["quantized"]["reconstruction"]
         assert recorded["layers"] == 14
-        assert recorded["relative_error"] == pytest.approx(formats[fmt]["relative_error"], rel=1e-4), name
+        assert recorded["relative_error"] == pytest.approx(measured[fmt]["relative_error"], rel=1e-4), name
 
 
 # ------------------------------------------------------------------------- the grid
@@ -310,3 +310,100 @@ def test_the_pareto_front_keeps_what_nothing_beats():
     cost, score = [1.0, 2.0, 3.0, 2.0, 1.0], [0.5, 0.7, 0.6, 0.7, 0.5]
     assert method_space.pareto_front(cost, score) == [True, True, False, True, True]
     assert method_space.pareto_front([1.0, 2.0, 3.0], [0.1, 0.3, 0.05], higher_is_better=False) == [True, False, True]
+
+
+# ------------------------------------------------------------------------- every method, in process
+
+
+@pytest.mark.slow
+def test_every_method_trains_is_evaluated_and_reaches_every_table(study_root):
+    """The whole method space at a few steps and items, without papermill: each method's runs,
+    the result tables, the method-space tables and every report section that reads them."""
+    from lorastudy import charts, method_report, report
+    from lorastudy.evaluate import evaluate
+    from lorastudy.train import train
+
+    overrides = {
+        "data.train_samples": 16,
+        "train.max_steps": 2,
+        "train.batch_size": 4,
+        "train.logging_steps": 1,
+        "tasks": {"arc_challenge": {"n": 6}, "openmath": {"n": 6, "max_new_tokens": 8}, "squad": {"n": 6}},
+        "eval.latency_items": 2,
+        "report.examples": 1,
+    }
+    cfg = load_config(METHODS, overrides, root=study_root)
+    paths = StudyPaths(study_root, cfg.study)
+    prepare(cfg, paths.data, log=lambda _: None)
+    quantization.measure_formats(cfg, paths, log=lambda _: None)
+    records = {}
+    for run in cfg.runs():
+        if methods.get(run.method).trains:
+            records[run.name] = train(cfg, run, paths, log=lambda _: None)
+    evals = {run.name: evaluate(cfg, run, paths, log=lambda _: None) for run in cfg.runs()}
+    # A cross-evaluation runs the other method's adapter; a full fine-tuning is loaded whole.
+    assert evals["qlora-on-16bit"]["adapter"] == str(paths.adapter("qlora"))
+    assert (
+        evals["lora-on-nf4"]["weights_from"] == "lora"
+        and evals["lora-on-nf4"]["weights_bytes"] < (evals["lora"]["weights_bytes"])
+    )
+    assert evals["full"]["adapter"] is None and evals["full"]["model"] == str(paths.adapter("full"))
+    assert evals["full"]["fine_tuned_params"] == evals["full"]["total_params"]
+    assert (paths.adapter("full") / "config.json").is_file()
+    assert records["lora-r64"]["trainable_params"] == 4 * records["lora"]["trainable_params"]
+
+    res = results.load(cfg, paths)
+    results.write(res)
+    written = method_space.write(res)
+    assert set(written) == {
+        f"{n}.csv" for n in ("decompositions", "grid", "pareto", "quantization_formats", "quantization_layers")
+    }
+    primary = res.metrics[res.metrics.primary]
+    assert set(primary.method) == set(cfg.methods) and len(primary) == 3 * len(cfg.methods)
+    train_rows = res.resources[res.resources.phase == "train"]
+    assert set(train_rows.method) == {m for m in cfg.methods if methods.get(m).trains}
+    assert (train_rows.peak_memory_mb > 0).all() and (train_rows.wall_s > 0).all()
+    made = set(zip(res.comparisons.method_a, res.comparisons.method_b))
+    assert {
+        ("qlora-on-16bit", "lora"),
+        ("lora-on-nf4", "qlora"),
+        ("qlora-r8", "lora-r8"),
+        ("lora-upcast", "qlora"),
+    } <= made
+    decompositions = method_space.decomposition_table(res)
+    assert set(decompositions.decomposition) == {"precision", "train-or-run"}
+    for (_, measure, _), path in decompositions.groupby(["decomposition", "measure", "path"]):
+        assert path.delta.sum() == pytest.approx(path.total.iloc[0], abs=1e-6), measure
+    formats = method_space.quantized_methods(res).set_index("method")
+    assert formats.format.to_dict() == {
+        "qlora": "nf4-dq",
+        "qlora-r8": "nf4-dq",
+        "qlora-r64": "nf4-dq",
+        "qlora-fp4": "fp4-dq",
+        "qlora-nf4-nodq": "nf4",
+        "lora-8bit": "int8",
+        "qlora-noprep": "nf4-dq",
+        "lora-on-nf4": "nf4-dq",
+    }
+    text = "\n".join(
+        [
+            report.title(res),
+            report.executive_summary(res),
+            report.performance_tables(res),
+            report.comparisons_table(res),
+            report.resources_table(res),
+            method_report.overview(res),
+            method_report.other_verdicts(res),
+            method_report.decomposition_sections(res),
+            method_report.grid_section(res),
+            method_report.quantization_formats(res),
+            method_report.quantized_method_table(res),
+        ]
+    )
+    for name in cfg.methods:
+        assert methods.get(name).title in text, name
+    assert "### Quantization or precision" in text and "### Training or running under quantization" in text
+    assert "## Why quantization costs what it costs" in text and "### The grid: lora.r crossed with LoRA, QLoRA" in text
+    for chart in (charts.chart_pareto, charts.chart_grid, charts.chart_quantization):
+        fig, caption = chart(res)
+        assert fig is not None and len(caption) > 40

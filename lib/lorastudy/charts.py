@@ -4,6 +4,8 @@ reason rather than an empty frame. Methods are named and coloured by their decla
 
 from __future__ import annotations
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -225,19 +227,25 @@ def chart_pareto(res: StudyResults):
                 yerr=[[row.value - row.ci_low], [row.ci_high - row.value]],
                 fmt="o",
                 color=methods.get(row.method).colour,
-                ecolor="#999999",
-                capsize=3,
-                markersize=8 if row.on_front else 5,
+                ecolor=methods.get(row.method).colour,
+                elinewidth=0.8,
+                alpha=0.9,
+                capsize=2,
+                markersize=9 if row.on_front else 6,
                 markeredgecolor="black" if row.on_front else "none",
+                label=label(row.method),
             )
-            ax.annotate(label(row.method), (row.peak_memory_mb, row.value), xytext=(5, 3), textcoords="offset points")
         front = rows[rows.on_front]
         ax.step(front.peak_memory_mb, front.value, where="post", color="black", linewidth=1, linestyle="--")
+        for row in front.itertuples():  # only the front is named on the chart; the legend names every colour
+            ax.annotate(label(row.method), (row.peak_memory_mb, row.value), xytext=(5, 4), textcoords="offset points")
         metric = tasks.get(task).primary
         ax.set_title(f"{tasks.get(task).title}\n{metric}")
         ax.set_xlabel("peak training memory (MB)")
     axes[0][0].set_ylabel("primary metric")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * math.ceil(len(labels) / 5), 1, 1))
     fronts = "; ".join(
         f"{tasks.get(t).title}: {', '.join(label(m) for m in data[(data.task == t) & data.on_front].method)}"
         for t in names
@@ -280,9 +288,12 @@ def chart_grid(res: StudyResults):
         axes[0][-1].plot(rows[setting], rows["peak_memory_mb"], **style)
         axes[0][-1].set_title("peak training memory (MB)")
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in data[setting])
+    values = sorted(set(data[setting]))
     for ax in axes[0]:
-        if numeric:  # ranks and learning rates are read on a log scale
+        if numeric:  # ranks and learning rates are read on a log scale, ticked at the grid's values
             ax.set_xscale("log", base=2)
+            ax.set_xticks(values, [f"{v:g}" for v in values])
+            ax.minorticks_off()
         ax.set_xlabel(setting)
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()

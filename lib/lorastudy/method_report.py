@@ -12,6 +12,7 @@ import pandas as pd
 
 from . import conclusions, methods, tasks
 from .charts import label
+from .formats import FORMATS, format_of
 from .markdown import code, escape, num, table
 from .method_space import (
     decomposition_table,
@@ -21,7 +22,6 @@ from .method_space import (
     quantization_by,
     quantized_methods,
 )
-from .quantization import FORMATS, format_of
 from .report import verdict_table
 from .results import StudyResults, comparisons_made, headline_pairs
 
@@ -32,13 +32,18 @@ def _signed(x: float, digits: int = 3) -> str:
     )
 
 
+def _value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def overview(res: StudyResults) -> str:
     """The methods of the study, what each trains, on which base, with which settings changed."""
     rows = []
     for name in res.methods:
         m = methods.get(name)
+        settings = m.settings(res.cfg)
         changed = ", ".join(
-            f"{key} = {escape(getattr(getattr(m.settings(res.cfg), key.split('.')[0]), key.split('.')[1]))}"
+            f"{key} = {escape(_value(getattr(getattr(settings, key.split('.')[0]), key.split('.')[1])))}"
             for key in m.overrides
         )
         rows.append([code(name), label(name), escape(m.builds_text(res.cfg)), changed or "none"])
@@ -95,7 +100,7 @@ def _cell(row: pd.Series, total_significant: bool) -> str:
         text += " (not tested)"
     share_applies = row.kind == "cost" or total_significant
     if share_applies and not pd.isna(row.share) and not math.isinf(row.share):
-        text += f" ({100 * row.share:.0f}%)"
+        text += f" ({_signed(100 * row.share, 0).lstrip('+')}% of it)"
     return text
 
 
@@ -215,7 +220,11 @@ def quantization_formats(res: StudyResults) -> str:
             f"constants (blocks of {summary.get('blocksize', 64)} weights for 4 bits; one float32 scale per row for "
             "LLM.int8).",
             "",
-            table(["format", "relative error", "bits per weight", "stored (MB)", "methods on it"], rows),
+            table(
+                ["format", "relative error", "bits per weight", "stored (MB)", "methods on it"],
+                rows,
+                ["l", "r", "r", "r", "l"],
+            ),
             "",
             _format_sentences(overall),
             "",

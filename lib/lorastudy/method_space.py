@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import methods, tasks
 from .files import atomic_path
-from .quantization import FORMATS, format_of, pooled
+from .formats import FORMATS, format_of, pooled
 from .results import StudyResults
 
 # The training costs a decomposition splits too, where every method in it trains: resources.csv's column and its name.

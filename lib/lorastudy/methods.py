@@ -128,8 +128,14 @@ class Method:
             what = "nothing"
         settings = self.settings(cfg)
         if self.quantize:
-            prep = "k-bit preparation" if self.prepares_kbit(cfg) else "no k-bit preparation"
-            base = f"{_quant_text(settings).replace(' base', '')}, {prep}"
+            prep = (
+                ""
+                if not self.trains
+                else ", k-bit preparation"
+                if self.prepares_kbit(cfg)
+                else ", no k-bit preparation"
+            )
+            base = f"{_quant_text(settings).replace(' base', '')}{prep}"
         else:
             base = f"unquantized ({settings.model.dtype})" + (", fp32 upcasts" if self.upcast else "")
         return f"{what}; base: {base}"
@@ -176,8 +182,8 @@ def _quant_text(cfg: StudyConfig) -> str:
     q = cfg.quant
     if q.bits == 8:
         return "LLM.int8 8-bit base (bitsandbytes: row-wise absmax int8 weights, outlier features above 6.0 in 16-bit)"
-    double = ", double-quantized" if q.double_quant else ", without double quantization"
-    return f"{q.quant_type.upper()}{double} 4-bit base (bitsandbytes, compute dtype {q.compute_dtype})"
+    double = "double-quantized" if q.double_quant else "without double quantization"
+    return f"{q.quant_type.upper()} 4-bit base ({double}; bitsandbytes, compute dtype {q.compute_dtype})"
 
 
 def _rank(cfg: StudyConfig) -> str:
@@ -203,7 +209,7 @@ QLORA = Method(
     "qlora",
     "QLoRA",
     "#d62728",
-    lambda cfg: f"QLoRA trains the same adapter on a {_quant_text(cfg)}, and is evaluated on it.",
+    lambda cfg: f"QLoRA trains the same adapter on an {_quant_text(cfg)}, and is evaluated on it.",
     quantize=True,
     compares_to=(
         Comparison("base", "what fine-tuning with QLoRA gains over the base model", headline=True),
@@ -226,7 +232,9 @@ QLORA_NF4_NODQ = Method(
     "qlora-nf4-nodq",
     "QLoRA NF4 without DQ",
     "#e377c2",
-    lambda cfg: f"QLoRA NF4 without DQ trains the same adapter on an {_quant_text(cfg)} (fp32 block constants).",
+    lambda cfg: (
+        f"QLoRA NF4 without DQ trains the same adapter on an {_quant_text(cfg)}: its block constants stay fp32."
+    ),
     quantize=True,
     overrides={"quant.quant_type": "nf4", "quant.double_quant": False},
     compares_to=(

@@ -17,47 +17,18 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
+from .formats import BLOCKSIZE, FORMATS, Format, depth, pooled
+
 if TYPE_CHECKING:
-    from .config import QuantConfig, StudyConfig
+    from .config import StudyConfig
     from .files import StudyPaths
-
-BLOCKSIZE = 64  # bitsandbytes' default for Linear4bit, which transformers' loader uses
-
-
-@dataclass(frozen=True)
-class Format:
-    """A way bitsandbytes stores a linear layer's weight."""
-
-    name: str
-    title: str
-    bits: int
-    quant_type: str | None = None  # nf4 or fp4 for 4 bits
-    double_quant: bool = False  # the 4-bit block constants themselves quantized to 8 bits
-
-
-FORMATS = (
-    Format("nf4-dq", "NF4 + DQ", 4, "nf4", True),
-    Format("nf4", "NF4", 4, "nf4", False),
-    Format("fp4-dq", "FP4 + DQ", 4, "fp4", True),
-    Format("fp4", "FP4", 4, "fp4", False),
-    Format("int8", "LLM.int8", 8),
-)
-
-
-def format_of(quant: QuantConfig) -> str:
-    """The name of the format a base loaded with `quant` stores its linear layers in."""
-    if quant.bits == 8:
-        return "int8"
-    return f"{quant.quant_type}-dq" if quant.double_quant else quant.quant_type
 
 
 def _nbytes(*tensors: torch.Tensor | None) -> int:
@@ -193,12 +164,6 @@ def reconstruction_error(model, path: str, dtype: torch.dtype) -> dict:
 # ------------------------------------------------------------------------- every format, per layer
 
 
-def depth(name: str) -> int | None:
-    """The block a layer sits in (model.layers.3.mlp.up_proj: 3); None outside the blocks."""
-    found = re.search(r"\.(\d+)\.", f".{name}.")
-    return int(found.group(1)) if found else None
-
-
 def layer_rows(weights: Iterable[tuple[str, torch.Tensor]], formats: Iterable[Format] = FORMATS) -> Iterator[dict]:
     """One row per layer and format: its relative reconstruction error, the squares it is pooled
     from (so a type's, a depth's or the model's error weighs layers by size), and the bytes stored."""
@@ -219,19 +184,6 @@ def layer_rows(weights: Iterable[tuple[str, torch.Tensor]], formats: Iterable[Fo
                 "stored_bytes": stored,
                 "bits_per_weight": 8 * stored / weight.numel(),
             }
-
-
-def pooled(rows: list[dict]) -> dict:
-    """The rows' error pooled over their weights, and their bits per weight."""
-    error, norm = sum(r["error_sq"] for r in rows), sum(r["norm_sq"] for r in rows)
-    weights, stored = sum(r["weights"] for r in rows), sum(r["stored_bytes"] for r in rows)
-    return {
-        "relative_error": math.sqrt(error / norm) if norm > 0 else float("nan"),
-        "bits_per_weight": 8 * stored / weights if weights else float("nan"),
-        "stored_bytes": stored,
-        "weights": weights,
-        "layers": len(rows),
-    }
 
 
 def linear_layers(path: str, model_cfg) -> list[str]:

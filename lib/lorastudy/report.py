@@ -153,6 +153,9 @@ def executive_summary(res: StudyResults) -> str:
     limits = _token_limit_sentence(res)
     if limits:
         lines.append(f"- {limits}")
+    front = _front_sentence(res)
+    if front:
+        lines.append(f"- {front}")
     others = len(pairs(res.methods)) - len(headline)
     lines += [
         "",
@@ -167,6 +170,24 @@ def executive_summary(res: StudyResults) -> str:
         ),
     ]
     return "\n".join(lines)
+
+
+def _front_sentence(res: StudyResults) -> str:
+    """Which trained methods no other beats on both primary score and peak training memory, per
+    task, where more than two were trained (the Pareto chart draws them)."""
+    from .method_space import pareto_table
+
+    data = pareto_table(res)
+    if data.empty or data.method.nunique() <= 2:
+        return ""
+    fronts = "; ".join(
+        f"{tasks.get(task).title}: {', '.join(label(m) for m in rows[rows.on_front].method)}"
+        for task, rows in data.groupby("task", sort=False)
+    )
+    return (
+        "On the Pareto front of primary score against peak training memory (no other trained method scored as well "
+        f"with as little memory, on point estimates): {fronts}."
+    )
 
 
 def verdict_table(res: StudyResults, compared: list[tuple[str, str]] | None = None) -> str:
