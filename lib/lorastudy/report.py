@@ -24,6 +24,7 @@ from .builtin_models import SMOLLM2, SMOLLM2_DIST, SMOLLM2_VERSION, TINY
 from .charts import label
 from .conclusions import memory_kind_label
 from .config import params_hash
+from .formats import format_of
 from .markdown import code, escape, num, table
 from .results import StudyResults, comparisons_made, headline_pairs, pairs
 
@@ -118,11 +119,15 @@ MODEL_NOTES = {TINY.name: _tiny_note, SMOLLM2.name: _smollm2_note}
 
 
 def _reconstruction(res: StudyResults) -> dict:
-    """The reconstruction error a quantized method's training recorded for its base ({} when
-    the study trains no method on a quantized base)."""
-    for record in res.train.values():
-        error = record["stages"]["quantized"].get("reconstruction")
-        if error:
+    """The reconstruction error a training recorded for a base quantized as the study's `quant`
+    section says ({} when the study trains no method on such a base)."""
+    study_format = format_of(res.cfg.quant)
+    for run in res.runs:
+        method = methods.get(run.method)
+        if not method.quantize or run.name not in res.train:
+            continue
+        error = res.train[run.name]["stages"]["quantized"].get("reconstruction")
+        if error and format_of(method.settings(res.cfg).quant) == study_format:
             return error
     return {}
 
@@ -552,6 +557,11 @@ def resources_table(res: StudyResults) -> str:
     )
 
 
+# Examples show each method's answer in a column: past this many methods, only the headline
+# comparisons' methods, so the table stays readable (every output is in predictions/).
+EXAMPLE_METHODS = 5
+
+
 def examples(res: StudyResults, limit: int | None = None) -> str:
     """Items with each method's answer and the reference: those where the methods' primary
     scores differ first, then others, up to `limit` per task."""
@@ -559,28 +569,38 @@ def examples(res: StudyResults, limit: int | None = None) -> str:
     parts = ["## Examples", ""]
     if limit == 0:
         return "\n".join(parts + ["No examples requested (report.examples is 0)."])
-    first = {m: res.method_runs(m)[0].name for m in res.methods}
+    shown_methods = res.methods
+    if len(shown_methods) > EXAMPLE_METHODS:
+        shown_methods = list(dict.fromkeys(m for pair in headline_pairs(res.methods) for m in pair)) or res.methods
+        parts += [
+            f"The answers of {', '.join(label(m) for m in shown_methods)} (the executive summary's comparisons); "
+            f"every method's outputs are in `runs/{escape(res.cfg.study)}/predictions/`.",
+            "",
+        ]
+    first = {m: res.method_runs(m)[0].name for m in shown_methods}
     for t in res.cfg.tasks:
         primary = tasks.get(t.name).primary
         key = tasks.get(t.name).metric(primary).key
         items = {m: res.items[(run, t.name)] for m, run in first.items()}
         n = len(next(iter(items.values())))
-        differing = [i for i in range(n) if len({items[m][i]["scores"][key] for m in res.methods}) > 1]
+        differing = [i for i in range(n) if len({items[m][i]["scores"][key] for m in shown_methods}) > 1]
         shown = (differing + [i for i in range(n) if i not in set(differing)])[:limit]
         parts.append(f"### {tasks.get(t.name).title}: the methods' {primary} differs on {len(differing)} of {n} items")
         rows = []
         for i in shown:
-            ref = items[res.methods[0]][i]["references"]
-            row = [escape(items[res.methods[0]][i]["question"], 160)]
-            row += [f"{escape(items[m][i]['output'], 120)} ({num(items[m][i]['scores'][key], 2)})" for m in res.methods]
+            ref = items[shown_methods[0]][i]["references"]
+            row = [escape(items[shown_methods[0]][i]["question"], 160)]
+            row += [
+                f"{escape(items[m][i]['output'], 120)} ({num(items[m][i]['scores'][key], 2)})" for m in shown_methods
+            ]
             row += [escape(" | ".join(map(str, ref)), 80), "yes" if i in differing else "no"]
             rows.append(row)
         parts += [
             "",
             table(
-                ["item"] + [f"{label(m)} ({primary})" for m in res.methods] + ["reference", "differs"],
+                ["item"] + [f"{label(m)} ({primary})" for m in shown_methods] + ["reference", "differs"],
                 rows,
-                ["l"] * (len(res.methods) + 3),
+                ["l"] * (len(shown_methods) + 3),
             ),
             "",
         ]
