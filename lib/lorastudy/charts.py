@@ -10,10 +10,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from . import methods, tasks
 from .conclusions import memory_kind_label
 from .results import StudyResults
+
+# More methods than this and a chart that names each point becomes unreadable.
+CROWDED = 4
 
 
 def label(method: str) -> str:
@@ -70,6 +74,11 @@ def chart_score_vs_memory(res: StudyResults):
     r = res.resources[res.resources.phase == "train"]
     if r.empty:
         return None, "No method was trained, so there is no training memory to plot."
+    if len(r) > CROWDED:
+        return None, (
+            f"With {len(r)} trained methods, score against training memory is drawn per task under "
+            '"The method space", with the Pareto front marked.'
+        )
     m = res.metrics[res.metrics["primary"] & res.metrics.method.isin(r.method)]
     data = m.merge(r[["method", "peak_memory_mb"]], on="method")
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -182,6 +191,9 @@ def chart_memory_stages(res: StudyResults):
         sns.barplot(data=_labelled(data), x="stage", y="MB", hue="method", palette=_palette(), ax=ax)
         ax.set_ylabel(label)
         ax.set_xlabel("")
+    # One legend, beside the bars rather than over them.
+    axes[0].get_legend().remove()
+    sns.move_legend(axes[1], "upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title=None, frameon=False)
     fig.tight_layout()
     return fig, (
         "Memory by stage. Left: bytes of the model's weights (parameters, buffers and quantization "
@@ -312,26 +324,25 @@ def chart_quantization(res: StudyResults):
         return None, ""  # no method quantizes its base: the report has no such section
     _style()
     by_depth, by_type, overall = (quantization_by(res, k) for k in ("depth", "type", None))
+    # One colour per format in every panel, one legend for the three.
+    colours = dict(zip(overall.title, sns.color_palette("tab10", len(overall))))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), gridspec_kw={"width_ratios": [1.2, 1.4, 1]})
     for fmt, rows in by_depth.groupby("title", sort=False):
-        axes[0].plot(rows.group, rows.relative_error, marker="o", markersize=3, label=fmt)
+        axes[0].plot(rows.group, rows.relative_error, marker="o", markersize=3, color=colours[fmt], label=fmt)
     axes[0].set_xlabel("block (depth)")
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("relative reconstruction error")
-    axes[0].legend(fontsize=8)
-    sns.barplot(data=by_type, x="group", y="relative_error", hue="title", ax=axes[1])
+    sns.barplot(data=by_type, x="group", y="relative_error", hue="title", palette=colours, ax=axes[1], legend=False)
     axes[1].set_xlabel("layer type")
     axes[1].set_ylabel("")
     axes[1].tick_params(axis="x", rotation=30)
-    axes[1].legend(fontsize=8)
     for row in overall.itertuples():
-        axes[2].scatter(row.bits_per_weight, row.relative_error, s=40)
-        axes[2].annotate(
-            row.title, (row.bits_per_weight, row.relative_error), xytext=(4, 3), textcoords="offset points"
-        )
+        axes[2].scatter(row.bits_per_weight, row.relative_error, s=45, color=colours[row.title])
     axes[2].set_xlabel("bits stored per weight")
     axes[2].set_ylabel("relative reconstruction error")
     axes[2].set_yscale("log")
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
     return fig, (
         "Relative reconstruction error \u2016W \u2212 dequant(quant(W))\u2016_F / \u2016W\u2016_F of every linear "
         "layer a quantizer converts, pooled by block (left) and by layer type (middle) for each bitsandbytes format, "

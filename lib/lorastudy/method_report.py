@@ -12,6 +12,7 @@ import pandas as pd
 
 from . import conclusions, methods, tasks
 from .charts import label
+from .conclusions import MEANINGFUL_SAVING_PCT
 from .formats import FORMATS, format_of
 from .markdown import code, escape, num, table
 from .method_space import (
@@ -27,9 +28,10 @@ from .results import StudyResults, comparisons_made, headline_pairs
 
 
 def _signed(x: float, digits: int = 3) -> str:
-    return (
-        "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+,.{digits}f}".replace("-", "\u2212")
-    )
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    x = round(float(x), digits) + 0.0  # no "\u22120.000": a difference turned round keeps its zero unsigned
+    return f"{x:+,.{digits}f}".replace("-", "\u2212")
 
 
 def _value(value) -> str:
@@ -74,7 +76,7 @@ def other_verdicts(res: StudyResults) -> str:
     lines = [
         "### The other comparisons",
         "",
-        verdict_table(res, others),
+        verdict_table(res, others, "Each comparison's reason is in the Comparisons section, its every metric there."),
         "",
         f"Holm's correction counts these with the rest: all {len(res.comparisons)} comparisons of the study. "
         + (
@@ -98,10 +100,31 @@ def _cell(row: pd.Series, total_significant: bool) -> str:
         text += f" [{_signed(row.ci_low)}, {_signed(row.ci_high)}]" + ("*" if row.significant else "")
     elif not row.tested:
         text += " (not tested)"
-    share_applies = row.kind == "cost" or total_significant
-    if share_applies and not pd.isna(row.share) and not math.isinf(row.share):
+    if total_significant and not pd.isna(row.share) and not math.isinf(row.share):
         text += f" ({_signed(100 * row.share, 0).lstrip('+')}% of it)"
     return text
+
+
+def _decomposition_caption(res: StudyResults, d: methods.Decomposition, untested: list[str], small: list[str]) -> str:
+    text = (
+        "Each path's parts add up to the total exactly; the two paths estimate each part with the other factor "
+        "absent and present, so where they differ the factors interact. Scores: the difference of means with the "
+        f"comparison's {res.cfg.report.confidence:.0%} interval (* Holm-significant). A part's share of the total "
+        "is given where the total is itself significant, or, for a training cost (one run each: no interval), at "
+        f"least {MEANINGFUL_SAVING_PCT:.0f}% of {label(d.total[1])}'s figure."
+    )
+    if untested:
+        text += (
+            f" No share for {', '.join(untested)}: there the total is not distinguishable from 0 after Holm's "
+            "correction, so its parts are differences, not shares of a difference."
+        )
+    if small:
+        text += (
+            f" No share for {', '.join(small)}: the total is under {MEANINGFUL_SAVING_PCT:.0f}% of "
+            f"{label(d.total[1])}'s figure, within what one run's measurement can move."
+        )
+    note = d.note(res.cfg)
+    return text + (f" {note}" if note else "")
 
 
 def decomposition_sections(res: StudyResults) -> str:
@@ -114,15 +137,17 @@ def decomposition_sections(res: StudyResults) -> str:
         header += [
             f"path {n}: {p.label} ({label(p.a)} \u2212 {label(p.b)})" for n, path in enumerate(d.paths, 1) for p in path
         ]
-        body, unclaimed = [], []
+        body, untested, small = [], [], []
         for measure, frame in rows.groupby("measure", sort=False):
             first = frame.iloc[0]
-            significant = bool(first.total_significant) or first.kind == "cost"
-            total = _signed(first.total, 1 if first.kind == "cost" else 3)
+            cost = first.kind == "cost"
+            # A cost's total is one run each: its parts are shares of it only where it is not negligible.
+            meaningful = cost and abs(first.total) >= MEANINGFUL_SAVING_PCT / 100 * abs(first.base_value)
+            significant = bool(first.total_significant) or meaningful
+            total = _signed(first.total, 1 if cost else 3)
             body.append([escape(measure), total] + [_cell(r, significant) for _, r in frame.iterrows()])
             if not significant:
-                unclaimed.append(escape(measure))
-        note = d.note(res.cfg)
+                (small if cost else untested).append(escape(measure))
         parts += [
             f"### {d.title}",
             "",
@@ -130,17 +155,7 @@ def decomposition_sections(res: StudyResults) -> str:
             "",
             table(header, body, ["l"] * len(header)),
             "",
-            "Each path's parts add up to the total exactly; the two paths estimate each part with the other factor "
-            "absent and present, so where they differ the factors interact. Scores: the difference of means with the "
-            f"comparison's {res.cfg.report.confidence:.0%} interval (* Holm-significant). A share of the total is "
-            "given where the total is itself significant, and for training costs (one run each: no interval)."
-            + (
-                f" No share is given for {', '.join(unclaimed)}: there the total is not distinguishable from 0 "
-                "after Holm's correction, so its parts are differences, not shares of a difference."
-                if unclaimed
-                else ""
-            )
-            + (f" {note}" if note else ""),
+            _decomposition_caption(res, d, untested, small),
             "",
         ]
     return "\n".join(parts)
@@ -174,7 +189,7 @@ def grid_section(res: StudyResults) -> str:
             "the study's own settings and, at the same cell, with the crossed methods that method is compared with "
             "(the verdicts are in the tables above).",
             "",
-            table(header, rows),
+            table(header, rows, ["l", "l", "r", "r", "l"] + ["r"] * (len(header) - 5)),
         ]
     )
 
@@ -277,6 +292,6 @@ def quantized_method_table(res: StudyResults) -> str:
             "the trained base is the one its training step measured on the model it trained. A larger error need not "
             "mean a larger loss: read each \u0394 with its interval.",
             "",
-            table(header, rows),
+            table(header, rows, ["l", "l", "r", "r", "l"] + ["r"] * (len(header) - 5)),
         ]
     )

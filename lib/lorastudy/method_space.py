@@ -94,6 +94,8 @@ def _rows(res: StudyResults, d: methods.Decomposition, measures: list[tuple[str,
                         **delta,
                         "total": total["delta"],
                         "total_significant": total["significant"],
+                        # The compared-with method's own figure, for a cost (how large the total is).
+                        "base_value": training_cost(res, d.total[1], key) if kind == "cost" else float("nan"),
                         "share": share,
                     }
                 )

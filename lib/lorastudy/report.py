@@ -195,7 +195,11 @@ def _front_sentence(res: StudyResults) -> str:
     )
 
 
-def verdict_table(res: StudyResults, compared: list[tuple[str, str]] | None = None) -> str:
+def verdict_table(
+    res: StudyResults,
+    compared: list[tuple[str, str]] | None = None,
+    explained: str = "Each verdict is explained below.",
+) -> str:
     """Comparisons at a glance, one row each (A vs B), one column per task: the verdict on the
     task's primary metric, its delta (A - B) and interval."""
     rep = res.cfg.report
@@ -221,7 +225,7 @@ def verdict_table(res: StudyResults, compared: list[tuple[str, str]] | None = No
     ]
     note = (
         f"\u0394 is the first method minus the second, with its {rep.confidence:.0%} interval; \u2191 higher is "
-        f"better, \u2193 lower is better. Each verdict is explained below."
+        f"better, \u2193 lower is better. {explained}"
     )
     return "\n".join([table(header, rows, ["l"] * len(header)), "", note])
 
