@@ -75,7 +75,7 @@ def test_wrong_type_names_the_key(tmp_path, line, key):
     [
         ("lora:\n  r: 0\n", "lora.r: must be positive"),
         ("lora:\n  r: -4\n", "lora.r: must be positive"),
-        ("methods: [base, dora]\n", "methods: unknown method 'dora'"),
+        ("methods: [base, vera]\n", "methods: unknown method 'vera'"),
         ("study: ../../etc\n", "study: '../../etc' is not a safe folder name"),
         ("report:\n  bootstrap_resamples: 100\n", "report.bootstrap_resamples: must be at least 1000"),
         ("lora:\n  dropout: 1.5\n", "lora.dropout: must be in [0, 1)"),

@@ -36,6 +36,7 @@ def test_the_plan_counts_each_steps_items_and_token_upper_bounds():
     rows = {r["step"]: r for r in estimate.plan(cfg, 1_000_000, estimate.CPU)}
     assert list(rows) == [
         "01_data",
+        "01_quantization",
         "02_train-lora",
         "02_train-qlora",
         "03_evaluate-base",
@@ -49,6 +50,16 @@ def test_the_plan_counts_each_steps_items_and_token_upper_bounds():
     assert rows["02_train-qlora"]["seconds"] > rows["02_train-lora"]["seconds"]
     assert rows["03_evaluate-base"]["seconds"] == rows["03_evaluate-lora"]["seconds"]
     assert all(r["seconds"] is None for r in estimate.plan(cfg, None, estimate.CPU) if r["step"].startswith("02"))
+
+
+def test_full_fine_tuning_is_planned_with_weight_gradients_and_cross_evaluations_train_nothing():
+    cfg = load_config(ROOT / "params" / "smoke-methods.yaml")
+    rows = {r["step"]: r for r in estimate.plan(cfg, 1_000_000, estimate.CPU)}
+    # Backward through frozen weights (4 x parameters a token) plus weight gradients (2 more).
+    lora, full = (rows[f"02_train-{m}"]["seconds"] - estimate.CPU.startup_s for m in ("lora", "full"))
+    assert full == pytest.approx(1.5 * lora)
+    assert "02_train-qlora-on-16bit" not in rows and "03_evaluate-qlora-on-16bit" in rows
+    assert "02_train-qlora-r8" in rows and "01_quantization" in rows
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")

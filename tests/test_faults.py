@@ -159,7 +159,7 @@ BAD_INPUTS = [
     ("lora:\n  rnak: 8\n", "lora.rnak: unknown parameter"),
     ("lora:\n  r: sixty\n", "lora.r: expected an integer"),
     ("lora:\n  r: 0\n", "lora.r: must be positive"),
-    ("methods: [base, dora]\n", "methods: unknown method 'dora'"),
+    ("methods: [base, vera]\n", "methods: unknown method 'vera'"),
     ("tasks:\n  mmlu: {n: 3}\n", "tasks.mmlu: unknown task"),
     ("quant:\n  quant_type: nf2\n", "quant.quant_type: expected one of"),
     ("model:\n  name: ./no/such/model\n", "model.name: local model folder"),

@@ -97,7 +97,7 @@ def test_the_test_is_declared_per_metric_and_the_caption_is_true_for_every_row(t
     # Every F1 value here is 0 or 1, and F1 is still compared as the continuous score it is.
     assert set(c[c.metric == "f1"].test) == {"paired_permutation"}
     assert set(c[c.metric != "f1"].test) == {"mcnemar_exact"}
-    caption = report.comparisons_table(res).split("\n\n")[1]
+    caption = next(p for p in report.comparisons_table(res).split("\n\n") if p.startswith("Paired differences"))
     for _, row in c.iterrows():
         described = {"mcnemar_exact": "exact McNemar test", "paired_permutation": "paired permutation"}[row.test]
         clause = next(part for part in caption.split(";") if described in part)
@@ -122,12 +122,21 @@ def test_the_executive_summary_opens_with_a_verdict_table(tmp_path):
     table_start = next(i for i, line in enumerate(lines) if line.startswith("| "))
     first_sentence = next(i for i, line in enumerate(lines) if line.startswith("- "))
     assert table_start < first_sentence
-    header = lines[table_start]
-    assert "LoRA vs base" in header and "QLoRA vs base" in header and "QLoRA vs LoRA" in header
-    rows = lines[table_start + 2 : table_start + 5]
-    assert [r.split("|")[1].strip().split(" (")[0] for r in rows] == ["ARC-Challenge", "OpenMath", "SQuAD v1.1"]
-    assert re.search(r"\*\*better\*\*: \+0\.\d{3} \[\+0\.\d{3}, \+0\.\d{3}\]", rows[1])
-    assert "no detectable difference: all 100 items identical" in rows[2]
+    header = [cell.strip() for cell in lines[table_start].split("|")[1:-1]]
+    assert [h.split(" (")[0] for h in header] == ["comparison", "ARC-Challenge", "OpenMath", "SQuAD v1.1"]
+    # One row per comparison, in the declarations' order.
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lines[table_start + 2 : table_start + 5]]
+    assert [r[0] for r in rows] == ["LoRA vs base", "QLoRA vs base", "QLoRA vs LoRA"]
+    assert re.search(r"\*\*better\*\*: \+0\.\d{3} \[\+0\.\d{3}, \+0\.\d{3}\]", rows[0][2])
+    assert "no detectable difference: all 100 items identical" in rows[2][3]
+
+
+def test_the_comparisons_section_states_which_pairs_it_compares_and_why(tmp_path):
+    res = study(tmp_path)
+    text = report.comparisons_table(res)
+    assert "Of the 3 pairs the study's 3 methods form, the report compares the 3" in text
+    assert "| QLoRA vs LoRA | what training on the 4\\-bit base instead of the 16\\-bit one costs |" in text
+    assert set(res.comparisons.reason) == {c.reason for _, _, c in results.comparisons_made(res.methods)}
 
 
 def test_one_seed_says_training_variance_is_not_estimated(tmp_path):

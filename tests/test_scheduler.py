@@ -107,9 +107,10 @@ def test_a_failure_starts_nothing_new_and_lets_the_running_steps_finish(study):
     with pytest.raises(runner.StepFailed) as info:
         runner.Scheduler(steps, paths, executor, {}, False, lines.append).run()
     assert info.value.step == "02_train-lora"
-    assert executor.started() == ["01_data", "02_train-lora", "02_train-qlora", "03_evaluate-base"]
+    after_data = ["01_quantization", "02_train-lora", "02_train-qlora", "03_evaluate-base"]
+    assert executor.started() == ["01_data", *after_data]
     # The others that were running finished and kept their records; nothing was cancelled.
-    assert {"02_train-qlora", "03_evaluate-base"} <= {p.stem for p in paths.steps.glob("*.json")}
+    assert {"01_quantization", "02_train-qlora", "03_evaluate-base"} <= {p.stem for p in paths.steps.glob("*.json")}
     assert executor.stopped is None
     assert any("02_train-lora: failed; waiting for the steps still running" in line for line in lines)
 
@@ -137,4 +138,4 @@ def test_an_interrupted_scheduler_stops_what_its_executor_runs(study):
     executor = Interrupted(paths, slots=math.inf)
     with pytest.raises(KeyboardInterrupt):
         schedule(paths, steps, executor)
-    assert sorted(executor.stopped) == ["02_train-lora", "02_train-qlora", "03_evaluate-base"]
+    assert sorted(executor.stopped) == ["01_quantization", "02_train-lora", "02_train-qlora", "03_evaluate-base"]

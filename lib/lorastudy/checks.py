@@ -4,7 +4,7 @@ the study's settings fit together. Each problem is one line naming the key or fi
 
 from __future__ import annotations
 
-from . import tasks
+from . import methods, tasks
 from .builtin_models import BUILTIN_MODELS, builtin_model
 from .config import ConfigError, StudyConfig, is_local
 from .data import count_rows, eval_size, local_file
@@ -13,6 +13,8 @@ from .files import StudyPaths
 
 def study_problems(cfg: StudyConfig) -> list[str]:
     problems = model_problems(cfg)
+    if not problems:
+        problems += size_problems(cfg)
     if cfg.data.source == "local" and cfg.data.local_dir is not None:
         problems += local_data_problems(cfg)
     if cfg.data.source == "hub":
@@ -58,6 +60,25 @@ def _builtin_problems(cfg: StudyConfig) -> list[str]:
     if cfg.model.trust_remote_code:
         problems.append("model.trust_remote_code: the built-in models need no remote code; leave it false")
     return problems
+
+
+def size_problems(cfg: StudyConfig) -> list[str]:
+    """A method offered only for models up to a size (full fine-tuning), on a larger model. The
+    size comes from the model's configuration (no weight is read); a model whose configuration
+    is neither here nor in the cache is checked by the training step once it is loaded."""
+    limited = [methods.get(m) for m in cfg.methods if methods.get(m).max_params is not None]
+    if not limited:
+        return []
+    from .estimate import parameters
+    from .models import model_folder
+
+    n = parameters(cfg, model_folder(cfg.model, StudyPaths(cfg.resolve("."), cfg.study).models, cfg.resolve))
+    return [
+        f"methods: {m.name} is offered for models up to {m.max_params:,} parameters; {cfg.model.name} has "
+        f"about {n:,} (drop {m.name}, or use a smaller model)"
+        for m in limited
+        if n is not None and n > m.max_params
+    ]
 
 
 def local_data_problems(cfg: StudyConfig) -> list[str]:

@@ -84,6 +84,9 @@ class LoraConfig:
 
 @dataclass(frozen=True)
 class QuantConfig:
+    # 4: NF4 or FP4 (Linear4bit), as below; 8: LLM.int8 (Linear8bitLt), which has neither a
+    # data type choice nor double quantization, and computes in float16.
+    bits: Literal[4, 8] = 4
     quant_type: Literal["nf4", "fp4"] = "nf4"
     double_quant: bool = True
     compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
@@ -145,6 +148,18 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class GridConfig:
+    # The methods crossed with `settings`. Each cell is an ordinary method named after the
+    # method and its settings there (lora-r8), compared with the method itself and, at the same
+    # cell, with the crossed methods it is compared with; a cell whose settings are all the
+    # method's own is the method itself.
+    methods: tuple[str, ...] = ()
+    # "section.field": the values it takes (e.g. {"lora.r": [8, 16, 64]}); several settings
+    # give every combination.
+    settings: dict[str, tuple[int | float | str | bool, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     study: str
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -157,6 +172,7 @@ class StudyConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
     # Relative paths (runs/, rendered/, local data and model folders) resolve against this.
     root: str = "."
 
@@ -179,25 +195,28 @@ class StudyConfig:
         return path if path.is_absolute() else Path(self.root) / path
 
     def runs(self) -> list[Run]:
-        """One run per method and seed; a method that trains nothing is evaluated once (greedy
-        decoding does not depend on the seed)."""
+        """One run per method and seed; a method that neither trains nor evaluates what another
+        trained is evaluated once (greedy decoding does not depend on the seed)."""
         from . import methods as method_registry  # methods validate their overrides against this module
 
         runs = []
         for method in self.methods:
-            trains = method_registry.get(method).trains
-            for seed in self.seeds if trains else self.seeds[:1]:
-                name = method if not trains or len(self.seeds) == 1 else f"{method}_seed{seed}"
+            declared = method_registry.get(method)
+            per_seed = declared.trains or declared.evaluates is not None
+            for seed in self.seeds if per_seed else self.seeds[:1]:
+                name = method if not per_seed or len(self.seeds) == 1 else f"{method}_seed{seed}"
                 runs.append(Run(method=method, seed=seed, name=name))
         return runs
 
     def run(self, method: str, seed: int) -> Run:
-        """The run that trains and evaluates `method` with `seed` (for a method that trains
-        nothing, its one run whatever the seed)."""
+        """The run that trains and evaluates `method` with `seed` (for a method evaluated once,
+        its one run whatever the seed)."""
         from . import methods as method_registry
 
+        declared = method_registry.get(method)
+        once = not declared.trains and declared.evaluates is None
         for run in self.runs():
-            if run.method == method and (run.seed == seed or not method_registry.get(method).trains):
+            if run.method == method and (run.seed == seed or once):
                 return run
         raise ConfigError(
             [
@@ -205,6 +224,18 @@ class StudyConfig:
                 f"(runs: {', '.join(r.name for r in self.runs())})"
             ]
         )
+
+    def trained_run(self, run: Run) -> Run | None:
+        """The run whose trained weights `run` evaluates: its own for a method that trains, the
+        same seed's run of the method it evaluates for a cross-evaluation, None for the base."""
+        from . import methods as method_registry
+
+        method = method_registry.get(run.method)
+        if method.trains:
+            return run
+        if method.evaluates is not None:
+            return self.run(method.evaluates, run.seed)
+        return None
 
 
 @dataclass(frozen=True)
@@ -252,7 +283,9 @@ def load_config(
         problems += _check_values(cfg)
     if problems:
         raise ConfigError(problems)
-    return cfg
+    from . import methods as method_registry
+
+    return method_registry.expand_grid(cfg)
 
 
 def parse_overrides(overrides: dict[str, Any] | list[str] | None, problems: list[str]) -> dict[str, Any]:
@@ -503,4 +536,66 @@ def _check_names(cfg: StudyConfig) -> list[str]:
         cfg.data.train_task in task_registry.TASKS and task_registry.get(cfg.data.train_task).train_example is not None,
         f"data.train_task: {cfg.data.train_task!r} is not a task that declares training examples",
     )
+    known = [m for m in cfg.methods if m in method_registry.METHODS]
+    for m in known:
+        source = method_registry.get(m).evaluates
+        need(
+            source is None or source in cfg.methods,
+            f"methods: {m!r} evaluates what {source!r} trains; add {source!r} to methods",
+        )
+    return problems + _check_grid(cfg)
+
+
+def _check_grid(cfg: StudyConfig) -> list[str]:
+    """The grid names methods of the study that train, and settings a method can change, each
+    with distinct values of the setting's type."""
+    from . import methods as method_registry
+
+    grid, problems = cfg.grid, []
+    if not grid.settings:
+        return [f"grid.methods: {list(grid.methods)} has no grid.settings to cross"] if grid.methods else []
+    if not grid.methods:
+        problems.append("grid.methods: name the methods crossed with grid.settings (e.g. [lora, qlora])")
+    for m in grid.methods:
+        if m not in cfg.methods or m not in method_registry.METHODS:
+            problems.append(f"grid.methods: {m!r} is not one of the study's methods")
+        elif not method_registry.get(m).trains:
+            problems.append(f"grid.methods: {m!r} trains nothing, so no setting of its training can vary")
+    defaults = StudyConfig(study="defaults")
+    for key, values in grid.settings.items():
+        section, _, name = key.partition(".")
+        if section not in method_registry.SETTING_SECTIONS or not hasattr(getattr(defaults, section), name):
+            problems.append(f"grid.settings.{key}: not a model, lora, quant or train setting (section.field)")
+            continue
+        tp = typing.get_type_hints(type(getattr(defaults, section)))[name]
+        bad = [v for v in values if not _coerce(tp, v)[0]]
+        if bad or not values:
+            problems.append(f"grid.settings.{key}: expected a list of {_type_name(tp)}, got {list(values)!r}")
+        elif len(set(values)) != len(values):
+            problems.append(f"grid.settings.{key}: a value is listed twice")
+        if key.startswith("lora.") and any(method_registry.get(m).trains_every_weight for m in _known(grid.methods)):
+            problems.append(f"grid.settings.{key}: a LoRA setting, but a method crossed with it trains every weight")
+    return problems or _check_cells(cfg)
+
+
+def _check_cells(cfg: StudyConfig) -> list[str]:
+    """Each grid cell's name is a safe folder name and no method's but the cell's."""
+    from . import methods as method_registry
+
+    problems = []
+    for m in cfg.grid.methods:
+        for point in method_registry.grid_points(cfg, method_registry.get(m)):
+            name = method_registry.cell_name(m, point)
+            if not SAFE_NAME.match(name):
+                problems.append(f"grid.settings: cell {name!r} is not a safe run name (letters, digits, '.', '_', '-')")
+            elif name in method_registry.METHODS and method_registry.get(name).grid_of is None:
+                problems.append(f"grid.settings: cell {name!r} has the name of a declared method")
+            elif name in cfg.methods:
+                problems.append(f"methods: {name!r} is a cell of the grid; list its method in grid.methods instead")
     return problems
+
+
+def _known(names) -> list[str]:
+    from . import methods as method_registry
+
+    return [n for n in names if n in method_registry.METHODS]

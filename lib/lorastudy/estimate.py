@@ -43,6 +43,9 @@ ARC_ROW_TOKENS = 80  # an ARC question and one choice, in a Qwen- or Llama-sized
 # LoRA about 66% faster than QLoRA, so its steps are counted 1.66 times as long.
 QUANTIZED_SLOWDOWN = 1.66
 PROMPT_TOKENS = 200  # a generation prompt with its chat template (SQuAD's passages are the longest)
+# Storing one weight in all five formats (01_quantization): on the CPU measured on SmolLM2-135M's
+# 106M linear weights (149 s on 2 shared cores); on a GPU assumed a hundred times faster.
+QUANTIZE_S_PER_WEIGHT = {"CPU": 1.4e-6, "CUDA GPU": 1.4e-8}
 
 
 def parameters(cfg: StudyConfig, path: str) -> int | None:
@@ -70,10 +73,17 @@ def parameters(cfg: StudyConfig, path: str) -> int | None:
 def plan(cfg: StudyConfig, n_params: int | None, device: Device) -> list[dict]:
     """One row per step: what it does, its items and tokens (upper bounds), estimated seconds."""
     rows = [{"step": "01_data", "work": "load, clean, split", "items": None, "tokens": None, "seconds": 5.0}]
+    if any(methods.get(m).quantize for m in cfg.methods):
+        seconds = None if n_params is None else 5.0 + n_params * QUANTIZE_S_PER_WEIGHT[device.name]
+        rows.append({"step": "01_quantization", "work": "5 formats x linear layers", "items": None, "tokens": None})
+        rows[-1]["seconds"] = seconds
     train_tokens = cfg.data.train_samples * cfg.train.epochs * cfg.data.max_seq_len
-    per_token = 6 if cfg.train.gradient_checkpointing else 4
     for run in cfg.runs():
-        if methods.get(run.method).trains:
+        method = methods.get(run.method)
+        if method.trains:
+            # Backward through frozen weights is 2 x parameters FLOPs a token; weight gradients
+            # (full fine-tuning) and recomputed forwards (checkpointing) add 2 each.
+            per_token = 4 + 2 * cfg.train.gradient_checkpointing + 2 * method.trains_every_weight
             seconds = _time(n_params, per_token * train_tokens * _slowdown(run.method), device)
             rows.append(
                 {

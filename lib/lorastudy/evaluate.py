@@ -3,11 +3,14 @@ tasks (ARC, as lm-evaluation-harness scores arc_challenge) by scoring every choi
 continuation of the context, generation tasks (OpenMath, SQuAD) by batched greedy generation;
 then latency at batch size 1 and throughput.
 
-A method is evaluated the way it was trained: its adapter on the base its declaration loads.
+A method is evaluated the way it was trained: its adapter on the base its declaration loads. A
+cross-evaluation runs another method's adapter (the same seed's) on its own declaration's base;
+a fully fine-tuned model is loaded as the base.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -280,12 +283,10 @@ def evaluate(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str],
     cfg = pin_model(method.settings(cfg), paths.data)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
     tokenizer = load_tokenizer(path, cfg.model)
-    adapter = paths.adapter(run.name) if method.trains else None
-    if adapter is not None and not (adapter / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter}: no trained adapter; run the 02_train step for {run.name} first")
+    base, model_cfg, adapter = trained_weights(cfg, run, paths, path)
     with resources.measure() as load:
-        model = load_for_eval(path, cfg.model, method.quant(cfg), adapter)
-    record = _model_record(cfg, run, path, adapter, model)
+        model = load_for_eval(base, model_cfg, method.quant(cfg), adapter)
+    record = _model_record(cfg, run, base, adapter, model)
     record["load"] = {"wall_s": load.wall_s, "peak": load.peak}
     start = time.perf_counter()
     predictions = _evaluate_tasks(cfg, run, paths, model, tokenizer, record, log)
@@ -312,8 +313,29 @@ def evaluate(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str],
     return record
 
 
+def trained_weights(cfg: StudyConfig, run: Run, paths: StudyPaths, path: str) -> tuple[str, ModelConfig, Path | None]:
+    """What `run` evaluates: the base (`path`, or the whole model a full fine-tuning saved) with
+    the settings to load it, and the adapter on it, if any: its own training's, or for a
+    cross-evaluation that of the run it evaluates (the same seed of another method)."""
+    trained = cfg.trained_run(run)
+    if trained is None:
+        return path, cfg.model, None
+    weights = paths.adapter(trained.name)
+    if methods.get(trained.method).trains_every_weight:
+        if not (weights / "config.json").is_file():
+            raise FileNotFoundError(f"{weights}: no trained model; run the 02_train step for {trained.name} first")
+        # A local folder: the hub revision the base was pinned to does not apply to it.
+        return str(weights), dataclasses.replace(cfg.model, revision=None), None
+    if not (weights / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{weights}: no trained adapter; run the 02_train step for {trained.name} first")
+    return path, cfg.model, weights
+
+
 def _model_record(cfg: StudyConfig, run: Run, path: str, adapter: Path | None, model) -> dict[str, Any]:
     counts = resources.count_parameters(model)
+    trained = cfg.trained_run(run)
+    adapter_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    full = trained is not None and methods.get(trained.method).trains_every_weight
     return {
         "run": run.name,
         "method": run.method,
@@ -321,9 +343,12 @@ def _model_record(cfg: StudyConfig, run: Run, path: str, adapter: Path | None, m
         "params_hash": params_hash(cfg.resolved()),
         "model": path,
         "adapter": str(adapter) if adapter else None,
+        "weights_from": trained.name if trained is not None else None,
         "device": resources.device_name(),
         "total_params": counts["total_params"],
-        "adapter_params": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n),
+        "adapter_params": adapter_params,
+        # The parameters fine-tuning changed: the adapter's, or every one after full fine-tuning.
+        "fine_tuned_params": counts["total_params"] if full else adapter_params,
         "weights_bytes": resources.weights_bytes(model),
         "tasks": {},
     }

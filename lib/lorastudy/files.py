@@ -115,6 +115,11 @@ class StudyPaths:
         return self.run_dir / "eval" / f"{run_name}.json"
 
     @property
+    def quantization(self) -> Path:
+        """Each linear layer's error and stored bytes in each quantization format (01_quantization)."""
+        return self.run_dir / "quantization"
+
+    @property
     def results(self) -> Path:
         return self.run_dir / "results"
 

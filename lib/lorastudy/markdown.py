@@ -175,3 +175,23 @@ def eval_summary(record: dict) -> str:
             f"Peak memory ({record['memory_kind']}): {record['peak_memory_mb']:,.1f} MB."
         )
     return text
+
+
+def quantization_summary(summary: dict) -> str:
+    """What the 01_quantization step measured: each format's pooled error and bits per weight."""
+    rows = [
+        [
+            f["title"],
+            f"{f['relative_error']:.4f}",
+            f"{f['bits_per_weight']:.3f}",
+            f"{f['stored_bytes'] / 2**20:,.2f} MB",
+        ]
+        for f in summary["formats"].values()
+    ]
+    first = next(iter(summary["formats"].values()))
+    return (
+        f"### Quantization formats on {first['layers']} linear layers ({first['weights']:,} weights, "
+        f"{escape(summary['dtype'])})\n\n"
+        + table(["format", "relative error", "bits per weight", "stored"], rows, ["l", "r", "r", "r"])
+        + f"\n\nMeasured on {escape(summary['device'])} in {summary['wall_s']:,.1f} s."
+    )

@@ -163,6 +163,10 @@ def assistant_turn_end(tokenizer) -> str:
 def quantization_config(quant: QuantConfig):
     from transformers import BitsAndBytesConfig
 
+    if quant.bits == 8:
+        # LLM.int8: row-wise absmax int8 weights; activations' outlier features (above 6.0, the
+        # paper's threshold and bitsandbytes' default) are multiplied in 16-bit.
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=quant.quant_type,
@@ -173,7 +177,7 @@ def quantization_config(quant: QuantConfig):
 
 
 def load_model(path: str, model: ModelConfig, quant: QuantConfig | None = None):
-    """The base model: 16-bit (model.dtype) or, with `quant`, bitsandbytes 4-bit."""
+    """The base model: 16-bit (model.dtype) or, with `quant`, bitsandbytes 4-bit or 8-bit."""
     from transformers import AutoModelForCausalLM
 
     kwargs = dict(
@@ -187,6 +191,53 @@ def load_model(path: str, model: ModelConfig, quant: QuantConfig | None = None):
     if quant is not None:
         kwargs["quantization_config"] = quantization_config(quant)
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def quantizable_linears(model) -> list[str]:
+    """The linear layers a bitsandbytes quantizer converts when transformers loads `model`
+    quantized: every nn.Linear except the ones transformers keeps in full precision (the output
+    head, tied weights, the last module). Works on a model on the meta device."""
+    import torch
+    from transformers.quantizers.base import get_keys_to_not_convert
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    skip = get_keys_to_not_convert(model)
+    return [
+        name
+        for name, module in model.named_modules()
+        if type(module) is torch.nn.Linear and should_convert_module(name, skip)
+    ]
+
+
+def upcast_like_kbit_preparation(model) -> list[str]:
+    """A 16-bit base given the precision peft's k-bit preparation gives a quantized one, without
+    quantizing it: every weight the quantizer would leave unquantized (embeddings, norms, the
+    head) in fp32, and each linear layer it would convert computing in its own dtype and
+    returning the dtype of its input, as bitsandbytes' Linear4bit does (`.to(inp_dtype)`), so the
+    residual stream is fp32 as it is in QLoRA. Returns the names of the upcast parameters."""
+    import torch
+
+    linears = set(quantizable_linears(model))
+    upcast = []
+    for name, param in model.named_parameters():
+        if name.rsplit(".", 1)[0] not in linears and param.dtype in (torch.float16, torch.bfloat16):
+            param.data = param.data.to(torch.float32)
+            upcast.append(name)
+
+    # A linear layer's bias stays in its dtype: Linear4bit casts its bias to the compute dtype
+    # before using it, so either way the bias is added in the layer's own precision.
+    def cast_in(module, args):
+        module.lorastudy_input_dtype = args[0].dtype
+        return (args[0].to(module.weight.dtype), *args[1:])
+
+    def cast_out(module, args, output):
+        return output.to(module.lorastudy_input_dtype)
+
+    for name, module in model.named_modules():
+        if name in linears:
+            module.register_forward_pre_hook(cast_in)
+            module.register_forward_hook(cast_out)
+    return upcast
 
 
 def identity(model: ModelConfig, path: str) -> dict:

@@ -24,8 +24,9 @@ from .builtin_models import SMOLLM2, SMOLLM2_DIST, SMOLLM2_VERSION, TINY
 from .charts import label
 from .conclusions import memory_kind_label
 from .config import params_hash
+from .formats import format_of
 from .markdown import code, escape, num, table
-from .results import StudyResults, pairs
+from .results import StudyResults, comparisons_made, headline_pairs, pairs
 
 LIBRARIES = [
     "lorastudy",
@@ -55,8 +56,9 @@ def title(res: StudyResults) -> str:
     n = ", ".join(f"{tasks.get(t.name).title} n = {len(res.items[(res.runs[0].name, t.name)])}" for t in cfg.tasks)
     trained = [label(m) for m in res.methods if res.trained(m)]
     train_task = cfg.data.train_task
+    heading = " vs ".join(trained) if len(trained) <= 3 else f"The method space, {len(res.methods)} methods"
     lines = [
-        f"# {' vs '.join(trained) or 'Base model'}: study {code(cfg.study)}",
+        f"# {heading or 'Base model'}: study {code(cfg.study)}",
         "",
         f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets'][train_task]['train']:,} "
         f"{tasks.get(train_task).title} training items ({escape(cfg.data.source)} data) with "
@@ -117,11 +119,15 @@ MODEL_NOTES = {TINY.name: _tiny_note, SMOLLM2.name: _smollm2_note}
 
 
 def _reconstruction(res: StudyResults) -> dict:
-    """The reconstruction error a quantized method's training recorded for its base ({} when
-    the study trains no method on a quantized base)."""
-    for record in res.train.values():
-        error = record["stages"]["quantized"].get("reconstruction")
-        if error:
+    """The reconstruction error a training recorded for a base quantized as the study's `quant`
+    section says ({} when the study trains no method on such a base)."""
+    study_format = format_of(res.cfg.quant)
+    for run in res.runs:
+        method = methods.get(run.method)
+        if not method.quantize or run.name not in res.train:
+            continue
+        error = res.train[run.name]["stages"]["quantized"].get("reconstruction")
+        if error and format_of(method.settings(res.cfg).quant) == study_format:
             return error
     return {}
 
@@ -129,14 +135,19 @@ def _reconstruction(res: StudyResults) -> dict:
 def executive_summary(res: StudyResults) -> str:
     rep = res.cfg.report
     lines = ["## Executive summary", ""]
-    verdicts = conclusions.primary_verdicts(res.comparisons, rep.alpha, rep.confidence)
+    headline = headline_pairs(res.methods)
+    verdicts = [
+        (row, v)
+        for row, v in conclusions.primary_verdicts(res.comparisons, rep.alpha, rep.confidence)
+        if (row["method_a"], row["method_b"]) in headline
+    ]
     if verdicts:
-        lines += [verdict_table(res), ""]
+        lines += [verdict_table(res, headline), ""]
     for _, v in verdicts:
         lines.append(f"- {v.sentence}")
     if not verdicts:
         lines.append("- The study has fewer than two methods, so nothing is compared.")
-    trained_pairs = [(methods.get(a), methods.get(b)) for a, b in pairs(res.methods) if res.trained(b)]
+    trained_pairs = [(methods.get(a), methods.get(b)) for a, b in headline if res.trained(a) and res.trained(b)]
     for a, b in trained_pairs:
         lines += [f"- {c}" for c in conclusions.cost_sentences(res.resources, a, b)[0]]
     for a, b in trained_pairs:
@@ -147,25 +158,58 @@ def executive_summary(res: StudyResults) -> str:
     limits = _token_limit_sentence(res)
     if limits:
         lines.append(f"- {limits}")
+    front = _front_sentence(res)
+    if front:
+        lines.append(f"- {front}")
+    others = len(pairs(res.methods)) - len(headline)
     lines += [
         "",
         f'Verdicts use each task\'s primary metric; "better" and "worse" need a Holm-adjusted p below '
         f"{rep.alpha} across all {len(res.comparisons)} comparisons in this study. No average across "
-        f"tasks is formed: the tasks' metrics differ in meaning.",
+        f"tasks is formed: the tasks' metrics differ in meaning."
+        + (
+            f" The study makes {others} further comparisons of its method space, each stated with its reason "
+            'and verdict under "The method space" below.'
+            if others
+            else ""
+        ),
     ]
     return "\n".join(lines)
 
 
-def verdict_table(res: StudyResults) -> str:
-    """Each comparison by task at a glance: verdict, delta (A - B) and its interval."""
+def _front_sentence(res: StudyResults) -> str:
+    """Which trained methods no other beats on both primary score and peak training memory, per
+    task, where more than two were trained (the Pareto chart draws them)."""
+    from .method_space import pareto_table
+
+    data = pareto_table(res)
+    if data.empty or data.method.nunique() <= 2:
+        return ""
+    fronts = "; ".join(
+        f"{tasks.get(task).title}: {', '.join(label(m) for m in rows[rows.on_front].method)}"
+        for task, rows in data.groupby("task", sort=False)
+    )
+    return (
+        "On the Pareto front of primary score against peak training memory (no other trained method scored as well "
+        f"with as little memory, on point estimates): {fronts}."
+    )
+
+
+def verdict_table(
+    res: StudyResults,
+    compared: list[tuple[str, str]] | None = None,
+    explained: str = "Each verdict is explained below.",
+) -> str:
+    """Comparisons at a glance, one row each (A vs B), one column per task: the verdict on the
+    task's primary metric, its delta (A - B) and interval."""
     rep = res.cfg.report
     c = res.comparisons[res.comparisons["primary"]]
-    compared = [p for p in pairs(res.methods) if ((c.method_a == p[0]) & (c.method_b == p[1])).any()]
+    compared = pairs(res.methods) if compared is None else compared
+    compared = [p for p in compared if ((c.method_a == p[0]) & (c.method_b == p[1])).any()]
     rows = []
-    for t in res.cfg.tasks:
-        task = tasks.get(t.name)
-        cells = [f"{task.title} ({task.primary} {_arrow(task.metric(task.primary).higher_is_better)})"]
-        for a, b in compared:
+    for a, b in compared:
+        cells = [f"{label(a)} vs {label(b)}"]
+        for t in res.cfg.tasks:
             hit = c[(c.task == t.name) & (c.method_a == a) & (c.method_b == b)]
             if hit.empty:
                 cells.append("not compared")
@@ -174,12 +218,38 @@ def verdict_table(res: StudyResults) -> str:
             cell = conclusions.verdict_cell(hit.iloc[0], rep.alpha)
             cells.append(f"**{kind}**{cell[len(kind) :]}" if kind != "no detectable difference" else cell)
         rows.append(cells)
-    header = ["task (primary metric)"] + [f"{label(a)} vs {label(b)}" for a, b in compared]
+    header = ["comparison"] + [
+        f"{tasks.get(t.name).title} ({tasks.get(t.name).primary} "
+        f"{_arrow(tasks.get(t.name).metric(tasks.get(t.name).primary).higher_is_better)})"
+        for t in res.cfg.tasks
+    ]
     note = (
         f"\u0394 is the first method minus the second, with its {rep.confidence:.0%} interval; \u2191 higher is "
-        f"better, \u2193 lower is better. Each verdict is explained below."
+        f"better, \u2193 lower is better. {explained}"
     )
     return "\n".join([table(header, rows, ["l"] * len(header)), "", note])
+
+
+def comparisons_stated(res: StudyResults) -> str:
+    """Which comparisons the report makes and why, from the methods' declarations: not every
+    pair of methods, only those a declaration asks for."""
+    made = comparisons_made(res.methods)
+    if not made:
+        return ""
+    k = len(res.methods)
+    rows = [
+        [f"{label(a)} vs {label(b)}", escape(c.reason), "executive summary" if c.headline else "the method space"]
+        for a, b, c in made
+    ]
+    return "\n".join(
+        [
+            f"Of the {k * (k - 1) // 2} pairs the study's {k} methods form, the report compares the {len(made)} that "
+            "the methods' declarations ask for, each to answer one question; Holm's correction runs over every "
+            f"metric of every one of them ({len(res.comparisons)} comparisons).",
+            "",
+            table(["comparison (A vs B)", "why: the question A \u2212 B answers", "stated in"], rows, ["l", "l", "l"]),
+        ]
+    )
 
 
 def _interval_cell(r) -> str:
@@ -344,6 +414,8 @@ def comparisons_table(res: StudyResults) -> str:
         [
             "## Comparisons",
             "",
+            comparisons_stated(res),
+            "",
             _comparisons_caption(res),
             "",
             table(header + ["verdict"], rows, ["l", "l", "l"] + ["r"] * 4 + ["l"] + ["r"] * (len(header) - 8) + ["l"]),
@@ -406,12 +478,13 @@ def _resource_rows(kind: str) -> list[tuple[str, str, object]]:
         return f"{int(v):,}" if v else "0 (not fine-tuned)"
 
     return [
-        ("trainable parameters", "trainable_params", trainable),
+        ("trainable parameters (evaluation: fine-tuned parameters loaded)", "trainable_params", trainable),
         ("total parameters (logical)", "total_params", lambda v: f"{int(v):,}"),
         ("trainable share", "pct_trainable", lambda v: f"{v:.2f}%"),
-        ("adapter on disk (MB)", "adapter_mb", small_mb),
+        ("adapter on disk (MB; full fine-tuning: the whole model)", "adapter_mb", small_mb),
         ("weights footprint after load (MB)", "weights_mb", small_mb),
-        ("weights after k-bit preparation (MB)", "weights_after_prepare_mb", small_mb),
+        ("weights after k-bit preparation or its upcasts (MB)", "weights_after_prepare_mb", small_mb),
+        ("parameters in fp32 after preparation", "fp32_params", lambda v: f"{int(v):,}"),
         ("weights with adapters (MB)", "weights_with_adapters_mb", small_mb),
         ("bits per quantized weight", "bits_per_quantized_weight", lambda v: f"{v:.3f}"),
         ("relative reconstruction error of the quantized base", "quant_relative_error", lambda v: f"{v:.4f}"),
@@ -435,8 +508,9 @@ def _resource_rows(kind: str) -> list[tuple[str, str, object]]:
 
 
 def resources_table(res: StudyResults) -> str:
+    """The costs of each method, one table per phase (training, then evaluation), so a study of
+    many methods stays readable: one column per method, one row per figure that applies."""
     r = res.resources
-    cols = [(row.method, row.phase) for row in r.itertuples()]
     kind = r["memory_kind"].iloc[0]
 
     def cell(method: str, phase: str, key: str, fmt) -> str:
@@ -450,11 +524,17 @@ def resources_table(res: StudyResults) -> str:
         for c in r.columns
         if c.startswith("peak_memory_mb.") and c.split(".", 1)[1] in tasks.TASKS
     ]
-    rows = [
-        [name] + [cell(m, p, key, fmt) for m, p in cols]
-        for name, key, fmt in _resource_rows(kind) + by_task
-        if key in r.columns and not r[key].isna().all()
-    ]
+    tables = []
+    for phase, heading in (("train", "Training"), ("eval", "Evaluation")):
+        cols = [(row.method, row.phase) for row in r.itertuples() if row.phase == phase]
+        if not cols:
+            continue
+        rows = [
+            [name] + [cell(m, p, key, fmt) for m, p in cols]
+            for name, key, fmt in _resource_rows(kind) + by_task
+            if key in r.columns and not r[r.phase == phase][key].isna().all()
+        ]
+        tables += [f"### {heading}", "", table(["figure"] + [f"{label(m)} ({p})" for m, p in cols], rows), ""]
     notes = [
         f"Memory is the {memory_kind_label(kind)}, reset at the start of each phase"
         + (
@@ -483,11 +563,15 @@ def resources_table(res: StudyResults) -> str:
         [
             "## Model configurations and costs",
             "",
-            table(["figure"] + [f"{label(m)} ({p})" for m, p in cols], rows),
-            "",
+            *tables,
             *[f"- {n}" for n in notes],
         ]
     )
+
+
+# Examples show each method's answer in a column: past this many methods, only the headline
+# comparisons' methods, so the table stays readable (every output is in predictions/).
+EXAMPLE_METHODS = 5
 
 
 def examples(res: StudyResults, limit: int | None = None) -> str:
@@ -497,28 +581,38 @@ def examples(res: StudyResults, limit: int | None = None) -> str:
     parts = ["## Examples", ""]
     if limit == 0:
         return "\n".join(parts + ["No examples requested (report.examples is 0)."])
-    first = {m: res.method_runs(m)[0].name for m in res.methods}
+    shown_methods = res.methods
+    if len(shown_methods) > EXAMPLE_METHODS:
+        shown_methods = list(dict.fromkeys(m for pair in headline_pairs(res.methods) for m in pair)) or res.methods
+        parts += [
+            f"The answers of {', '.join(label(m) for m in shown_methods)} (the executive summary's comparisons); "
+            f"every method's outputs are in `runs/{escape(res.cfg.study)}/predictions/`.",
+            "",
+        ]
+    first = {m: res.method_runs(m)[0].name for m in shown_methods}
     for t in res.cfg.tasks:
         primary = tasks.get(t.name).primary
         key = tasks.get(t.name).metric(primary).key
         items = {m: res.items[(run, t.name)] for m, run in first.items()}
         n = len(next(iter(items.values())))
-        differing = [i for i in range(n) if len({items[m][i]["scores"][key] for m in res.methods}) > 1]
+        differing = [i for i in range(n) if len({items[m][i]["scores"][key] for m in shown_methods}) > 1]
         shown = (differing + [i for i in range(n) if i not in set(differing)])[:limit]
         parts.append(f"### {tasks.get(t.name).title}: the methods' {primary} differs on {len(differing)} of {n} items")
         rows = []
         for i in shown:
-            ref = items[res.methods[0]][i]["references"]
-            row = [escape(items[res.methods[0]][i]["question"], 160)]
-            row += [f"{escape(items[m][i]['output'], 120)} ({num(items[m][i]['scores'][key], 2)})" for m in res.methods]
+            ref = items[shown_methods[0]][i]["references"]
+            row = [escape(items[shown_methods[0]][i]["question"], 160)]
+            row += [
+                f"{escape(items[m][i]['output'], 120)} ({num(items[m][i]['scores'][key], 2)})" for m in shown_methods
+            ]
             row += [escape(" | ".join(map(str, ref)), 80), "yes" if i in differing else "no"]
             rows.append(row)
         parts += [
             "",
             table(
-                ["item"] + [f"{label(m)} ({primary})" for m in res.methods] + ["reference", "differs"],
+                ["item"] + [f"{label(m)} ({primary})" for m in shown_methods] + ["reference", "differs"],
                 rows,
-                ["l"] * (len(res.methods) + 3),
+                ["l"] * (len(shown_methods) + 3),
             ),
             "",
         ]

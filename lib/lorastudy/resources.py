@@ -242,6 +242,7 @@ def weights_bytes(model: torch.nn.Module) -> int:
 
     for param in model.parameters():
         add(param)
+        add(getattr(param, "SCB", None))  # LLM.int8's row scales
         quant_state = getattr(param, "quant_state", None)
         if quant_state is not None:
             add(getattr(quant_state, "absmax", None))
@@ -256,9 +257,16 @@ def weights_bytes(model: torch.nn.Module) -> int:
 
 
 def quantized_weights(model: torch.nn.Module) -> dict[str, float]:
-    """Bits per quantized weight, measured (QLoRA paper: NF4 + double quant is ~4.127)."""
+    """Bits per quantized weight, measured (QLoRA paper: NF4 + double quant is ~4.127; LLM.int8
+    is 8 plus a float32 scale per row)."""
     packed_bytes, constant_bytes, n = 0, 0, 0
     for param in model.parameters():
+        scales = getattr(param, "SCB", None)
+        if scales is not None:
+            n += param.numel()
+            packed_bytes += param.numel() * param.element_size()
+            constant_bytes += scales.numel() * scales.element_size()
+            continue
         quant_state = getattr(param, "quant_state", None)
         if quant_state is None:
             continue

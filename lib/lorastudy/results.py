@@ -40,10 +40,21 @@ RESOURCE_COLUMNS = [
 ]
 
 
+def comparisons_made(study_methods: list[str]) -> list[tuple[str, str, methods.Comparison]]:
+    """The comparisons a study makes, with why: each method against those its declaration
+    compares it with (each fine-tuning against the base, QLoRA against LoRA, each ablation
+    against what it ablates), when both are in it. No other pair is compared."""
+    return [(a, c.method, c) for a in study_methods for c in methods.get(a).comparisons() if c.method in study_methods]
+
+
 def pairs(study_methods: list[str]) -> list[tuple[str, str]]:
-    """The comparisons a study makes: each method against those its declaration compares it
-    with (each fine-tuning against the base, then QLoRA against LoRA), when both are in it."""
-    return [(a, b) for a in study_methods for b in methods.get(a).compares_to if b in study_methods]
+    """The pairs of methods a study compares (method A, method B), in the declarations' order."""
+    return [(a, b) for a, b, _ in comparisons_made(study_methods)]
+
+
+def headline_pairs(study_methods: list[str]) -> list[tuple[str, str]]:
+    """The comparisons the executive summary states in words, with costs and a recommendation."""
+    return [(a, b) for a, b, c in comparisons_made(study_methods) if c.headline]
 
 
 @dataclass
@@ -55,6 +66,10 @@ class StudyResults:
     evals: dict[str, dict]
     items: dict[tuple[str, str], list[dict]]  # (run, task) -> predictions, in item order
     data_summary: dict
+    # Each linear layer's error and stored bytes per format, from the 01_quantization step (empty
+    # where the study quantizes nothing), and its per-format summary.
+    quantization: pd.DataFrame = field(default_factory=pd.DataFrame)
+    quantization_summary: dict = field(default_factory=dict)
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     metrics_by_seed: pd.DataFrame = field(default_factory=pd.DataFrame)
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -99,6 +114,9 @@ def load(cfg: StudyConfig, paths: StudyPaths) -> StudyResults:
             items[(r.name, t.name)] = read_jsonl(paths.predictions(r.name, t.name))
     _check_aligned(items, runs, cfg)
     res = StudyResults(cfg, paths, runs, train, evals, items, read_json(paths.data / "summary.json"))
+    if (paths.quantization / "summary.json").is_file():
+        res.quantization = pd.read_csv(paths.quantization / "layers.csv")
+        res.quantization_summary = read_json(paths.quantization / "summary.json")
     res.metrics, res.metrics_by_seed = metric_table(res)
     res.comparisons = comparison_table(res)
     res.resources = resource_table(res)
@@ -215,7 +233,7 @@ def _median_row(res: StudyResults, method: str, task: str, metric) -> tuple[dict
 def comparison_table(res: StudyResults) -> pd.DataFrame:
     rep = res.cfg.report
     rows = []
-    for (a, b), t in itertools.product(pairs(res.methods), res.cfg.tasks):
+    for (a, b, why), t in itertools.product(comparisons_made(res.methods), res.cfg.tasks):
         for metric in tasks.get(t.name).metrics:
             if not metric.compared:
                 continue
@@ -244,6 +262,8 @@ def comparison_table(res: StudyResults) -> pd.DataFrame:
                     "trained": sum(res.trained(m) for m in (a, b)),
                     "seed_delta_min": min(seed_deltas),
                     "seed_delta_max": max(seed_deltas),
+                    "reason": why.reason,
+                    "headline": why.headline,
                 }
             )
     table = pd.DataFrame(rows)
@@ -315,6 +335,7 @@ def _train_row(method: str, recs: list[dict]) -> dict:
         "items_per_s": None,
         "precision": first["precision"],
         "optim": first["optim"],
+        "fp32_params": first["stages"].get("prepare", {}).get("fp32_params"),
     }
 
 
@@ -325,7 +346,8 @@ def _eval_row(method: str, recs: list[dict]) -> dict:
     return {
         "method": method,
         "phase": "eval",
-        "trainable_params": first["adapter_params"],
+        # The parameters fine-tuning changed in the evaluated model (every one after full fine-tuning).
+        "trainable_params": first.get("fine_tuned_params", first["adapter_params"]),
         "total_params": first["total_params"],
         "peak_memory_mb": max(r["peak_memory_mb"] for r in recs),
         "memory_kind": first["memory_kind"],

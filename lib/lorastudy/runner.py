@@ -2,9 +2,10 @@
 renders the executed report without code cells. One run of a study at a time holds its
 folder (lock.study_lock).
 
-A study is a chain of steps: 01_data, 02_train per trained run, 03_evaluate per run and
-04_report; each step reads the outputs of the steps named in its `inputs`. A step's identity
-is a hash of everything it consumed:
+A study is a chain of steps: 01_data, 01_quantization (when a method quantizes its base),
+02_train per trained run, 03_evaluate per run and 04_report; each step reads the outputs of
+the steps named in its `inputs` (a cross-evaluation reads the training whose adapter it
+runs). A step's identity is a hash of everything it consumed:
 - its resolved parameters, those its outputs depend on, without paths of this checkout
   (and, for local data, a hash of each data file);
 - its code: its notebook's cells and every definition of the package that the notebook
@@ -50,10 +51,12 @@ from .lock import study_lock
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 REPORT = "04_report"
+QUANTIZATION = "01_quantization"
 # The parts of a task's declaration each kind of step runs: training uses the task's training
 # prompt, not its scorer, so changing a scorer redoes evaluation and the report, not training.
 TASK_FIELDS = {
     "01_data.ipynb": ("hub", "clean", "synthetic", "overlap_keys", "evaluable", "default_n", "train_example"),
+    "01_quantization.ipynb": (),
     "02_train.ipynb": ("train_example",),
     "03_evaluate.ipynb": (
         "kind",
@@ -120,6 +123,10 @@ def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
         [paths.data / "summary.json", paths.data / "train.jsonl"],
     )
     steps, trained = [data], {}
+    if any(methods.get(m).quantize for m in cfg.methods):
+        # Each linear layer's error and bytes in every format, for the report's "why" section.
+        outputs = [paths.quantization / "layers.csv", paths.quantization / "summary.json"]
+        steps.append(step(QUANTIZATION, "01_quantization.ipynb", {"model": c["model"]}, [data.id], [], outputs))
     for run in cfg.runs():
         method = methods.get(run.method)
         if not method.trains:
@@ -134,7 +141,9 @@ def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
         steps.append(trained[run.name])
     for run in cfg.runs():
         params = {**_method_params(cfg, run), "tasks": c["tasks"], "eval": c["eval"]}
-        inputs = [data.id] + ([trained[run.name].id] if run.name in trained else [])
+        # Its own training, or (a cross-evaluation) the training whose adapter it runs.
+        source = cfg.trained_run(run)
+        inputs = [data.id] + ([trained[source.name].id] if source is not None else [])
         outputs = [paths.eval_json(run.name)] + [paths.predictions(run.name, t) for t in studied]
         steps.append(
             step(f"03_evaluate-{run.name}", "03_evaluate.ipynb", params, inputs, studied, outputs, 1, **_run(run))
@@ -153,6 +162,7 @@ def _method_params(cfg: StudyConfig, run) -> dict[str, Any]:
         "method": run.method,
         "seed": run.seed,
         "quant": m["quant"] if method.quantize else None,
+        "build": method.build(),
     }
 
 

@@ -1,7 +1,8 @@
-"""One training path for every method: an adapter on the base its declaration loads (LoRA on
-the 16-bit base; QLoRA the same LoRA on an NF4 4-bit base, as torchtune's quantize_base flag
-does). transformers' Trainer runs the loop; lorastudy adds what it lacks: answer-only labels,
-the loss log, a stop on a non-finite loss, and the resource measurements.
+"""One training path for every method: what its declaration trains (a LoRA or DoRA adapter, or
+every weight) on the base it loads (LoRA on the 16-bit base; QLoRA the same LoRA on an NF4
+4-bit base, as torchtune's quantize_base flag does; others on FP4 or 8-bit bases).
+transformers' Trainer runs the loop; lorastudy adds what it lacks: answer-only labels, the
+loss log, a stop on a non-finite loss, and the resource measurements.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from .config import Run, StudyConfig, params_hash
 from .data import load_train, pin_model
 from .files import StudyPaths, atomic_path, atomic_write_json, scratch_dir
 from .methods import Method
-from .models import assistant_turn_end, load_model, load_tokenizer, model_path, torch_dtype
+from .models import (
+    assistant_turn_end,
+    load_model,
+    load_tokenizer,
+    model_path,
+    torch_dtype,
+    upcast_like_kbit_preparation,
+)
 from .quantization import reconstruction_error
 from .tasks import example_ids
 
@@ -85,42 +93,71 @@ def resolve_optim(cfg: StudyConfig) -> str:
 
 
 def prepare_model(cfg: StudyConfig, method: Method, path: str) -> tuple[Any, dict]:
-    """Load the base as `method` declares, apply k-bit preparation and LoRA; measure each stage."""
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
+    """Load the base as `method` declares, prepare it (k-bit preparation, or the same upcasts on a
+    16-bit base) and add what it trains (a LoRA or DoRA adapter, or every weight); measure each stage."""
     cfg = method.settings(cfg)
     stages: dict[str, Any] = {}
     with resources.measure() as load:
         model = load_model(path, cfg.model, method.quant(cfg))
-    stages["load"] = {
-        "weights_bytes": resources.weights_bytes(model),
-        **resources.current_bytes(),
-        "peak": load.peak,
-        "wall_s": load.wall_s,
-    }
+    stages["load"] = _stage(model, load)
     stages["quantized"] = resources.quantized_weights(model)
     if method.quant(cfg) is not None:
         # What the quantized base loses against the 16-bit one: the error on these very weights.
         stages["quantized"]["reconstruction"] = reconstruction_error(model, path, torch_dtype(cfg.model.dtype))
-    gradient_checkpointing = cfg.train.gradient_checkpointing
-    if method.prepares_kbit(cfg):
-        with resources.measure() as prep:
-            model = prepare_model_for_kbit_training(
-                model,
-                use_gradient_checkpointing=gradient_checkpointing,
-                gradient_checkpointing_kwargs={"use_reentrant": False},
-            )
-        stages["prepare"] = {
-            "weights_bytes": resources.weights_bytes(model),
-            **resources.current_bytes(),
-            "peak": prep.peak,
-            "wall_s": prep.wall_s,
-        }
-    elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        # Frozen embeddings give checkpointed blocks inputs without grad; LoRA needs them.
-        model.enable_input_require_grads()
+    with resources.measure() as prep:
+        fp32_params = _prepare(cfg, method, model)
+    if fp32_params is not None:
+        stages["prepare"] = {**_stage(model, prep), "fp32_params": fp32_params}
     model.config.use_cache = False
+    model = _add_trained(cfg, method, model)
+    stages["adapters"] = {"weights_bytes": resources.weights_bytes(model), **resources.current_bytes()}
+    return model, stages
+
+
+def _stage(model, phase: resources.Phase) -> dict:
+    return {
+        "weights_bytes": resources.weights_bytes(model),
+        **resources.current_bytes(),
+        "peak": phase.peak,
+        "wall_s": phase.wall_s,
+    }
+
+
+def _prepare(cfg: StudyConfig, method: Method, model) -> int | None:
+    """k-bit preparation for a quantized base that asks for it, the same fp32 upcasts for a
+    16-bit base that declares them, gradient checkpointing where asked. Returns how many
+    parameters are in fp32 after a preparation (None: no preparation ran)."""
+    from peft import prepare_model_for_kbit_training
+
+    checkpointing = cfg.train.gradient_checkpointing
+    if method.prepares_kbit(cfg):
+        prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+        return _fp32_params(model)
+    if method.upcast:
+        upcast_like_kbit_preparation(model)
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # Frozen embeddings give checkpointed blocks inputs without grad; an adapter needs them.
+        if not method.trains_every_weight:
+            model.enable_input_require_grads()
+    return _fp32_params(model) if method.upcast else None
+
+
+def _fp32_params(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.dtype == torch.float32)
+
+
+def _add_trained(cfg: StudyConfig, method: Method, model):
+    """What the method trains: every weight of the base, or a LoRA adapter (DoRA's: peft's
+    use_dora, a learned magnitude per output feature beside the low-rank update)."""
+    from peft import LoraConfig, get_peft_model
+
+    if method.trains_every_weight:
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
     lora = LoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
@@ -128,10 +165,9 @@ def prepare_model(cfg: StudyConfig, method: Method, path: str) -> tuple[Any, dic
         target_modules=cfg.lora.target_modules,
         task_type="CAUSAL_LM",
         bias="none",
+        use_dora=method.decomposes_weights,
     )
-    model = get_peft_model(model, lora)
-    stages["adapters"] = {"weights_bytes": resources.weights_bytes(model), **resources.current_bytes()}
-    return model, stages
+    return get_peft_model(model, lora)
 
 
 def _trainer_callback(losses: list[dict], log: Callable[[str], None], total_steps: int):
@@ -169,7 +205,8 @@ def _trainer_callback(losses: list[dict], log: Callable[[str], None], total_step
 
 
 def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], None] = print) -> dict:
-    """Train one adapter; write adapters/<run>/, train/<run>.json and train/<run>.loss.csv."""
+    """Train one run as its method declares; write adapters/<run>/ (the adapter, or the whole model
+    for full fine-tuning), train/<run>.json and train/<run>.loss.csv."""
     from transformers import set_seed
 
     method = methods.get(run.method)
@@ -186,6 +223,11 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
         raise ValueError("data.max_seq_len: every training prompt is longer than it; raise it")
     model, stages = prepare_model(cfg, method, path)
     counts = resources.count_parameters(model)
+    if method.max_params is not None and counts["total_params"] > method.max_params:
+        raise ValueError(
+            f"method {method.name}: the model has {counts['total_params']:,} parameters, more than the "
+            f"{method.max_params:,} this method is offered for"
+        )
     steps_per_epoch = math.ceil(len(examples) / (cfg.train.batch_size * cfg.train.grad_accum))
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else math.ceil(steps_per_epoch * cfg.train.epochs)
     log(
@@ -196,7 +238,9 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
     adapter_state = fit.pop("adapter_state")
     if not distributed.is_main_process():
         return fit  # the first process writes the run's files
+    model.config.use_cache = True  # as the base had it: a fully fine-tuned model is saved whole
     with atomic_path(paths.adapter(run.name)) as tmp:
+        # An adapter's weights, or (full fine-tuning) the whole model, which evaluation loads as its base.
         model.save_pretrained(tmp, safe_serialization=True, state_dict=adapter_state)
     _write_losses(paths.loss_csv(run.name), fit["losses"])
     record = {
