@@ -73,6 +73,8 @@ bench: $(STAMP) ## the benchmarks: memory at Qwen3-0.6B's size, evaluation throu
 		-p train.gradient_checkpointing=false --json runs/benchmarks/memory-qwen3-0.6b.json
 	$(BIN)/python benchmarks/eval_throughput.py params/smoke.yaml --json runs/benchmarks/eval-smoke.json
 	$(BIN)/python benchmarks/peer_lm_eval.py params/smoke.yaml --json runs/benchmarks/peer-smoke.json
+	$(BIN)/python benchmarks/eval_throughput.py params/smollm2-135m.yaml --json runs/benchmarks/eval-smollm2.json
+	$(BIN)/python benchmarks/peer_lm_eval.py params/smollm2-135m.yaml --json runs/benchmarks/peer-smollm2.json
 
 wheelhouse: ## wheels for an offline machine: WHEEL_PYTHON=3.12 WHEELS=dir (then make install WHEELS=dir there)
 	$(PYTHON) scripts/wheelhouse.py --python $(WHEEL_PYTHON) --extras dev$(if $(EXTRAS),$(comma)$(EXTRAS)) --out $(or $(WHEELS),wheelhouse)
