@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,21 @@ def link_models(root: Path, *models: Path) -> Path:
 def study_folder(tiny_model: Path):
     """A function that makes a folder ready to run a study in (the tiny model linked in)."""
     return lambda root: link_models(Path(root), tiny_model)
+
+
+def lorastudy_run(params: Path, root: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`lorastudy run PARAMS --root ROOT ARGS` in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "lorastudy", "run", str(params), "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_study():
+    return lorastudy_run
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,6 @@ every method's rows filled by measurements, in the result files and in both rend
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,20 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params" / "smoke-methods.yaml"
 
 
-def run(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lorastudy", "run", str(PARAMS), "--root", str(root)],
-        capture_output=True,
-        text=True,
-        timeout=7200,
-    )
-
-
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, study_folder):
+def study(tmp_path_factory, study_folder, run_study):
     root = study_folder(tmp_path_factory.mktemp("methods"))
     start = time.perf_counter()
-    result = run(root)
+    result = run_study(PARAMS, root, timeout=7200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     print(f"method study: {time.perf_counter() - start:.1f} s")
     return root, load_config(PARAMS, root=root)
@@ -126,8 +115,8 @@ def test_the_rendered_report_fills_every_methods_rows(study):
     assert "Pareto front" in md
 
 
-def test_a_finished_method_study_reruns_without_redoing_anything(study):
+def test_a_finished_method_study_reruns_without_redoing_anything(study, run_study):
     root, _ = study
-    again = run(root)
+    again = run_study(PARAMS, root)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("skipped") == 32

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 import time
 from html import unescape as html_unescape
 from pathlib import Path
@@ -25,20 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"
 
 
-def run(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lorastudy", "run", str(SMOKE), "--root", str(root), *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory, study_folder):
+def smoke(tmp_path_factory, study_folder, run_study):
     root = study_folder(tmp_path_factory.mktemp("smoke"))
     start = time.perf_counter()
-    result = run(root)
+    result = run_study(SMOKE, root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     print(f"smoke study: {time.perf_counter() - start:.1f} s")
     return root, result
@@ -148,10 +137,10 @@ def test_the_report_counts_outputs_that_hit_the_token_limit(smoke):
     assert "outputs that hit the 48-token limit" in md and "Outputs that hit the token limit" in md
 
 
-def test_a_finished_study_reruns_in_seconds(smoke):
+def test_a_finished_study_reruns_in_seconds(smoke, run_study):
     root, _ = smoke
     start = time.perf_counter()
-    result = run(root)
+    result = run_study(SMOKE, root)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("skipped") == 8  # data, quantization, 2 trainings, 3 evaluations, report
     assert time.perf_counter() - start < 60
