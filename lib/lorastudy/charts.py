@@ -63,8 +63,8 @@ def chart_primary(res: StudyResults):
         ax.set_ylim(0, 1)
     fig.tight_layout()
     caption = (
-        f"Primary metric per task and method, with {res.cfg.report.confidence:.0%} bootstrap intervals "
-        f"over items (n per task in the tables above)."
+        f"Primary metric per task and method, with the {res.cfg.report.confidence:.0%} intervals of the tables "
+        f"above (exact for a 0/1 metric of one run, bootstrap over items otherwise; n per task there)."
     )
     return fig, caption
 
