@@ -18,13 +18,18 @@ pytestmark = pytest.mark.slow  # 32 steps, each in its own kernel (tens of minut
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params" / "smoke-methods.yaml"
+# Every method and step of the study, on fewer items and training steps: the test is about
+# what reaches the tables and the report, and 32 steps each in its own kernel cost enough.
+N = 30
+OVERRIDES = [f"tasks.{task}.n={N}" for task in ("arc_challenge", "openmath", "squad")]
+SHRUNK = [arg for o in (*OVERRIDES, "train.max_steps=8", "eval.latency_items=2") for arg in ("-p", o)]
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, study_folder, run_study):
     root = study_folder(tmp_path_factory.mktemp("methods"))
     start = time.perf_counter()
-    result = run_study(PARAMS, root, timeout=7200)
+    result = run_study(PARAMS, root, *SHRUNK, timeout=7200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     print(f"method study: {time.perf_counter() - start:.1f} s")
     return root, load_config(PARAMS, root=root)
@@ -40,7 +45,7 @@ def test_every_method_has_every_primary_score_and_cost(study):
     metrics = results(root, "metrics.csv")
     primary = metrics[metrics.primary]
     assert set(zip(primary.method, primary.task)) == {(m, t.name) for m in cfg.methods for t in cfg.tasks}
-    assert (primary.n == 60).all() and primary.value.between(0, 1).all()
+    assert (primary.n == N).all() and primary.value.between(0, 1).all()
     assert (primary.ci_low <= primary.value).all() and (primary.value <= primary.ci_high).all()
     resources = results(root, "resources.csv")
     trained = {m for m in cfg.methods if methods.get(m).trains}
@@ -105,7 +110,7 @@ def test_the_rendered_report_fills_every_methods_rows(study):
     # Each task's table: a column per method, its primary row an interval in every one of them.
     for t in cfg.tasks:
         task = tasks.get(t.name)
-        section = md.split(f"### {task.title} (n = 60)")[1]
+        section = md.split(f"### {task.title} (n = {N})")[1]
         header, _, *rows = section.strip().split("\n\n")[0].splitlines()
         assert header.count("|") - 2 == len(cfg.methods)
         primary = next(r for r in rows if r.startswith(f"| {task.primary} "))
@@ -117,6 +122,6 @@ def test_the_rendered_report_fills_every_methods_rows(study):
 
 def test_a_finished_method_study_reruns_without_redoing_anything(study, run_study):
     root, _ = study
-    again = run_study(PARAMS, root)
+    again = run_study(PARAMS, root, *SHRUNK)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("skipped") == 32
