@@ -210,7 +210,11 @@ def test_recommendation_follows_the_verdicts():
     worse = pd.DataFrame([comparison(-0.05, -0.08, -0.02, 0.001, 0.003)])
     assert recommendation(no_diff, resources(), 0.05, QLORA, LORA).startswith("QLoRA, where memory is the constraint")
     text = recommendation(worse, resources(), 0.05, QLORA, LORA)
-    assert text.startswith("Prefer LoRA") and "worse" in text
+    assert text.startswith("Prefer LoRA") and "worse" in text and "does not fit in memory" in text
+    # Worse and no memory saved: nothing to trade the loss for, so no "choose QLoRA if LoRA does not fit".
+    text = recommendation(worse, resources(qlora_mb=1073.0), 0.05, QLORA, LORA)
+    assert text.startswith("LoRA: QLoRA scored measurably worse") and "7.3% higher" in text
+    assert "does not fit" not in text
     # No meaningful memory saving: LoRA, whatever the accuracy verdicts.
     text = recommendation(no_diff, resources(qlora_mb=990.0), 0.05, QLORA, LORA)
     assert text.startswith("LoRA") and "1.0% lower" in text

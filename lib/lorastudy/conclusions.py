@@ -240,11 +240,18 @@ def recommendation(comparisons: pd.DataFrame, resources: pd.DataFrame, alpha: fl
     better = [tasks.get(row["task"]).title for row, v in pairs if v.kind == "better"]
     saving = -figures["memory_pct"]
     time_text = f"{abs(figures['time_pct']):.1f}% {'more' if figures['time_pct'] >= 0 else 'less'} training time"
-    if worse:
+    peak_change = f"{abs(saving):.1f}% {'lower' if saving >= 0 else 'higher'}"
+    if worse and saving >= MEANINGFUL_SAVING_PCT:
         return (
             f"Prefer {b.title} where {', '.join(worse)} matters: {a.title} scored measurably worse there. Choose "
-            f"{a.title} only if {b.title} does not fit in memory ({a.title}'s peak training memory was "
-            f"{abs(saving):.1f}% {'lower' if saving > 0 else 'higher'})."
+            f"{a.title} only if {b.title} does not fit in memory ({a.title}'s peak training memory was {peak_change})."
+        )
+    if worse:
+        # Nothing to trade the loss for: memory is no reason to pick it either.
+        return (
+            f"{b.title}: {a.title} scored measurably worse on {', '.join(worse)} and did not cut peak training "
+            f"memory meaningfully (its peak was {peak_change}; this report treats a cut below "
+            f"{MEANINGFUL_SAVING_PCT:.0f}% as not worth a switch)."
         )
     if saving >= MEANINGFUL_SAVING_PCT:
         extra = f" It scored measurably better on {', '.join(better)}." if better else ""
@@ -253,9 +260,8 @@ def recommendation(comparisons: pd.DataFrame, resources: pd.DataFrame, alpha: fl
             f"{time_text}, with no measurable loss on any primary metric at this n (differences "
             f"smaller than each comparison's detectable difference are not ruled out).{extra}"
         )
-    change = f"{saving:.1f}% lower" if saving >= 0 else f"{-saving:.1f}% higher"
     return (
-        f"{b.title}: here {a.title} did not cut peak training memory meaningfully (its peak was {change}; this "
+        f"{b.title}: here {a.title} did not cut peak training memory meaningfully (its peak was {peak_change}; this "
         f"report treats a cut below {MEANINGFUL_SAVING_PCT:.0f}% as not worth a switch) and took {time_text}; "
         f"no primary metric favoured it measurably" + (f" except {', '.join(better)}" if better else "") + "."
     )
