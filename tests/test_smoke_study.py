@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import time
 from html import unescape as html_unescape
 from pathlib import Path
@@ -117,6 +118,19 @@ def test_both_renderings_exist_and_stand_alone(smoke):
     assert len(images) >= 4 and all((root / "rendered" / img).is_file() for _, img in images)
     assert {alt for alt, _ in images} == {html_unescape(alt).replace("[", "(").replace("]", ")") for alt in alts}
     assert (root / "runs" / "smoke" / "notebooks" / "02_train-qlora.ipynb").is_file()
+
+
+def test_provenance_names_the_checkouts_commit_and_a_command_any_checkout_runs(smoke):
+    """The study's folder is outside the checkout here (as with --root elsewhere): the commit is
+    still the code's, and the params path is the one inside a checkout."""
+    root, _ = smoke
+    md = (root / "rendered" / "smoke.md").read_text()
+    assert "<code>lorastudy run params/smoke\\.yaml</code>" in md
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout (CI clones one); an exported tree says so instead
+        assert f"| git commit | {head.stdout.strip()}" in md
+    else:
+        assert "| git commit | not a git checkout |" in md
 
 
 def test_the_report_counts_outputs_that_hit_the_token_limit(smoke):

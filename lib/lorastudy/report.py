@@ -28,6 +28,9 @@ from .formats import format_of
 from .markdown import code, escape, num, table
 from .results import StudyResults, comparisons_made, headline_pairs, pairs
 
+# The repository lorastudy runs from (lib/lorastudy/report.py is two levels below it).
+CHECKOUT = Path(__file__).resolve().parents[2]
+
 LIBRARIES = [
     "lorastudy",
     "torch",
@@ -641,12 +644,14 @@ def provenance(res: StudyResults, params_file: str, overrides: dict, chain: list
     every step, the report's own last (runner.recorded_chain)."""
     cfg = res.cfg
     resolved = cfg.resolved()
+    # The commit of the code that computed the results: the checkout lorastudy runs from, which
+    # need not hold the study's folder (--root elsewhere).
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cfg.root, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cfg.root, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=CHECKOUT, capture_output=True, text=True
         ).stdout.strip()
         commit += " (with uncommitted changes)" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
@@ -658,10 +663,11 @@ def provenance(res: StudyResults, params_file: str, overrides: dict, chain: list
         except importlib.metadata.PackageNotFoundError:
             versions.append(f"{lib} not installed")
     devices = sorted({e["device"] for e in res.evals.values()} | {t["device"] for t in res.train.values()})
-    try:
-        shown = Path(params_file).resolve().relative_to(Path(cfg.root).resolve())
-    except ValueError:
-        shown = Path(params_file)
+    shown = Path(params_file)
+    for base in (CHECKOUT, Path(cfg.root).resolve()):  # a path a reader can use in their own checkout
+        if Path(params_file).resolve().is_relative_to(base):
+            shown = Path(params_file).resolve().relative_to(base)
+            break
     command = "lorastudy run " + str(shown) + "".join(f" -p {k}={v}" for k, v in overrides.items())
     params_yaml = yaml.safe_dump(resolved, sort_keys=False)
     return "\n".join(
