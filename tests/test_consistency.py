@@ -71,7 +71,15 @@ def run(root: Path, *args: str, env: dict | None = None) -> subprocess.Completed
 def start(root: Path, *args: str) -> subprocess.Popen:
     # Output to a file, not a pipe: a pipe nobody reads would stall the run when it fills.
     log = (root / "run.log").open("w")
-    return subprocess.Popen(command(root, *args), stdout=log, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        command(root, *args), stdout=log, stderr=subprocess.STDOUT, text=True, preexec_fn=as_in_the_foreground
+    )
+
+
+def as_in_the_foreground() -> None:
+    """Let SIGINT stop the run as Ctrl-C stops a foreground one: a test suite started in the
+    background (`nohup make test &`) hands its children SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until_running(root: Path, step: str, proc: subprocess.Popen) -> None:

@@ -44,7 +44,11 @@ def test_the_plan_counts_each_steps_items_and_token_upper_bounds():
         "03_evaluate-qlora",
         "04_report",
     ]
-    assert rows["02_train-lora"]["tokens"] == 640 * 3 * 192
+    assert (
+        rows["02_train-lora"]["tokens"]
+        == cfg.data.train_samples * cfg.train.epochs * cfg.data.max_seq_len
+        == 640 * 2 * 192
+    )
     assert rows["03_evaluate-base"]["items"] == 300
     # QLoRA's steps are counted slower (dequantization), the base's and LoRA's alike.
     assert rows["02_train-qlora"]["seconds"] > rows["02_train-lora"]["seconds"]

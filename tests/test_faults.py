@@ -118,6 +118,8 @@ def test_an_interrupted_step_leaves_nothing_that_looks_complete(study_root):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # SIGINT must stop it as Ctrl-C stops a foreground run, even in a suite started in the background.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     running = study / "notebooks" / ".03_evaluate-base.running.ipynb"
     deadline = time.time() + 300
