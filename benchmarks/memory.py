@@ -8,7 +8,8 @@ on an NF4, double-quantized 4-bit base):
     constants), and the measured bits per quantized weight;
   - memory after loading and after preparation, and the peak over a few training steps:
     on CUDA torch's allocated and reserved memory (the headline peak is reserved), on a CPU
-    the process's resident set (the peak is VmHWM, reset before the steps);
+    the process's resident set (the peak is VmHWM, reset before the steps, or sampled every
+    50 ms where the kernel refuses the reset);
   - the time per optimizer step (forward, backward, AdamW step) and tokens per second;
 and compares them with theory: NF4 with double quantization stores 4.127 bits per weight
 (QLoRA paper), so the 4-bit base should take quantized x 4.127/8 + non-quantized x 2 bytes.
