@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import write_outputs
 
 from lorastudy import runner
 from lorastudy.config import load_config, params_hash
@@ -18,12 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def finish(paths: StudyPaths, step: runner.Step, records: dict, run: str, finished: str) -> None:
     """Record a step as the runner does when it finishes, with its outputs in place."""
     step_identity, consumed = runner.identity(step, records)
-    for output in step.outputs:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        if output.suffix:
-            output.write_text("x")
-        else:
-            output.mkdir(exist_ok=True)
+    write_outputs(step)
     record = {"step": step.id, "identity": step_identity, "run": run, "inputs": consumed, "params": step.params}
     record |= {"code": {"hash": step.code.hash, "parts": step.code.parts}, "tasks": step.task_code}
     record |= {"started": finished, "finished": finished}

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import write_outputs
 
 from lorastudy import runner
 from lorastudy.config import load_config
@@ -45,12 +46,7 @@ class Scripted:
         if name in self.fail:
             return name, Outcome(error=runner.StepFailed(name, "it was told to fail", Path("failed.ipynb")))
         step_identity, consumed = self.identities[name]
-        for output in step.outputs:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            if output.suffix:
-                output.write_text("x")
-            else:
-                output.mkdir(exist_ok=True)
+        write_outputs(step)
         record = {"step": name, "identity": step_identity, "run": f"run-of-{name}", "inputs": consumed}
         atomic_write_json(self.paths.steps / f"{name}.json", record)
         return name, Outcome(wall_s=1.0)
