@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,12 @@ def link_models(root: Path, *models: Path) -> Path:
 def study_folder(tiny_model: Path):
     """A function that makes a folder ready to run a study in (the tiny model linked in)."""
     return lambda root: link_models(Path(root), tiny_model)
+
+
+def as_in_the_foreground() -> None:
+    """A `preexec_fn` that lets SIGINT stop a run as Ctrl-C stops a foreground one: a test suite
+    started in the background (`nohup make test &`) hands its children SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_outputs(step) -> None:

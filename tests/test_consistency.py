@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import as_in_the_foreground
 
 from lorastudy.files import read_json
 
@@ -74,12 +75,6 @@ def start(root: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         command(root, *args), stdout=log, stderr=subprocess.STDOUT, text=True, preexec_fn=as_in_the_foreground
     )
-
-
-def as_in_the_foreground() -> None:
-    """Let SIGINT stop the run as Ctrl-C stops a foreground one: a test suite started in the
-    background (`nohup make test &`) hands its children SIGINT ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until_running(root: Path, step: str, proc: subprocess.Popen) -> None:

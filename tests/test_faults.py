@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import as_in_the_foreground
 
 from lorastudy import synthetic
 from lorastudy.files import write_jsonl
@@ -118,8 +119,7 @@ def test_an_interrupted_step_leaves_nothing_that_looks_complete(study_root):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # SIGINT must stop it as Ctrl-C stops a foreground run, even in a suite started in the background.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=as_in_the_foreground,
     )
     running = study / "notebooks" / ".03_evaluate-base.running.ipynb"
     deadline = time.time() + 300
