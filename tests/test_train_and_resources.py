@@ -76,7 +76,7 @@ def test_peak_memory_is_reset_between_phases(force_sampling, monkeypatch):
     # "this-machine" takes whichever way this kernel allows; "sampled" forces the way taken
     # where /proc/self/clear_refs is read-only (some containers), so both are covered here.
     if force_sampling:
-        monkeypatch.setattr(resources, "reset_peak", lambda: False)
+        monkeypatch.setattr(resources, "reset_peak", lambda on=None: False)
     # 64 MB of fresh pages: a tensor could reuse memory the heap already holds (freed by an
     # earlier test that loaded a real model) and leave the resident set where it was.
     size = 64 * 2**20
@@ -163,3 +163,83 @@ def test_the_headline_peak_on_a_gpu_is_the_devices_used_memory_when_sampled():
     # Paged optimizer state lives in managed memory the allocator does not count.
     assert resources.headline_peak_bytes({**peak, "peak_device_used_bytes": 5 * 2**20}) == 5 * 2**20
     assert resources.headline_peak_bytes({"memory_kind": "cpu_rss", "peak_rss_bytes": 3}) == 3
+
+
+class RecordingGpu(resources.Gpu):
+    """A stand-in for one CUDA device: records each call and the thread it came from, and
+    reports used memory that rises with each reading."""
+
+    def __init__(self, index: int):
+        super().__init__(index)
+        self.calls: list[tuple[str, str]] = []
+        self.readings = 0
+
+    def _call(self, name: str) -> None:
+        import threading
+
+        self.calls.append((name, threading.current_thread().name))
+
+    def synchronize(self) -> None:
+        self._call("synchronize")
+
+    def empty_cache(self) -> None:
+        self._call("empty_cache")
+
+    def reset_peaks(self) -> None:
+        self._call("reset_peaks")
+
+    def used_bytes(self) -> int:
+        self._call("used_bytes")
+        self.readings += 1
+        return self.readings * 2**20
+
+    def peaks(self) -> dict[str, int]:
+        self._call("peaks")
+        return {"peak_allocated_bytes": 1, "peak_reserved_bytes": 2}
+
+
+def test_a_gpu_phase_starts_from_an_empty_cache_and_samples_its_own_device():
+    gpu = RecordingGpu(index=3)
+    with resources.measure(gpu) as phase:
+        time.sleep(0.15)
+    names = [name for name, _ in gpu.calls]
+    # Before the block: queued work done, the previous phase's cache emptied, then the peaks
+    # reset, all before the first reading; after it, its queued work is waited for before the
+    # peaks are read.
+    assert names.index("used_bytes") == 3
+    assert [n for n in names if n != "used_bytes"] == [
+        "synchronize",
+        "empty_cache",
+        "reset_peaks",
+        "synchronize",
+        "synchronize",
+        "peaks",
+    ]
+    sampled = {thread for name, thread in gpu.calls if name == "used_bytes"}
+    assert len(sampled) >= 1 and any(t != "MainThread" for t in sampled)  # read in the sampler's thread
+    assert phase.peak["memory_kind"] == "cuda"
+    assert phase.peak["peak_device_used_bytes"] == gpu.readings * 2**20  # the largest reading
+    assert resources.headline_peak_bytes(phase.peak) == phase.peak["peak_device_used_bytes"]
+
+
+def test_a_gpus_readings_name_its_device_from_any_thread(monkeypatch):
+    """torch.cuda.mem_get_info() without an index reads the calling thread's current device,
+    and a new thread starts on device 0: every reading must name the measured device."""
+    import threading
+
+    seen = []
+
+    def mem_get_info(device=None):
+        seen.append(device)
+        return (1, 10)
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: seen.append(device) or 0)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: seen.append(device) or 0)
+    gpu = resources.Gpu(2)
+    reader = threading.Thread(target=gpu.used_bytes)
+    reader.start()
+    reader.join()
+    assert gpu.used_bytes() == 9
+    gpu.peaks()
+    assert seen == [2, 2, 2, 2]

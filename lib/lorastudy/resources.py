@@ -1,12 +1,20 @@
 """What a method costs: parameters, weights footprint, peak memory, time.
 
-On CUDA, peak memory is torch's allocated and reserved peaks, reset between phases. On a
-CPU it is the process's peak resident set size (VmHWM), which Linux lets a process reset
-by writing 5 to /proc/self/clear_refs, so each phase gets its own peak there too.
+On CUDA, a phase starts from a clean slate: queued work finished, the allocator's cache
+emptied (what the previous phase cached would otherwise count in this one's device-used
+memory) and torch's allocated and reserved peaks reset; the GPU's used memory is sampled
+while it runs. On a CPU the figure is the process's peak resident set size (VmHWM), which
+Linux lets a process reset by writing 5 to /proc/self/clear_refs, so each phase gets its
+own peak there too.
+
+Every CUDA call the measurements make goes through `Gpu`, one device named by its index,
+so that the logic around them (which device a sampling thread reads, what a phase resets
+first) is tested on a CPU with a stand-in.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import threading
@@ -24,6 +32,63 @@ if TYPE_CHECKING:  # torch is imported where it is used: the report step needs n
 MB = 1024 * 1024
 
 
+class Gpu:
+    """One CUDA device, by index. A thread starts on device 0 whatever device its parent
+    uses, so every call names the index: a sampling thread of the process training on GPU 3
+    reads GPU 3."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def name(self) -> str:
+        import torch
+
+        return torch.cuda.get_device_name(self.index)
+
+    def synchronize(self) -> None:
+        import torch
+
+        torch.cuda.synchronize(self.index)
+
+    def empty_cache(self) -> None:
+        import torch
+
+        with torch.cuda.device(self.index):
+            torch.cuda.empty_cache()
+
+    def reset_peaks(self) -> None:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats(self.index)
+
+    def used_bytes(self) -> int:
+        """The device's used memory, all of it (cudaMemGetInfo): allocator, managed memory, context."""
+        import torch
+
+        free, total = torch.cuda.mem_get_info(self.index)
+        return total - free
+
+    def allocated_bytes(self) -> int:
+        import torch
+
+        return torch.cuda.memory_allocated(self.index)
+
+    def peaks(self) -> dict[str, int]:
+        import torch
+
+        return {
+            "peak_allocated_bytes": torch.cuda.max_memory_allocated(self.index),
+            "peak_reserved_bytes": torch.cuda.max_memory_reserved(self.index),
+        }
+
+
+def gpu() -> Gpu | None:
+    """The device this process computes on (its current CUDA device), or None without CUDA."""
+    import torch
+
+    return Gpu(torch.cuda.current_device()) if torch.cuda.is_available() else None
+
+
 def device() -> str:
     import torch
 
@@ -33,8 +98,9 @@ def device() -> str:
 def device_name() -> str:
     import torch
 
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
+    current = gpu()
+    if current is not None:
+        return current.name()
     import platform
 
     cpu = platform.processor() or platform.machine()
@@ -59,23 +125,22 @@ def rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def synchronize() -> None:
+def synchronize(on: Gpu | None = None) -> None:
     """Wait for queued CUDA work, so a timer or a memory reading covers the work, not its launch."""
-    import torch
+    on = on or gpu()
+    if on is not None:
+        on.synchronize()
 
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
-
-def reset_peak() -> bool:
-    """Start a new peak; False where the kernel refuses to reset the resident-set peak
-    (/proc/self/clear_refs is not writable in some containers), so VmHWM stays the
-    process's lifetime peak and a phase's peak must be sampled instead."""
-    import torch
-
-    synchronize()
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+def reset_peak(on: Gpu | None = None) -> bool:
+    """Start a new peak; on a GPU from an empty allocator cache. False where the kernel refuses
+    to reset the resident-set peak (/proc/self/clear_refs is not writable in some containers),
+    so VmHWM stays the process's lifetime peak and a phase's peak must be sampled instead."""
+    if on is not None:
+        on.synchronize()
+        gc.collect()  # tensors only a reference cycle holds would keep their blocks cached
+        on.empty_cache()
+        on.reset_peaks()
     try:
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
@@ -84,18 +149,11 @@ def reset_peak() -> bool:
     return True
 
 
-def peak_bytes() -> dict[str, int | str]:
+def peak_bytes(on: Gpu | None = None) -> dict[str, int | str]:
     """The peak since the last reset_peak(): CUDA allocated/reserved, or CPU RSS."""
-    import torch
-
-    synchronize()
-    if torch.cuda.is_available():
-        return {
-            "memory_kind": "cuda",
-            "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
-            "peak_reserved_bytes": torch.cuda.max_memory_reserved(),
-            "peak_rss_bytes": _peak_rss(),
-        }
+    if on is not None:
+        on.synchronize()
+        return {"memory_kind": "cuda", **on.peaks(), "peak_rss_bytes": _peak_rss()}
     return {"memory_kind": "cpu_rss", "peak_rss_bytes": _peak_rss()}
 
 
@@ -107,19 +165,20 @@ def _peak_rss() -> int:
 
 
 def current_bytes() -> dict[str, int]:
-    import torch
-
     out = {"rss_bytes": rss_bytes()}
-    if torch.cuda.is_available():
-        out["cuda_allocated_bytes"] = torch.cuda.memory_allocated()
+    current = gpu()
+    if current is not None:
+        out["cuda_allocated_bytes"] = current.allocated_bytes()
     return out
 
 
 def headline_peak_bytes(peak: dict) -> int:
     """The one peak figure a table and the verdicts use. On a GPU, the device's used memory
-    (sampled), which also holds what PyTorch's allocator does not see: bitsandbytes' paged
-    optimizer state (CUDA managed memory) and the CUDA context; the allocator's reserved peak
-    where it was not sampled. On a CPU, the process's peak resident set."""
+    (sampled) during a phase that started with an empty allocator cache: what the phase's
+    tensors and PyTorch's cache of them took, and what the allocator does not see
+    (bitsandbytes' paged optimizer state in CUDA managed memory, the CUDA context, other
+    processes on the device); the allocator's reserved peak where it was not sampled. On a
+    CPU, the process's peak resident set."""
     if peak["memory_kind"] != "cuda":
         return peak["peak_rss_bytes"]
     return max(peak.get("peak_device_used_bytes", 0), peak["peak_reserved_bytes"])
@@ -169,29 +228,22 @@ class PeakSampler:
         self.peak = max(self.peak, self.read())
 
 
-def device_used_bytes() -> int:
-    """The GPU's used memory, all of it (cudaMemGetInfo): allocator, managed memory, context."""
-    import torch
-
-    free, total = torch.cuda.mem_get_info()
-    return total - free
-
-
 @contextmanager
-def measure() -> Iterator[Phase]:
-    """Time a block and record its peak memory (on a GPU, its used memory sampled as well)."""
-    import torch
-
+def measure(on: Gpu | None = None) -> Iterator[Phase]:
+    """Time a block and record its peak memory (on a GPU, its used memory sampled as well).
+    `on`: the GPU to measure; by default the one this process computes on."""
+    on = on or gpu()
     phase = Phase()
-    rss_sampler = nullcontext() if reset_peak() else PeakSampler(rss_bytes)
-    device_sampler = PeakSampler(device_used_bytes) if torch.cuda.is_available() else nullcontext()
+    rss_sampler = nullcontext() if reset_peak(on) else PeakSampler(rss_bytes)
+    device_sampler = PeakSampler(on.used_bytes) if on is not None else nullcontext()
     start = time.perf_counter()
     try:
         with rss_sampler, device_sampler:
             yield phase
+            synchronize(on)  # the block's queued work is part of it
     finally:
         phase.wall_s = time.perf_counter() - start
-        phase.peak = peak_bytes()
+        phase.peak = peak_bytes(on)
         if isinstance(device_sampler, PeakSampler):
             phase.peak["peak_device_used_bytes"] = device_sampler.peak
         if isinstance(rss_sampler, PeakSampler):
