@@ -13,7 +13,14 @@ import torch
 
 from lorastudy import synthetic, tasks
 from lorastudy.config import load_config
-from lorastudy.evaluate import continuation_tokens, generate, load_for_eval, run_task, score_choices
+from lorastudy.evaluate import (
+    continuation_tokens,
+    generate,
+    load_for_eval,
+    loglikelihoods,
+    run_task,
+    score_choices,
+)
 from lorastudy.files import write_jsonl
 from lorastudy.models import load_tokenizer
 from lorastudy.tasks.arc_challenge import context as arc_context
@@ -72,6 +79,26 @@ def test_arc_scorer_agrees_with_a_direct_per_choice_computation(model_and_tokeni
         norm = [d / len(c) for d, c in zip(direct, row["choices"]["text"])]
         assert item["scores"]["acc_norm"] == float(max(range(4), key=lambda i: norm[i]) == gold)
         assert item["extracted"] in row["choices"]["label"]
+
+
+def test_arc_scoring_reads_its_scores_back_once_per_batch(model_and_tokenizer, monkeypatch):
+    """Every read of a device tensor from Python waits for the GPU: a batch of requests is
+    read back once, not once per request."""
+    model, tokenizer = model_and_tokenizer
+    reads = []
+    for name in ("__float__", "item", "tolist", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    rows = synthetic.arc_science_rows(4, 11)  # choices of several tokens: both passes run
+    requests = [(arc_context(r["question"]), " " + c) for r in rows for c in r["choices"]["text"]]
+    scores = loglikelihoods(model, tokenizer, requests)
+    assert len(scores) == len(requests) == 16
+    assert reads == ["tolist"]
 
 
 def test_generation_stops_at_stop_strings_and_batches_like_single_items(model_and_tokenizer):

@@ -67,11 +67,13 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]]) -> list[fl
     ids, mask = _padded([list(c) for c in contexts], tokenizer.pad_token_id, model.device, left=True)
     out = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=True, logits_to_keep=1)
     next_token = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-    scores = [float(next_token[which[i], cont[0]]) for i, (_, cont) in enumerate(pairs)]
+    first = torch.tensor([cont[0] for _, cont in pairs], device=model.device)
+    scores = next_token[which, first]
     longer = [i for i, (_, cont) in enumerate(pairs) if len(cont) > 1]
     if not longer:
-        return scores
-    cache = out.cache
+        return scores.tolist()
+    name = cache_field(out)
+    cache = out[name]
     cache.batch_select_indices(which[longer])
     tails, tail_mask = _padded([pairs[i][1][:-1] for i in longer], tokenizer.pad_token_id, model.device, left=False)
     start = mask[which[longer]].sum(dim=1, keepdim=True)
@@ -79,14 +81,23 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]]) -> list[fl
         input_ids=tails,
         attention_mask=torch.cat([mask[which[longer]], tail_mask], dim=1),
         position_ids=start + torch.arange(tails.shape[1], device=model.device),
-        cache=cache,
         use_cache=True,
+        **{name: cache},
     ).logits
-    for row, i in enumerate(longer):
-        cont = pairs[i][1]
-        logprobs = torch.log_softmax(logits[row, : len(cont) - 1].float(), dim=-1)
-        scores[i] += float(logprobs[torch.arange(len(cont) - 1), torch.tensor(cont[1:])].sum())
-    return scores
+    # Each continuation's later tokens, gathered on the device: one read back for the batch.
+    targets, _ = _padded([pairs[i][1][1:] for i in longer], 0, model.device, left=False)
+    logits = logits.float()
+    logprobs = logits.gather(2, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    scores[torch.tensor(longer, device=model.device)] += (logprobs * tail_mask).sum(dim=1)
+    return scores.tolist()
+
+
+def cache_field(out) -> str:
+    """The name a model's output gives its KV cache, which the next call takes back by the same
+    name: `past_key_values` before transformers 5.24, `cache` from 5.24 on (which reads the old
+    name, deprecated, until 5.40). Passing `cache=` to 5.17 is silently ignored, so the name is
+    read from the output rather than assumed."""
+    return "cache" if "cache" in out.keys() else "past_key_values"
 
 
 def _padded(rows: list[list[int]], pad: int, device, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
