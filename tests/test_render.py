@@ -1,0 +1,58 @@
+"""Rendering the report notebook to HTML and Markdown with nbconvert, wherever it is installed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import nbconvert
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RENDER = """
+import sys
+from pathlib import Path
+import nbconvert, nbformat
+from lorastudy.files import StudyPaths
+from lorastudy.runner import render
+assert nbconvert.__file__.startswith(sys.argv[2]), nbconvert.__file__  # the --target copy, not the venv's
+paths = StudyPaths(Path(sys.argv[1]), "t")
+html, md = render(paths)
+print(html.read_text().count("A finding"), md.read_text().strip())
+"""
+
+
+def test_the_report_renders_after_an_install_into_a_target_folder(tmp_path):
+    """`pip install --target DIR` puts nbconvert's own templates (lab, markdown, which the report's
+    extend) in DIR/share/jupyter, a folder Jupyter does not search: rendering must find them.
+    Reproduced with the layout such an install makes, imported by an interpreter whose prefix has
+    no templates (a fresh venv, as the GPU machine's own Python has none)."""
+    target = tmp_path / "target"
+    package = Path(nbconvert.__file__).parent
+    shutil.copytree(package, target / "nbconvert")
+    shutil.copytree(Path(sys.prefix) / "share" / "jupyter" / "nbconvert", target / "share" / "jupyter" / "nbconvert")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    notebooks = tmp_path / "runs" / "t" / "notebooks"
+    notebooks.mkdir(parents=True)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A finding")])
+    nbformat.write(notebook, notebooks / "04_report.ipynb")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "JUPYTER_DATA_DIR": str(tmp_path / "no-user-data"),
+        # the target first, then what nbconvert needs besides itself, then lorastudy
+        "PYTHONPATH": ":".join([str(target), sysconfig.get_paths()["purelib"], str(ROOT / "lib")]),
+    }
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", RENDER, str(tmp_path), str(target)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split(maxsplit=1) == ["1", "# A finding\n"]
