@@ -6,11 +6,15 @@ on an NF4, double-quantized 4-bit base):
   - the weights footprint in bytes after loading, after k-bit preparation and with the
     adapters (lorastudy.resources.weights_bytes: parameters, buffers and the quantization
     constants), and the measured bits per quantized weight;
-  - memory after loading and after preparation, and the peak over a few training steps:
-    on CUDA torch's allocated and reserved memory (the headline peak is reserved), on a CPU
-    the process's resident set (the peak is VmHWM, reset before the steps, or sampled every
-    50 ms where the kernel refuses the reset);
-  - the time per optimizer step (forward, backward, AdamW step) and tokens per second;
+  - memory after loading and after preparation, and the peak over a few training steps: on
+    CUDA torch's allocated memory after each stage, and as the peak the GPU's used memory
+    (sampled every 50 ms from an emptied allocator cache, as the study measures it: it holds
+    bitsandbytes' paged optimizer state, which the allocator does not see) beside torch's
+    allocated and reserved peaks; on a CPU the process's resident set (the peak is VmHWM,
+    reset before the steps, or sampled every 50 ms where the kernel refuses the reset);
+  - the time per optimizer step (forward, backward, optimizer step) and tokens per second,
+    with the optimizer and mixed precision the study's Trainer uses (paged AdamW 32-bit and
+    bf16 autocast on a GPU for the real study; lorastudy.train.resolve_optim/resolve_precision);
 and compares them with theory: NF4 with double quantization stores 4.127 bits per weight
 (QLoRA paper), so the 4-bit base should take quantized x 4.127/8 + non-quantized x 2 bytes.
 
@@ -58,7 +62,7 @@ from lorastudy import methods, resources  # noqa: E402
 from lorastudy.config import StudyConfig, is_local, load_config  # noqa: E402
 from lorastudy.files import atomic_path, atomic_write_json  # noqa: E402
 from lorastudy.models import HUB_CONFIGS, model_path  # noqa: E402
-from lorastudy.train import prepare_model, resolve_precision  # noqa: E402
+from lorastudy.train import prepare_model, ran_in, resolve_optim, resolve_precision, training_arguments  # noqa: E402
 
 MB = resources.MB
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -195,14 +199,16 @@ def run_worker(args: argparse.Namespace) -> dict:
         f"{counts['total_params']:,} parameters; {args.warmup_steps} warm-up + {args.steps} timed steps"
     )
     batch_shape = (cfg.train.batch_size, cfg.data.max_seq_len)
-    steps = train_steps(cfg, method.name, model, architecture(model_dir)["vocab_size"], batch_shape, args)
+    steps = train_steps(method.settings(cfg), method, model, architecture(model_dir)["vocab_size"], batch_shape, args)
     prepare = stages.get("prepare")
     return {
         "method": method.name,
         "quantized": method.quantize,
         "device": resources.device_name(),
         "cpu_capability": cpu_capability(),
-        "precision": resolve_precision(cfg),
+        "precision": resolve_precision(method.settings(cfg), method),
+        "compute_precision": ran_in(method.settings(cfg), method),
+        "optim": resolve_optim(cfg),
         "weights_bytes": stages["load"]["weights_bytes"],
         "weights_bytes_after_prepare": prepare["weights_bytes"] if prepare else None,
         "weights_bytes_with_adapters": stages["adapters"]["weights_bytes"],
@@ -221,16 +227,29 @@ def run_worker(args: argparse.Namespace) -> dict:
     }
 
 
-def train_steps(cfg: StudyConfig, name: str, model, vocab: int, batch_shape: tuple[int, int], args) -> dict:
-    """Warm-up and timed optimizer steps on random token ids; their times, losses and peak memory."""
-    precision = resolve_precision(cfg)
+def study_optimizer(cfg: StudyConfig, method, model):
+    """The optimizer the study's Trainer builds for these settings (train.optim; `auto`: paged
+    AdamW 32-bit on CUDA, torch's AdamW on a CPU), from transformers' own choice of class."""
+    import tempfile
+
+    from transformers import Trainer
+
+    with tempfile.TemporaryDirectory() as scratch:
+        args = training_arguments(cfg, method, cfg.seeds[0], scratch)
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
+    return optimizer_cls([{"params": trainable, "weight_decay": cfg.train.weight_decay}], **kwargs)
+
+
+def train_steps(cfg: StudyConfig, method, model, vocab: int, batch_shape: tuple[int, int], args) -> dict:
+    """Warm-up and timed optimizer steps on random token ids; their times, losses and peak memory."""
+    name, precision = method.name, resolve_precision(cfg, method)
+    optimizer = study_optimizer(cfg, method, model)
     batch = torch.randint(0, vocab, batch_shape, device=resources.device())
     model.train()
     load_before = load_average()
     times, losses = [], []
-    # The peak covers the warm-up too: the first step allocates AdamW's state and the
+    # The peak covers the warm-up too: the first step allocates the optimizer's state and the
     # gradients, which every later step keeps.
     with resources.measure() as phase:
         for step in range(args.warmup_steps + args.steps):
@@ -244,6 +263,7 @@ def train_steps(cfg: StudyConfig, name: str, model, vocab: int, batch_shape: tup
     timed = times[args.warmup_steps :]
     mean = statistics.fmean(timed)
     return {
+        "optimizer_class": f"{type(optimizer).__module__}.{type(optimizer).__name__}",
         "memory_kind": phase.peak["memory_kind"],
         "peak_train_bytes": resources.headline_peak_bytes(phase.peak),
         "train_peak": phase.peak,
@@ -353,7 +373,7 @@ RATIO_KEYS = {
 
 
 def table_rows(kind: str) -> list[tuple[str, str, object]]:
-    now, peak = ("CUDA allocated", "CUDA reserved") if kind == "cuda" else ("RSS", "RSS")
+    now, peak = ("CUDA allocated", "GPU used, sampled") if kind == "cuda" else ("RSS", "RSS")
     rows = [
         ("weights after load (MB)", "weights_bytes", _mb),
         ("weights after k-bit preparation (MB)", "weights_bytes_after_prepare", _mb),
@@ -373,8 +393,11 @@ def table_rows(kind: str) -> list[tuple[str, str, object]]:
         ("final loss", "losses", lambda v: f"{v[-1]:.4f}"),
     ]
     if kind == "cuda":
-        allocated = ("peak while training, CUDA allocated (MB)", "train_peak", lambda v: _mb(v["peak_allocated_bytes"]))
-        rows.insert(9, allocated)
+        rows[9:9] = [
+            ("peak while training, CUDA reserved (MB)", "train_peak", lambda v: _mb(v["peak_reserved_bytes"])),
+            ("peak while training, CUDA allocated (MB)", "train_peak", lambda v: _mb(v["peak_allocated_bytes"])),
+        ]
+    rows += [("optimizer", "optim", str), ("compute precision", "compute_precision", str)]
     return rows
 
 

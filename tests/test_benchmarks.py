@@ -41,9 +41,12 @@ def test_eval_throughput_compares_batched_with_one_at_a_time(tiny_model, tmp_pat
 
 
 def test_memory_benchmark_takes_a_params_file(tiny_model, tmp_path):
-    report = bench("memory", "--steps", "1", "--warmup-steps", "0", "-p", "train.batch_size=2", tmp_path=tmp_path)
+    # The optimizer the study runs with on CUDA (paged AdamW from bitsandbytes, which runs on a CPU too).
+    args = ["--steps", "1", "--warmup-steps", "0", "-p", "train.batch_size=2", "-p", "train.optim=paged_adamw_32bit"]
+    report = bench("memory", *args, tmp_path=tmp_path)
     assert set(report["methods"]) == {"lora", "qlora"} and report["settings"]["batch_size"] == 2
     qlora = report["methods"]["qlora"]
+    assert qlora["optim"] == "paged_adamw_32bit" and qlora["optimizer_class"] == "bitsandbytes.optim.adamw.AdamW"
     assert qlora["bits_per_quantized_weight"] == pytest.approx(4.127, abs=0.01)
     assert report["theory"]["lora_params_expected"] == qlora["trainable_params"]
     assert report["theory"]["qlora_over_lora"]["weights_bytes"] < 0.5

@@ -21,13 +21,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lorastudy import data, models
+from lorastudy import data, distributed, methods, models, resources
 from lorastudy.config import ConfigError, TrainConfig, load_config
 from lorastudy.distributed import launch_flags, loadable, per_process_batch
 from lorastudy.evaluate import evaluate
 from lorastudy.files import StudyPaths, atomic_write_json
 from lorastudy.models import model_path
-from lorastudy.train import train
+from lorastudy.train import ran_in, resolve_precision, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -74,21 +74,72 @@ def test_processes_that_cannot_share_the_batch_are_refused_naming_both_settings(
         load_config(SMOKE, {"train.processes": 0})
 
 
+FSDP = {"train.processes": 2, "train.distributed": "fsdp"}
+
+
 def test_fsdp_with_a_4bit_base_needs_float_storage_of_the_model_dtype():
     with pytest.raises(ConfigError, match=r"quant.storage: FSDP shards only float weights .* \(float32\), not uint8"):
-        load_config(SMOKE, {"train.processes": 2, "train.distributed": "fsdp"})
-    cfg = load_config(SMOKE, {"train.processes": 2, "train.distributed": "fsdp", "quant.storage": "float32"})
-    flags = launch_flags(cfg)
-    for option, value in [("--fsdp_use_orig_params", "false"), ("--fsdp_state_dict_type", "FULL_STATE_DICT")]:
+        load_config(SMOKE, {**FSDP, "quant.prepare_kbit": False})
+    cfg = load_config(SMOKE, {**FSDP, "quant.storage": "float32", "quant.prepare_kbit": False})
+    flags = launch_flags(cfg, methods.QLORA)
+    for option, value in [
+        ("--fsdp_use_orig_params", "false"),
+        ("--fsdp_state_dict_type", "FULL_STATE_DICT"),
+        ("--fsdp_sync_module_states", "true"),
+        ("--fsdp_cpu_ram_efficient_loading", "true"),
+    ]:
         assert flags[flags.index(option) + 1] == value
     assert "--use_fsdp" in flags and "--multi_gpu" not in flags
     # Without a quantized method, the storage does not matter.
-    load_config(SMOKE, {"train.processes": 2, "train.distributed": "fsdp", "methods": ["base", "lora"]})
+    load_config(SMOKE, {**FSDP, "methods": ["base", "lora"]})
+
+
+def test_fsdp_with_k_bit_preparation_is_refused_before_any_model_loads():
+    """k-bit preparation's fp32 norms and embeddings beside bf16-stored 4-bit weights give one
+    decoder block two dtypes, which FSDP with use_orig_params: false cannot flatten."""
+    with pytest.raises(ConfigError) as info:
+        load_config(SMOKE, {**FSDP, "quant.storage": "float32", "methods": ["base", "lora", "qlora", "lora-upcast"]})
+    problems = info.value.problems
+    assert any(p.startswith("methods: qlora with train.distributed: fsdp: quant.prepare_kbit: true") for p in problems)
+    assert any(p.startswith("methods: lora-upcast with train.distributed: fsdp: its fp32 upcasts") for p in problems)
+    assert all("quant.prepare_kbit: false" in p for p in problems)
+    # The same study with DDP is fine: every process holds the whole model.
+    load_config(SMOKE, {"train.processes": 2, "methods": ["base", "lora", "qlora", "lora-upcast"]})
+
+
+def test_fsdp_loads_without_a_device_map_so_no_gpu_holds_the_whole_model():
+    cfg = load_config(SMOKE, {**FSDP, "quant.storage": "float32", "quant.prepare_kbit": False})
+    assert distributed.sharded(cfg.train) and not distributed.sharded(load_config(SMOKE).train)
+    assert not distributed.sharded(load_config(SMOKE, {"train.processes": 2}).train)  # DDP: a copy each
+    assert "device_map" not in models.load_kwargs(cfg.model, cfg.quant, sharded=True)
+    assert models.load_kwargs(cfg.model, cfg.quant, sharded=False)["device_map"] == resources.device()
+
+
+@pytest.mark.parametrize(
+    "params, method, expected",
+    [
+        ("smoke.yaml", "lora", ("fp32", "float32")),  # float32 weights and compute: no autocast, on a GPU too
+        ("smoke.yaml", "qlora", ("fp32", "float32")),
+        ("qwen3-0.6b.yaml", "lora", ("bf16", "bfloat16 (autocast)")),
+        ("qwen3-0.6b.yaml", "qlora", ("bf16", "bfloat16 (autocast)")),
+    ],
+)
+def test_automatic_precision_follows_the_params_on_a_gpu(monkeypatch, params, method, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    cfg = load_config(ROOT / "params" / params)
+    method = methods.get(method)
+    cfg = method.settings(cfg)
+    assert (resolve_precision(cfg, method), ran_in(cfg, method)) == expected
+    fp16 = load_config(ROOT / "params" / params, {"model.dtype": "float16", "quant.compute_dtype": "float16"})
+    assert resolve_precision(fp16, method) == "fp16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert (resolve_precision(cfg, method), ran_in(cfg, method)) == ("fp32", expected[1].split()[0])
 
 
 def test_ddp_launch_flags_and_the_params_the_processes_read(tmp_path):
     cfg = load_config(SMOKE, {"train.processes": 2, "tasks.squad.n": 7}, root=tmp_path)
-    flags = launch_flags(cfg)
+    flags = launch_flags(cfg, methods.LORA)
     assert flags[flags.index("--num_processes") + 1] == "2" and "--multi_gpu" in flags
     assert flags[flags.index("--mixed_precision") + 1] == "no"  # fp32 on a CPU
     path = tmp_path / "params.json"

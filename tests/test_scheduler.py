@@ -135,3 +135,40 @@ def test_an_interrupted_scheduler_stops_what_its_executor_runs(study):
     with pytest.raises(KeyboardInterrupt):
         schedule(paths, steps, executor)
     assert sorted(executor.stopped) == ["01_quantization", "02_train-lora", "02_train-qlora", "03_evaluate-base"]
+
+
+def test_a_step_on_one_device_sees_one_gpu(study, monkeypatch):
+    """A one-process training would otherwise be spread over every GPU by the Trainer
+    (DataParallel, for the 16-bit model only): each step that runs on one device sees one."""
+    paths, steps = study
+    by_id = {s.id: s for s in steps}
+    one = [by_id["01_quantization"], by_id["02_train-lora"], by_id["03_evaluate-qlora"]]
+    assert all(s.devices == 1 for s in one)  # the quantization errors run on the GPU too
+    for step in one:
+        assert runner.device_environment(step, {"CUDA_VISIBLE_DEVICES": "2,3"}) == {"CUDA_VISIBLE_DEVICES": "2"}
+        assert runner.device_environment(step, {}) == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert runner.device_environment(by_id["01_data"], {"CUDA_VISIBLE_DEVICES": "2,3"}) == {}
+    several = runner.Step(**{**vars(by_id["02_train-lora"]), "devices": 2})
+    assert runner.device_environment(several, {"CUDA_VISIBLE_DEVICES": "2,3"}) == {}  # a GPU per process
+
+    # The kernel papermill starts inherits this process's environment, set for the step alone.
+    seen = []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,6")
+    monkeypatch.setattr(runner, "_execute_notebook", lambda *a: seen.append(runner.os.environ["CUDA_VISIBLE_DEVICES"]))
+    monkeypatch.setattr(runner, "notebook_timing", lambda path: {})
+    monkeypatch.setattr(runner.os, "replace", lambda a, b: None)
+    runner.execute(by_id["03_evaluate-lora"], paths, {}, "identity", {})
+    assert seen == ["5"] and runner.os.environ["CUDA_VISIBLE_DEVICES"] == "5,6"
+
+
+def test_a_ray_task_asks_for_a_gpu_for_each_device_its_step_runs_on(study):
+    from lorastudy.executors import RayExecutor
+
+    _, steps = study
+    executor = object.__new__(RayExecutor)  # its resource requests alone, without starting Ray
+    executor.has_gpus = True
+    asked = {s.id: executor.resources(s) for s in steps}
+    assert asked["01_quantization"] == {"num_cpus": 1, "num_gpus": 1}
+    assert asked["01_data"] == asked["04_report"] == {"num_cpus": 1, "num_gpus": 0}
+    executor.has_gpus = False
+    assert asked["01_quantization"]["num_cpus"] == executor.resources(steps[1])["num_cpus"] == 1

@@ -174,19 +174,25 @@ def chart_memory_stages(res: StudyResults):
         }
     )
     kind = r.memory_kind.iloc[0]
+    # On a GPU, the device's memory throughout: what PyTorch allocated after each stage, then the peak.
+    now = "rss" if kind == "cpu_rss" else "cuda_allocated"
     process = r.melt(
         id_vars="method",
-        value_vars=["rss_after_load_mb", "rss_after_prepare_mb", "peak_memory_mb"],
+        value_vars=[f"{now}_after_load_mb", f"{now}_after_prepare_mb", "peak_memory_mb"],
         var_name="stage",
         value_name="MB",
     )
     process["stage"] = process["stage"].map(
-        {"rss_after_load_mb": "after load", "rss_after_prepare_mb": "after prep", "peak_memory_mb": "training peak"}
+        {
+            f"{now}_after_load_mb": "after load",
+            f"{now}_after_prepare_mb": "after prep",
+            "peak_memory_mb": "training peak",
+        }
     )
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, data, label in (
         (axes[0], weights, "weights footprint (MB)"),
-        (axes[1], process, "process RSS (MB)" if kind == "cpu_rss" else "memory (MB)"),
+        (axes[1], process, "process RSS (MB)" if kind == "cpu_rss" else "GPU memory (MB)"),
     ):
         sns.barplot(data=_labelled(data), x="stage", y="MB", hue="method", palette=_palette(), ax=ax)
         ax.set_ylabel(label)
@@ -202,7 +208,8 @@ def chart_memory_stages(res: StudyResults):
         + (
             "the process's resident memory after loading, after preparation, and its peak while training."
             if kind == "cpu_rss"
-            else "resident memory after loading and preparation, and the CUDA reserved peak while training."
+            else "the GPU memory PyTorch had allocated after loading and after preparation, and the GPU's used "
+            "memory at its peak while training (sampled; the allocator's cache and what it does not see included)."
         )
     )
 

@@ -495,12 +495,26 @@ def _check_processes(cfg: StudyConfig) -> list[str]:
             f"train.processes: {n} processes cannot share the global batch of train.batch_size {train.batch_size} "
             f"x train.grad_accum {train.grad_accum} evenly: make either a multiple of {n}"
         )
-    quantized = any(m in method_registry.METHODS and method_registry.get(m).quantize for m in cfg.methods)
-    if train.distributed == "fsdp" and quantized and cfg.quant.storage != cfg.model.dtype:
+    if train.distributed != "fsdp":
+        return problems
+    known = [method_registry.get(m) for m in cfg.methods if m in method_registry.METHODS]
+    if any(m.quantize for m in known) and cfg.quant.storage != cfg.model.dtype:
         problems.append(
             f"quant.storage: FSDP shards only float weights of one dtype, so with train.distributed: fsdp the 4-bit "
             f"weights must be stored as model.dtype ({cfg.model.dtype}), not {cfg.quant.storage}"
         )
+    # FSDP (use_orig_params: false) flattens each wrapped unit into one tensor of one dtype; k-bit
+    # preparation leaves fp32 norms and embeddings beside the 4-bit weights in the same block.
+    # Sharded QLoRA skips it (TRL's SFTTrainer does so for sharded QLoRA).
+    for m in known:
+        if m.prepares_kbit(cfg) or m.upcast:
+            setting = "quant.prepare_kbit: true" if m.quantize else "its fp32 upcasts"
+            problems.append(
+                f"methods: {m.name} with train.distributed: fsdp: {setting} puts fp32 norms and embeddings beside "
+                f"{cfg.model.dtype} weights in one decoder block, and FSDP flattens each block into one dtype; set "
+                "quant.prepare_kbit: false (as sharded QLoRA does) or train.distributed: ddp"
+                + ("" if m.quantize else f", or leave {m.name} out")
+            )
     return problems
 
 

@@ -15,7 +15,11 @@ FSDP needs what peft's and bitsandbytes' FSDP-QLoRA guides give:
   the model's: `quant.storage` equal to `model.dtype` (bnb_4bit_quant_storage; config.py checks);
 - `use_orig_params: false`, with the trainable adapter and the frozen base wrapped in separate
   FSDP units (transformers' Trainer applies peft's wrap policy when it sees a peft model);
-- transformer-block auto-wrapping, and module states synchronised from process 0;
+- transformer-block auto-wrapping, and module states synchronised from process 0, which alone
+  loads the weights (on the CPU, with no device map: accelerate's CPU-RAM-efficient loading), so
+  no GPU ever holds the whole model;
+- no k-bit preparation: its fp32 upcasts beside the 4-bit weights would give a wrapped unit two
+  dtypes (config.py refuses the combination, as TRL skips the preparation for sharded QLoRA);
 - the adapter saved from a full state dict that every process takes part in gathering.
 FSDP cannot run on the machines lorastudy is tested on (no GPU): only DDP is exercised there.
 """
@@ -34,6 +38,7 @@ from typing import Any
 
 import torch
 
+from . import methods
 from .config import StudyConfig, TrainConfig, load_config
 from .files import StudyPaths, atomic_write_json, read_json, scratch_dir
 from .resources import MB, headline_peak_bytes, largest_peak
@@ -52,6 +57,11 @@ def launched() -> bool:
 
 def should_launch(train: TrainConfig) -> bool:
     return train.processes > 1 and not launched()
+
+
+def sharded(train: TrainConfig) -> bool:
+    """Whether the model is sharded across the processes (FSDP) rather than copied into each."""
+    return train.processes > 1 and train.distributed == "fsdp"
 
 
 def is_main_process() -> bool:
@@ -103,7 +113,7 @@ def launch(cfg: StudyConfig, run, paths: StudyPaths, log: Callable[[str], None])
             sys.executable,
             "-m",
             "accelerate.commands.launch",
-            *launch_flags(cfg),
+            *launch_flags(cfg, methods.get(run.method)),
             "-m",
             "lorastudy.distributed",
             str(spec),
@@ -130,9 +140,9 @@ def _follow(command: list[str], env: dict[str, str], log: Callable[[str], None])
         )
 
 
-def launch_flags(cfg: StudyConfig) -> list[str]:
-    """`accelerate launch` options for the study's settings, all given, so that no accelerate
-    config file of the user's changes what runs."""
+def launch_flags(cfg: StudyConfig, method) -> list[str]:
+    """`accelerate launch` options for the study's settings and the method's, all given, so
+    that no accelerate config file of the user's changes what runs."""
     from .train import resolve_precision
 
     flags = [
@@ -143,7 +153,7 @@ def launch_flags(cfg: StudyConfig) -> list[str]:
         "--main_process_port",
         str(_free_port()),  # two trainings launched at once on one node need two ports
         "--mixed_precision",
-        {"bf16": "bf16", "fp16": "fp16"}.get(resolve_precision(cfg), "no"),
+        {"bf16": "bf16", "fp16": "fp16"}.get(resolve_precision(method.settings(cfg), method), "no"),
         "--dynamo_backend",
         "no",
     ]
@@ -162,6 +172,9 @@ def launch_flags(cfg: StudyConfig) -> list[str]:
         "--fsdp_use_orig_params",
         "false",
         "--fsdp_sync_module_states",
+        "true",
+        # Process 0 loads the weights on the CPU and the others their shapes only (models.load_kwargs).
+        "--fsdp_cpu_ram_efficient_loading",
         "true",
         "--fsdp_state_dict_type",
         "FULL_STATE_DICT",

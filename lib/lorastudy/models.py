@@ -176,21 +176,30 @@ def quantization_config(quant: QuantConfig):
     )
 
 
-def load_model(path: str, model: ModelConfig, quant: QuantConfig | None = None):
+def load_model(path: str, model: ModelConfig, quant: QuantConfig | None = None, sharded: bool = False):
     """The base model: 16-bit (model.dtype) or, with `quant`, bitsandbytes 4-bit or 8-bit."""
     from transformers import AutoModelForCausalLM
 
+    return AutoModelForCausalLM.from_pretrained(path, **load_kwargs(model, quant, sharded))
+
+
+def load_kwargs(model: ModelConfig, quant: QuantConfig | None, sharded: bool) -> dict:
+    """`from_pretrained`'s arguments. On this process's device, unless `sharded` (FSDP): then no
+    device map, as accelerate's FSDP expects, so that with its CPU-RAM-efficient loading process 0
+    loads the weights on the CPU, the others only their shapes, and FSDP hands each GPU its shard;
+    a device map would put the whole model on every GPU."""
     kwargs = dict(
         dtype=torch_dtype(model.dtype),
-        device_map=device(),
         use_safetensors=True,
         trust_remote_code=model.trust_remote_code,
         attn_implementation=model.attn_implementation,
         revision=model.revision,
     )
+    if not sharded:
+        kwargs["device_map"] = device()
     if quant is not None:
         kwargs["quantization_config"] = quantization_config(quant)
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    return kwargs
 
 
 def quantizable_linears(model) -> list[str]:

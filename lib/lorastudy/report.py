@@ -505,9 +505,26 @@ def _resource_rows(kind: str) -> list[tuple[str, str, object]]:
         ("evaluation throughput (items/s, batched)", "items_per_s", lambda v: f"{v:,.1f}"),
         ("latency p50 at batch 1 (ms)", "latency_ms_p50", lambda v: f"{v:,.1f}"),
         ("latency p95 at batch 1 (ms)", "latency_ms_p95", lambda v: f"{v:,.1f}"),
-        ("training precision", "precision", str),
+        ("compute precision while training", "compute_precision", str),
         ("optimizer", "optim", str),
     ]
+
+
+def memory_note(kind: str) -> str:
+    """What the peak memory figure holds, on a CPU or a GPU."""
+    return (
+        f"Memory is the {memory_kind_label(kind)}, reset at the start of each phase"
+        + (
+            " (on a CPU the process's peak resident set, which includes Python and the libraries; the weights "
+            "footprint rows isolate the model)."
+            if kind == "cpu_rss"
+            else "; it is the GPU's used memory, sampled every 0.05 s during a phase that starts with PyTorch's "
+            "cache emptied, so it holds the phase's own tensors and what the allocator cached of them, and what the "
+            "allocator does not see (bitsandbytes' paged optimizer state in CUDA managed memory, the CUDA context) "
+            "and anything else on the device; PyTorch's reserved and allocated peaks are shown beside it."
+        )
+        + " The executive summary's memory comparison and its recommendation use this figure."
+    )
 
 
 def resources_table(res: StudyResults) -> str:
@@ -539,16 +556,7 @@ def resources_table(res: StudyResults) -> str:
         ]
         tables += [f"### {heading}", "", table(["figure"] + [f"{label(m)} ({p})" for m, p in cols], rows), ""]
     notes = [
-        f"Memory is the {memory_kind_label(kind)}, reset at the start of each phase"
-        + (
-            " (on a CPU the process's peak resident set, which includes Python and the libraries; the weights "
-            "footprint rows isolate the model)."
-            if kind == "cpu_rss"
-            else "; it is the GPU's used memory, sampled every 0.05 s, so it includes what PyTorch's allocator does "
-            "not see (bitsandbytes' paged optimizer state in CUDA managed memory, the CUDA context) and anything "
-            "else on the device; PyTorch's reserved and allocated peaks are shown beside it."
-        )
-        + " The executive summary's memory comparison and its recommendation use this figure.",
+        memory_note(kind),
         "Total parameters count logical weights, so the 4-bit base reports the same total as its 16-bit twin; "
         "the adapter's parameters are included where one is loaded.",
         f"Latency: one {escape(res.cfg.eval.latency_task)} item at a time, {res.cfg.eval.latency_items} items "

@@ -323,6 +323,7 @@ def _train_row(method: str, recs: list[dict]) -> dict:
         "rss_after_load_mb": first["stages"]["load"]["rss_bytes"] / MB,
         "rss_after_prepare_mb": _stage_mb(first, "prepare", "rss_bytes"),
         "cuda_allocated_after_load_mb": _cuda(first["stages"]["load"].get("cuda_allocated_bytes")),
+        "cuda_allocated_after_prepare_mb": _cuda(first["stages"].get("prepare", {}).get("cuda_allocated_bytes")),
         "peak_allocated_mb": _cuda(max(r["train_peak"].get("peak_allocated_bytes", 0) for r in recs)),
         "peak_reserved_mb": _cuda(max(r["train_peak"].get("peak_reserved_bytes", 0) for r in recs)),
         "bits_per_quantized_weight": first["stages"]["quantized"].get("bits_per_quantized_weight"),
@@ -334,6 +335,7 @@ def _train_row(method: str, recs: list[dict]) -> dict:
         "peak_memory_mb_total": _total_mb(recs),
         "items_per_s": None,
         "precision": first["precision"],
+        "compute_precision": first["compute_precision"],
         "optim": first["optim"],
         "fp32_params": first["stages"].get("prepare", {}).get("fp32_params"),
     }

@@ -36,7 +36,8 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -126,7 +127,7 @@ def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
     if any(methods.get(m).quantize for m in cfg.methods):
         # Each linear layer's error and bytes in every format, for the report's "why" section.
         outputs = [paths.quantization / "layers.csv", paths.quantization / "summary.json"]
-        steps.append(step(QUANTIZATION, "01_quantization.ipynb", {"model": c["model"]}, [data.id], [], outputs))
+        steps.append(step(QUANTIZATION, "01_quantization.ipynb", {"model": c["model"]}, [data.id], [], outputs, 1))
     for run in cfg.runs():
         method = methods.get(run.method)
         if not method.trains:
@@ -328,7 +329,6 @@ def use_this_interpreter(kernels: Path) -> None:
 def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity: str, consumed: dict) -> float:
     """Run one notebook in a fresh kernel with the study's parameters (`study`) and the step's;
     keep the executed copy; write the step's record last."""
-    import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     record_path = paths.steps / f"{step.id}.json"
@@ -341,19 +341,8 @@ def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity:
     started = _now()
     start = time.perf_counter()
     try:
-        pm.execute_notebook(
-            str(NOTEBOOKS_DIR / step.notebook),
-            str(running),
-            parameters={**study, **step.parameters},
-            kernel_name="python3",
-            language="python",
-            cwd=str(NOTEBOOKS_DIR),
-            progress_bar=False,
-            stdout_file=sys.stdout,
-            # The outputs are in the notebook once its last cell ran: stop the kernel then,
-            # rather than wait seconds for it to wind down its libraries.
-            shutdown_kernel="immediate",
-        )
+        with _environment(device_environment(step, os.environ)):
+            _execute_notebook(step, running, {**study, **step.parameters})
     except PapermillExecutionError as exc:
         os.replace(running, failed)
         message = f"{exc.ename}: {exc.evalue}"
@@ -381,6 +370,52 @@ def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity:
     }
     atomic_write_json(record_path, record)
     return wall_s
+
+
+def _execute_notebook(step: Step, output: Path, parameters: dict[str, Any]) -> None:
+    import papermill as pm
+
+    pm.execute_notebook(
+        str(NOTEBOOKS_DIR / step.notebook),
+        str(output),
+        parameters=parameters,
+        kernel_name="python3",
+        language="python",
+        cwd=str(NOTEBOOKS_DIR),
+        progress_bar=False,
+        stdout_file=sys.stdout,
+        # The outputs are in the notebook once its last cell ran: stop the kernel then,
+        # rather than wait seconds for it to wind down its libraries.
+        shutdown_kernel="immediate",
+    )
+
+
+def device_environment(step: Step, environ: Mapping[str, str]) -> dict[str, str]:
+    """What a step's kernel is given of the GPUs: a step on one device (an evaluation, the
+    quantization errors, a one-process training) sees exactly one, the first it would see, so
+    that transformers' Trainer does not spread a one-process training over every GPU with
+    DataParallel (which it does for a 16-bit model but not a 4-bit one: LoRA and QLoRA would
+    run on different hardware with different global batches). Other steps see what this
+    process sees (a training over several processes takes one GPU each)."""
+    if step.devices != 1:
+        return {}
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    return {"CUDA_VISIBLE_DEVICES": "0" if visible is None else visible.split(",")[0].strip()}
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for a kernel this process starts (which inherits them), then restore them."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def notebook_timing(path: Path) -> dict[str, float]:

@@ -80,10 +80,37 @@ def build_examples(rows: list[dict], tokenizer, max_seq_len: int, task: str = "o
     return examples, dropped
 
 
-def resolve_precision(cfg: StudyConfig) -> str:
+AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def compute_dtype(cfg: StudyConfig, method: Method) -> str:
+    """The dtype the params say a method computes in: a 4-bit base's compute dtype, otherwise
+    the weights' own."""
+    quant = method.quant(cfg)
+    return quant.compute_dtype if quant is not None and quant.bits == 4 else cfg.model.dtype
+
+
+def resolve_precision(cfg: StudyConfig, method: Method) -> str:
+    """The Trainer's mixed precision: the params' own, or with `auto` autocast to the dtype the
+    params compute in where the GPU has it (bf16, fp16), and none (fp32) otherwise: a float32
+    study computes in float32 on a GPU too."""
     if cfg.train.precision != "auto":
         return cfg.train.precision
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    dtype = compute_dtype(cfg, method)
+    if not torch.cuda.is_available():
+        return "fp32"
+    if dtype == "bfloat16" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp16" if dtype == "float16" else "fp32"
+
+
+def ran_in(cfg: StudyConfig, method: Method) -> str:
+    """The compute precision that ran, for the record and the report: the autocast dtype where
+    the Trainer autocasts, the dtype of the computation otherwise."""
+    precision = resolve_precision(cfg, method)
+    if precision in AUTOCAST_DTYPES:
+        return f"{AUTOCAST_DTYPES[precision]} (autocast)"
+    return compute_dtype(cfg, method)
 
 
 def resolve_optim(cfg: StudyConfig) -> str:
@@ -98,7 +125,7 @@ def prepare_model(cfg: StudyConfig, method: Method, path: str) -> tuple[Any, dic
     cfg = method.settings(cfg)
     stages: dict[str, Any] = {}
     with resources.measure() as load:
-        model = load_model(path, cfg.model, method.quant(cfg))
+        model = load_model(path, cfg.model, method.quant(cfg), sharded=distributed.sharded(cfg.train))
     stages["load"] = _stage(model, load)
     stages["quantized"] = resources.quantized_weights(model)
     if method.quant(cfg) is not None:
@@ -266,10 +293,10 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
     return record
 
 
-def training_arguments(cfg: StudyConfig, seed: int, output_dir: str):
+def training_arguments(cfg: StudyConfig, method: Method, seed: int, output_dir: str):
     from transformers import TrainingArguments
 
-    precision = resolve_precision(cfg)
+    precision = resolve_precision(cfg, method)
     batch_size, grad_accum = distributed.per_process_batch(cfg.train)  # the study's own with one process
     return TrainingArguments(
         output_dir=output_dir,
@@ -306,11 +333,12 @@ def _fit(cfg: StudyConfig, run: Run, model, tokenizer, examples: list[dict], tot
     """Run the Trainer, measuring time and peak memory; the figures for the training record."""
     from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer
 
+    method = methods.get(run.method)
     scratch = scratch_dir("lorastudy-train-")
     losses: list[dict] = []
     trainer = Trainer(
         model=model,
-        args=training_arguments(cfg, run.seed, str(scratch)),
+        args=training_arguments(cfg, method, run.seed, str(scratch)),
         train_dataset=examples,
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
         callbacks=[_trainer_callback(losses, log, total_steps)],
@@ -329,7 +357,8 @@ def _fit(cfg: StudyConfig, run: Run, model, tokenizer, examples: list[dict], tot
     tokens_seen = int(trainer.state.num_input_tokens_seen)
     return {
         "losses": losses,
-        "precision": resolve_precision(cfg),
+        "precision": resolve_precision(cfg, method),
+        "compute_precision": ran_in(cfg, method),
         "optim": resolve_optim(cfg),
         "train_peak": phase.peak,
         "peak_memory_mb": resources.headline_peak_mb(phase.peak),
