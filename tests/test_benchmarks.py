@@ -4,6 +4,7 @@ figures are for the closing notes, not asserted here (timing depends on the mach
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,24 @@ def test_a_benchmark_refuses_bad_parameters_before_loading_anything(tmp_path):
     )
     assert done.returncode == 2
     assert "lora.r: must be positive" in done.stderr and "--steps: must be at least 1" in done.stderr
+
+
+def test_the_gpu_check_rehearses_on_a_cpu_and_leaves_only_a_few_plain_files(tiny_model, tmp_path):
+    """The script that will meet the GPU runs here first, at small sizes: the same steps and the
+    same output, which a device call must be able to bring back (at most 8 plain files, no
+    folders, no links)."""
+    out = tmp_path / "out"
+    env = {**os.environ, "GPU_CHECK_CPU": "1", "PYTHON": sys.executable, "GPU_CHECK_WORK": str(tmp_path / "work")}
+    done = subprocess.run(
+        [str(ROOT / "benchmarks" / "gpu_check.sh"), str(out)], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    entries = list(out.iterdir())
+    assert len(entries) <= 8 and all(e.is_file() and not e.is_symlink() for e in entries)
+    assert {e.name for e in entries} == {"gpu_check.json", "versions.txt", "smoke.log", "memory.log", "generation.log"}
+    report = json.loads((out / "gpu_check.json").read_text())
+    figures = report["figures"]
+    assert figures["smoke_wall_s"] > 0 and {r["step"] for r in report["smoke"]["steps"]} >= {"01_data", "04_report"}
+    assert figures["memory"]["qlora"]["peak_train_mb"] > 0 and figures["memory"]["qlora_over_lora"]["step_s"] > 0
+    assert figures["memory"]["qlora"]["optimizer"] == "bitsandbytes.optim.adamw.AdamW"  # the study's, on CUDA
+    assert set(figures["generation"]) == {"16-bit", "nf4 4-bit"}
