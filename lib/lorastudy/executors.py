@@ -10,9 +10,10 @@ when each may start; an executor runs them.
   as the local executor does.
 
 What a task sees of the machine is what it asked for: Ray sets CUDA_VISIBLE_DEVICES to the
-GPUs it assigned (none for a step that asks for none: the data step and the report) and
-OMP_NUM_THREADS to its CPUs, and the step's kernel inherits both, so a step on a cluster
-without GPUs computes with one thread per CPU it asked for.
+GPUs it assigned a task that asks for some (every step that computes: trainings, evaluations
+and the quantization errors; the data step and the report ask for none) and OMP_NUM_THREADS
+to its CPUs (checked with Ray 2.60), and the step's kernel inherits both, so a step on a
+cluster without GPUs computes with one thread per CPU it asked for.
 
 A Ray task reads and writes only the study's folder (`--root`): every node must see it at
 the same path (a shared file system), and have the same checkout and environment. The driver
