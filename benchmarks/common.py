@@ -17,8 +17,9 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT / "lib"))
 
-from lorastudy.config import ConfigError, StudyConfig, load_config, parse_overrides  # noqa: E402
-from lorastudy.files import atomic_write_json  # noqa: E402
+from lorastudy.study.load import load_config, parse_overrides  # noqa: E402
+from lorastudy.study.schema import ConfigError, StudyConfig  # noqa: E402
+from lorastudy.util.files import atomic_write_json  # noqa: E402
 
 
 def log(message: str) -> None:

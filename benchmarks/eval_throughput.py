@@ -25,9 +25,13 @@ import time
 import torch  # noqa: E402
 from common import ROOT, emit, load_average, load_study, log, study_parser, versions
 
-from lorastudy import resources, synthetic, tasks  # noqa: E402
-from lorastudy.evaluate import continuation_tokens, generate, load_for_eval, score_choices  # noqa: E402
-from lorastudy.models import load_tokenizer, model_path  # noqa: E402
+from lorastudy import resources, tasks  # noqa: E402
+from lorastudy.evaluate.generation import generate  # noqa: E402
+from lorastudy.evaluate.loglikelihood import continuation_tokens, score_choices  # noqa: E402
+from lorastudy.evaluate.step import load_for_eval  # noqa: E402
+from lorastudy.models.loading import load_tokenizer  # noqa: E402
+from lorastudy.models.source import model_path  # noqa: E402
+from lorastudy.tasks import synthetic  # noqa: E402
 
 GENERATION_TARGET = 5.0
 

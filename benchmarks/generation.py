@@ -21,7 +21,7 @@ from common import emit, load_average, load_study, log, study_parser, versions
 from memory import benchmark_model
 
 from lorastudy import methods, resources  # noqa: E402
-from lorastudy.models import load_model  # noqa: E402
+from lorastudy.models.loading import load_model  # noqa: E402
 
 
 @torch.no_grad()
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = benchmark_model(cfg, build=True)
     bases = {}
     for name in cfg.methods:  # one entry per distinct base: 16-bit, and each quantization
-        quant = methods.get(name).quant(cfg)
+        quant = methods.get(name, cfg).quant(cfg)
         bases.setdefault("16-bit" if quant is None else f"{quant.quant_type} 4-bit", quant)
     results = {}
     for base, quant in bases.items():

@@ -59,10 +59,13 @@ import torch  # noqa: E402  (after the sys.path fallback above)
 from common import ROOT, load_average, load_study, log, study_parser, versions
 
 from lorastudy import methods, resources  # noqa: E402
-from lorastudy.config import StudyConfig, is_local, load_config  # noqa: E402
-from lorastudy.files import atomic_path, atomic_write_json  # noqa: E402
-from lorastudy.models import HUB_CONFIGS, model_path  # noqa: E402
-from lorastudy.train import prepare_model, ran_in, resolve_optim, resolve_precision, training_arguments  # noqa: E402
+from lorastudy.models.loading import HUB_CONFIGS  # noqa: E402
+from lorastudy.models.source import model_path  # noqa: E402
+from lorastudy.study.load import load_config  # noqa: E402
+from lorastudy.study.schema import StudyConfig, is_local  # noqa: E402
+from lorastudy.train.loop import prepare_model, training_arguments  # noqa: E402
+from lorastudy.train.precision import ran_in, resolve_optim, resolve_precision  # noqa: E402
+from lorastudy.util.files import atomic_path, atomic_write_json  # noqa: E402
 
 MB = resources.MB
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -182,8 +185,8 @@ def cpu_capability() -> str | None:
 
 def run_worker(args: argparse.Namespace) -> dict:
     """Load, prepare and train one method in this (fresh) process; its measurements."""
-    method = methods.get(args.worker)
     cfg = study_config(args)
+    method = methods.get(args.worker, cfg)
     model_dir = benchmark_model(cfg, build=False)
     torch.manual_seed(cfg.seeds[0])  # the same LoRA initialisation and inputs for every method
     # Import the libraries first, so the baseline is the process without weights.
@@ -517,7 +520,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.warmup_steps < 0:
         problems.append("--warmup-steps: must be zero or more")
     if cfg is not None:
-        args.methods = [m for m in cfg.methods if methods.get(m).trains]
+        args.methods = [m for m in cfg.methods if methods.get(m, cfg).trains]
         if not args.methods:
             problems.append("methods: the study trains no method, so there is nothing to benchmark")
     if problems:

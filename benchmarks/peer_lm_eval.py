@@ -26,10 +26,13 @@ from pathlib import Path
 
 from common import ROOT, emit, load_average, load_study, log, study_parser, versions
 
-from lorastudy import resources, synthetic, tasks  # noqa: E402
-from lorastudy.evaluate import load_for_eval, score_choices  # noqa: E402
-from lorastudy.files import write_jsonl  # noqa: E402
-from lorastudy.models import load_tokenizer, model_path  # noqa: E402
+from lorastudy import resources, tasks  # noqa: E402
+from lorastudy.evaluate.loglikelihood import score_choices  # noqa: E402
+from lorastudy.evaluate.step import load_for_eval  # noqa: E402
+from lorastudy.models.loading import load_tokenizer  # noqa: E402
+from lorastudy.models.source import model_path  # noqa: E402
+from lorastudy.tasks import synthetic  # noqa: E402
+from lorastudy.util.files import write_jsonl  # noqa: E402
 
 TARGET_RATIO = 0.5
 TASK_YAML = """task: {name}

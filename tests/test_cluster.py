@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from test_faults import small_study
 
-from lorastudy.files import read_json
+from lorastudy.util.files import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"

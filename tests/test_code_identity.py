@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from lorastudy import tasks
-from lorastudy.code_identity import code_identity, module_file, task_identity
-from lorastudy.runner import TASK_FIELDS
+from lorastudy.pipeline.code_identity import code_identity, module_file, task_identity
+from lorastudy.pipeline.steps import TASK_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["01_data", "02_train", "03_evaluate", "04_report"]
@@ -52,8 +52,8 @@ def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
 
 def test_changing_a_scorer_changes_evaluation_not_data_training_or_report_code(checkout):
     before = identities(checkout)
-    edit(checkout, "metrics", "def squad_f1(", "def squad_f1_official(")
-    (checkout / "lib" / "lorastudy" / "metrics.py").open("a").write(
+    edit(checkout, "tasks.metrics", "def squad_f1(", "def squad_f1_official(")
+    (checkout / "lib" / "lorastudy" / "tasks" / "metrics.py").open("a").write(
         "\n\ndef squad_f1(prediction, references):\n    return 0.5 * squad_f1_official(prediction, references)\n"
     )
     after = identities(checkout)
@@ -71,21 +71,21 @@ def test_changing_the_training_tasks_scorer_does_not_redo_training(checkout):
 
 def test_changing_the_report_code_changes_only_the_report(checkout):
     before = identities(checkout)
-    edit(checkout, "report", '"## Provenance",', '"## Where this report comes from",')
+    edit(checkout, "report.reproducibility", '"## Provenance",', '"## Where this report comes from",')
     assert changed(before, identities(checkout)) == {"04_report"}
 
 
 def test_changing_the_chat_prompt_changes_data_training_and_evaluation(checkout):
     # Evaluation prompts the trained model as training did (tasks.chat_prompt, the task's prompt).
     before = identities(checkout)
-    edit(checkout, "tasks", "def chat_prompt(", "def chat_prompt(*_unused, ")
+    edit(checkout, "tasks.declaration", "def chat_prompt(", "def chat_prompt(*_unused, ")
     # The data step too: it records the training examples' lengths in the model's chat format.
     assert changed(before, identities(checkout)) == {"01_data", "02_train", "03_evaluate"}
 
 
 def test_comments_formatting_and_notebook_outputs_change_nothing(checkout):
     before = identities(checkout)
-    metrics = checkout / "lib" / "lorastudy" / "metrics.py"
+    metrics = checkout / "lib" / "lorastudy" / "tasks" / "metrics.py"
     metrics.write_text(metrics.read_text().replace("\n\n\ndef ", "\n\n\n# a comment\ndef ") + "\n# trailing\n")
     notebook = checkout / "notebooks" / "02_train.ipynb"
     nb = json.loads(notebook.read_text())

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lorastudy.conclusions import cost_sentences, recommendation, verdict
-from lorastudy.methods import LORA, QLORA
+from lorastudy.methods.builtin import LORA, QLORA
+from lorastudy.report.verdicts import cost_sentences, recommendation, verdict
 
 GRADING_WORDS = re.compile(r"\b(small|slight|negligible|minor|comparable|similar|relatively|marginal)\b", re.I)
 WIN_WORDS = re.compile(r"\b(better|improv\w*|wins?|outperform\w*|gain\w*|superior)\b", re.I)
@@ -189,8 +189,8 @@ def test_qloras_weights_are_those_it_trains_with_after_k_bit_preparation():
 
 
 def test_out_of_memory_advice_names_only_settings_that_are_not_already_on():
-    from lorastudy.config import load_config
-    from lorastudy.train import memory_advice
+    from lorastudy.study.load import load_config
+    from lorastudy.train.loop import memory_advice
 
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(root / "params" / "qwen3-0.6b.yaml")  # gradient checkpointing is on there

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from lorastudy.config import ConfigError, load_config
+from lorastudy.study.load import load_config
+from lorastudy.study.runs import find_run, runs_of
+from lorastudy.study.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -123,9 +125,9 @@ def test_overrides_are_validated_like_the_file():
 
 def test_runs_name_one_folder_per_method_and_seed():
     one = load_config(SMOKE)
-    assert [r.name for r in one.runs()] == ["base", "lora", "qlora"]
+    assert [r.name for r in runs_of(one)] == ["base", "lora", "qlora"]
     several = load_config(SMOKE, {"seeds": [0, 1]})
-    assert [r.name for r in several.runs()] == ["base", "lora_seed0", "lora_seed1", "qlora_seed0", "qlora_seed1"]
-    assert several.run("qlora", 1).name == "qlora_seed1"
+    assert [r.name for r in runs_of(several)] == ["base", "lora_seed0", "lora_seed1", "qlora_seed0", "qlora_seed1"]
+    assert find_run(several, "qlora", 1).name == "qlora_seed1"
     with pytest.raises(ConfigError):
-        several.run("qlora", 7)
+        find_run(several, "qlora", 7)

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from conftest import as_in_the_foreground
 
-from lorastudy.files import read_json
+from lorastudy.util.files import read_json
 
 pytestmark = pytest.mark.slow
 
@@ -194,7 +194,7 @@ def changed_checkout(path: Path) -> Path:
 
 
 def edit(lib: Path, module: str, old: str, new: str) -> None:
-    path = lib / "lorastudy" / f"{module}.py"
+    path = lib / "lorastudy" / f"{module.replace('.', '/')}.py"
     assert old in path.read_text(), f"{module}.py no longer holds {old!r}"
     path.write_text(path.read_text().replace(old, new, 1))
 
@@ -204,8 +204,8 @@ def test_a_changed_scorer_redoes_evaluation_and_report_not_training(baseline, tm
     lib = changed_checkout(tmp_path / "checkout")
     env = {**os.environ, "PYTHONPATH": str(lib)}
     # SQuAD F1 halved: a scorer change whose effect is visible in the results.
-    edit(lib, "metrics", "def squad_f1(", "def squad_f1_official(")
-    with (lib / "lorastudy" / "metrics.py").open("a") as handle:
+    edit(lib, "tasks.metrics", "def squad_f1(", "def squad_f1_official(")
+    with (lib / "lorastudy" / "tasks" / "metrics.py").open("a") as handle:
         handle.write("\n\ndef squad_f1(prediction, references):\n")
         handle.write("    return 0.5 * squad_f1_official(prediction, references)\n")
     rescored = run(root, env=env)
@@ -224,10 +224,10 @@ def test_a_changed_scorer_redoes_evaluation_and_report_not_training(baseline, tm
         assert metrics.value[(method, "squad", "exact_match")] == old.value[(method, "squad", "exact_match")]
 
     # The report's own code changed: only the report is redone.
-    edit(lib, "report", '"## Provenance",', '"## Provenance (changed)",')
+    edit(lib, "report.reproducibility", '"## Provenance",', '"## Provenance (changed)",')
     reported = run(root, env=env)
     assert ran_and_skipped(reported.stdout) == (STEPS[-1:], STEPS[:-1]), reported.stdout
-    assert "code changed: report.provenance" in reported.stdout
+    assert "code changed: report.reproducibility.provenance" in reported.stdout
     assert "## Provenance (changed)" in (root / "rendered" / f"{STUDY}.md").read_text()
     assert_one_chain(root)
 

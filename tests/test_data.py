@@ -6,12 +6,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lorastudy import synthetic
-from lorastudy.checks import study_problems
-from lorastudy.config import load_config
-from lorastudy.data import DataError, normalise_text, prepare, synthetic_sizes
-from lorastudy.files import read_jsonl, write_jsonl
-from lorastudy.metrics import parse_expected_answer
+from lorastudy.data.datasets import DataError, normalise_text, prepare, synthetic_sizes
+from lorastudy.pipeline.checks import study_problems
+from lorastudy.study.load import load_config
+from lorastudy.tasks import synthetic
+from lorastudy.tasks.answers import parse_expected_answer
+from lorastudy.util.files import read_jsonl, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,10 +147,10 @@ def test_the_synthetic_pool_holds_the_training_and_held_out_items_it_is_asked_fo
 def test_the_data_step_records_what_each_input_resolved_to_and_later_steps_load_it(tmp_path, tiny_model):
     import hashlib
 
-    from lorastudy.config import ModelConfig
-    from lorastudy.data import pin_model
-    from lorastudy.files import atomic_write_json
-    from lorastudy.models import identity
+    from lorastudy.data.datasets import pin_model
+    from lorastudy.models.source import identity
+    from lorastudy.study.schema import ModelConfig
+    from lorastudy.util.files import atomic_write_json
 
     write_sources(tmp_path)
     cfg = load_config(local_study(tmp_path))
@@ -182,9 +182,9 @@ def test_a_dataset_left_with_one_item_is_an_error(tmp_path):
 
 
 def test_the_data_step_records_the_training_examples_lengths_and_warns_when_the_limit_cuts(tmp_path, tiny_model):
-    from lorastudy.markdown import data_section
-    from lorastudy.models import load_tokenizer
-    from lorastudy.train import build_examples
+    from lorastudy.models.loading import load_tokenizer
+    from lorastudy.report.step_summaries import data_section
+    from lorastudy.train.loop import build_examples
 
     cfg = load_config(ROOT / "params" / "smoke.yaml", {"data.max_seq_len": 48}, root=tmp_path)
     tokenizer = load_tokenizer(str(tiny_model), cfg.model)

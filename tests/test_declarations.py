@@ -8,14 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from lorastudy import charts, methods, report, results, tasks
-from lorastudy.config import ConfigError, load_config
-from lorastudy.data import prepare
-from lorastudy.evaluate import evaluate
-from lorastudy.files import StudyPaths, read_jsonl
-from lorastudy.methods import Method
+from lorastudy import methods, report, results, tasks
+from lorastudy.data.datasets import prepare
+from lorastudy.evaluate.step import evaluate
+from lorastudy.methods.declaration import Method
+from lorastudy.report import charts
+from lorastudy.study.load import load_config
+from lorastudy.study.paths import StudyPaths
+from lorastudy.study.runs import runs_of
+from lorastudy.study.schema import ConfigError
 from lorastudy.tasks import Cleaned, HubSource, Metric, Task, chat_prompt
-from lorastudy.train import train
+from lorastudy.train.loop import train
+from lorastudy.util.files import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPITALS = {"France": "Paris", "Peru": "Lima", "Norway": "Oslo", "Egypt": "Cairo", "Japan": "Tokyo", "Spain": "Madrid"}
@@ -98,7 +102,7 @@ def test_a_task_and_a_method_declared_in_a_test_reach_every_result_table(declare
     }
     assert capitals["revision"]["kind"] == "sha256 of capitals.jsonl"
     records = {}
-    for run in cfg.runs():
+    for run in runs_of(cfg):
         if methods.get(run.method).trains:
             records[run.method] = train(cfg, run, paths, log=lambda _: None)
         evaluate(cfg, run, paths, log=lambda _: None)

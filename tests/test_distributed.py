@@ -21,13 +21,18 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lorastudy import data, distributed, methods, models, resources
-from lorastudy.config import ConfigError, TrainConfig, load_config
-from lorastudy.distributed import launch_flags, loadable, per_process_batch
-from lorastudy.evaluate import evaluate
-from lorastudy.files import StudyPaths, atomic_write_json
-from lorastudy.models import model_path
-from lorastudy.train import ran_in, resolve_precision, train
+from lorastudy import data, methods, models, resources
+from lorastudy.evaluate.step import evaluate
+from lorastudy.models.source import model_path
+from lorastudy.study.load import load_config
+from lorastudy.study.paths import StudyPaths
+from lorastudy.study.runs import find_run
+from lorastudy.study.schema import ConfigError, TrainConfig
+from lorastudy.train import distributed
+from lorastudy.train.distributed import launch_flags, loadable, per_process_batch
+from lorastudy.train.loop import train
+from lorastudy.train.precision import ran_in, resolve_precision
+from lorastudy.util.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -167,7 +172,7 @@ def trained(tmp_path_factory, tiny_model):
     records = {}
     for n, cfg in studies.items():
         for method in ("lora", "qlora"):
-            records[n, method] = train(cfg, cfg.run(method, 0), StudyPaths(root, cfg.study))
+            records[n, method] = train(cfg, find_run(cfg, method, 0), StudyPaths(root, cfg.study))
     return root, studies, records
 
 
@@ -211,7 +216,7 @@ def test_adapters_trained_over_processes_load_and_evaluate_like_any_other(traine
     for method in ("lora", "qlora"):
         scores = {}
         for n, cfg in studies.items():
-            record = evaluate(cfg, cfg.run(method, 0), StudyPaths(root, cfg.study))
+            record = evaluate(cfg, find_run(cfg, method, 0), StudyPaths(root, cfg.study))
             scores[n] = {task: result["metrics"] for task, result in record["tasks"].items()}
         assert set(scores[2]) == {"arc_challenge", "openmath", "squad"}
         assert scores[2] == scores[1], (method, scores)

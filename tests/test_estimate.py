@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lorastudy import estimate
-from lorastudy.config import load_config
+from lorastudy.pipeline import estimate
+from lorastudy.study.load import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

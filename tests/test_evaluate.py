@@ -11,20 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from lorastudy import synthetic, tasks
-from lorastudy.config import load_config
-from lorastudy.evaluate import (
-    continuation_tokens,
-    generate,
-    load_for_eval,
-    loglikelihoods,
-    run_task,
-    score_choices,
-)
-from lorastudy.files import write_jsonl
-from lorastudy.models import load_tokenizer
+from lorastudy import tasks
+from lorastudy.evaluate.generation import generate
+from lorastudy.evaluate.loglikelihood import continuation_tokens, loglikelihoods, score_choices
+from lorastudy.evaluate.step import load_for_eval, run_task
+from lorastudy.models.loading import load_tokenizer
+from lorastudy.study.load import load_config
+from lorastudy.tasks import synthetic
 from lorastudy.tasks.arc_challenge import context as arc_context
 from lorastudy.tasks.openmath import score as score_openmath
+from lorastudy.util.files import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 

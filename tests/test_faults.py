@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import as_in_the_foreground
 
-from lorastudy import synthetic
-from lorastudy.files import write_jsonl
+from lorastudy.tasks import synthetic
+from lorastudy.util.files import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from lorastudy.lock import StudyLocked, study_lock
+from lorastudy.pipeline.lock import StudyLocked, study_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 HOLD = """
 import sys, time
 from pathlib import Path
-from lorastudy.lock import study_lock
+from lorastudy.pipeline.lock import study_lock
 with study_lock(Path(sys.argv[1]), "smoke", "the holder's command"):
     print("held", flush=True)
     time.sleep(120)

@@ -4,7 +4,7 @@ import nbformat
 import pytest
 from nbconvert import HTMLExporter
 
-from lorastudy.markdown import code, escape, num, table
+from lorastudy.report.markdown import code, escape, num, table
 
 HOSTILE = [
     '<script>alert("x")</script>',

@@ -15,13 +15,18 @@ import pandas as pd
 import pytest
 import torch
 
-from lorastudy import formats, method_space, methods, quantization, resources, results, runner
-from lorastudy.checks import study_problems
-from lorastudy.config import ConfigError, load_config
-from lorastudy.data import prepare
-from lorastudy.files import StudyPaths
-from lorastudy.models import load_model, quantizable_linears
-from lorastudy.train import prepare_model
+from lorastudy import methods, pipeline, resources, results
+from lorastudy.data.datasets import prepare
+from lorastudy.models.loading import load_model, quantizable_linears
+from lorastudy.pipeline.checks import study_problems
+from lorastudy.quantization import formats
+from lorastudy.quantization.errors import layer_rows, measure_formats
+from lorastudy.results import method_space
+from lorastudy.study.load import load_config
+from lorastudy.study.paths import StudyPaths
+from lorastudy.study.runs import find_run, runs_of, trained_run
+from lorastudy.study.schema import ConfigError
+from lorastudy.train.loop import prepare_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -136,7 +141,7 @@ def test_quantizable_linears_are_what_the_quantizer_converts(tiny_model, bf16):
 def test_layer_rows_agree_with_a_direct_computation():
     torch.manual_seed(0)
     weight = torch.randn(256, 512) * 0.02
-    rows = {r["format"]: r for r in quantization.layer_rows([("model.layers.3.mlp.up_proj", weight)])}
+    rows = {r["format"]: r for r in layer_rows([("model.layers.3.mlp.up_proj", weight)])}
     assert set(rows) == {"nf4-dq", "nf4", "fp4-dq", "fp4", "int8"}
     assert all(r["depth"] == 3 and r["type"] == "up_proj" and r["weights"] == 256 * 512 for r in rows.values())
     n = weight.numel()
@@ -173,7 +178,7 @@ def test_the_step_measures_every_format_and_training_measures_the_same(study_roo
     cfg = dataclasses.replace(bf16, root=str(study_root))
     paths = StudyPaths(study_root, cfg.study)
     prepare(cfg, paths.data, log=lambda _: None)
-    summary = quantization.measure_formats(cfg, paths, log=lambda _: None)
+    summary = measure_formats(cfg, paths, log=lambda _: None)
     layers = pd.read_csv(paths.quantization / "layers.csv")
     assert len(layers) == 14 * 5 and set(layers.depth) == {0, 1}
     measured = summary["formats"]
@@ -192,23 +197,28 @@ def test_the_step_measures_every_format_and_training_measures_the_same(study_roo
 
 
 def test_the_grid_derives_ordinary_runs_with_their_own_declarations():
+    registered = methods.METHODS.names()
     cfg = load_config(METHODS)
+    assert methods.METHODS.names() == registered  # loading a config changes no global state
     assert cfg.methods[:4] == ("base", "lora", "lora-r8", "lora-r64")
     assert {"qlora-r8", "qlora-r64"} <= set(cfg.methods) and "lora-r16" not in cfg.methods  # r16 is lora itself
-    cell = methods.get("qlora-r8")
+    cell = methods.get("qlora-r8", cfg)
     assert cell.grid_of == "qlora" and dict(cell.grid_point) == {"lora.r": 8} and cell.quantize
     assert cell.settings(cfg).lora.r == 8 and cell.title == "QLoRA r8"
     assert [c.method for c in cell.comparisons()] == ["qlora", "lora-r8"]
     assert "at lora.r = 8" in cell.comparisons()[1].reason
+    # A cell is the study's own: another study's grid does not know it.
+    with pytest.raises(KeyError, match="unknown method 'qlora-r8'"):
+        methods.get("qlora-r8", load_config(METHODS, {"grid.settings": {"lora.r": [4]}}))
     # Deterministic: loading again (as every notebook kernel does) derives the same declaration.
     again = load_config(METHODS)
 
     def declared(method: methods.Method) -> methods.Method:
         return dataclasses.replace(method, describe=None)  # a function: compared by what it says below
 
-    assert again.methods == cfg.methods and declared(methods.get("qlora-r8")) == declared(cell)
-    assert methods.get("qlora-r8").describe(cfg) == cell.describe(cfg)
-    steps = {s.id: s for s in runner.plan(cfg, StudyPaths(ROOT, cfg.study))}
+    assert again.methods == cfg.methods and declared(methods.get("qlora-r8", again)) == declared(cell)
+    assert methods.get("qlora-r8", again).describe(cfg) == cell.describe(cfg)
+    steps = {s.id: s for s in pipeline.plan(cfg, StudyPaths(ROOT, cfg.study))}
     assert steps["02_train-qlora-r8"].params["lora"]["r"] == 8 and steps["02_train-qlora"].params["lora"]["r"] == 16
     assert steps["02_train-lora-r64"].params["method"] == "lora-r64"
 
@@ -238,14 +248,14 @@ def test_a_bad_grid_is_a_config_error_naming_the_key(grid, message):
 
 def test_a_cross_evaluation_reads_the_training_whose_adapter_it_runs():
     cfg = load_config(SMOKE, {"methods": ["base", "lora", "qlora", "qlora-on-16bit", "lora-on-nf4"], "seeds": [0, 1]})
-    steps = {s.id: s for s in runner.plan(cfg, StudyPaths(ROOT, cfg.study))}
+    steps = {s.id: s for s in pipeline.plan(cfg, StudyPaths(ROOT, cfg.study))}
     assert "02_train-qlora-on-16bit_seed0" not in steps  # it trains nothing
     assert steps["03_evaluate-qlora-on-16bit_seed1"].inputs == ["01_data", "02_train-qlora_seed1"]
     assert steps["03_evaluate-lora-on-nf4_seed0"].inputs == ["01_data", "02_train-lora_seed0"]
     assert steps["03_evaluate-lora-on-nf4_seed0"].params["quant"]["quant_type"] == "nf4"
     assert steps["03_evaluate-qlora-on-16bit_seed0"].params["quant"] is None
-    assert cfg.trained_run(cfg.run("qlora-on-16bit", 1)) == cfg.run("qlora", 1)
-    assert cfg.trained_run(cfg.run("base", 1)) is None
+    assert trained_run(cfg, find_run(cfg, "qlora-on-16bit", 1)) == find_run(cfg, "qlora", 1)
+    assert trained_run(cfg, find_run(cfg, "base", 1)) is None
     with pytest.raises(ConfigError, match="'qlora-on-16bit' evaluates what 'qlora' trains; add 'qlora' to methods"):
         load_config(SMOKE, {"methods": ["base", "lora", "qlora-on-16bit"]})
 
@@ -276,7 +286,7 @@ def factorial_study(tmp_path: Path) -> results.StudyResults:
         ]
         for m in names
     }
-    res = results.StudyResults(cfg, StudyPaths(tmp_path, cfg.study), cfg.runs(), {}, {}, items, {})
+    res = results.StudyResults(cfg, StudyPaths(tmp_path, cfg.study), runs_of(cfg), {}, {}, items, {})
     res.metrics, res.metrics_by_seed = results.metric_table(res)
     res.comparisons = results.comparison_table(res)
     memory = {"lora": 1000.0, "lora-upcast": 1300.0, "qlora-noprep": 600.0, "qlora": 900.0}
@@ -319,9 +329,10 @@ def test_the_pareto_front_keeps_what_nothing_beats():
 def test_every_method_trains_is_evaluated_and_reaches_every_table(study_root):
     """The whole method space at a few steps and items, without papermill: each method's runs,
     the result tables, the method-space tables and every report section that reads them."""
-    from lorastudy import charts, method_report, report
-    from lorastudy.evaluate import evaluate
-    from lorastudy.train import train
+    from lorastudy import report
+    from lorastudy.evaluate.step import evaluate
+    from lorastudy.report import charts, method_report
+    from lorastudy.train.loop import train
 
     overrides = {
         "data.train_samples": 16,
@@ -335,12 +346,12 @@ def test_every_method_trains_is_evaluated_and_reaches_every_table(study_root):
     cfg = load_config(METHODS, overrides, root=study_root)
     paths = StudyPaths(study_root, cfg.study)
     prepare(cfg, paths.data, log=lambda _: None)
-    quantization.measure_formats(cfg, paths, log=lambda _: None)
+    measure_formats(cfg, paths, log=lambda _: None)
     records = {}
-    for run in cfg.runs():
+    for run in runs_of(cfg):
         if methods.get(run.method).trains:
             records[run.name] = train(cfg, run, paths, log=lambda _: None)
-    evals = {run.name: evaluate(cfg, run, paths, log=lambda _: None) for run in cfg.runs()}
+    evals = {run.name: evaluate(cfg, run, paths, log=lambda _: None) for run in runs_of(cfg)}
     # A cross-evaluation runs the other method's adapter; a full fine-tuning is loaded whole.
     assert evals["qlora-on-16bit"]["adapter"] == str(paths.adapter("qlora"))
     assert (

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from lorastudy import methods, tasks
-from lorastudy.config import load_config
-from lorastudy.results import comparisons_made
+from lorastudy.results.tables import comparisons_made
+from lorastudy.study.load import load_config
 
 pytestmark = pytest.mark.slow  # 32 steps, each in its own kernel (tens of minutes on two cores)
 
@@ -72,7 +72,7 @@ def test_every_method_has_every_primary_score_and_cost(study):
 def test_the_comparisons_are_the_declared_ones_with_their_reasons(study):
     root, cfg = study
     comparisons = results(root, "comparisons.csv")
-    made = comparisons_made(list(cfg.methods))
+    made = comparisons_made(cfg)
     assert set(zip(comparisons.method_a, comparisons.method_b)) == {(a, b) for a, b, _ in made}
     assert comparisons.reason.notna().all() and comparisons.p_holm.between(0, 1).all()
     assert (comparisons.p_holm >= comparisons.p_value).all()  # Holm over all of them

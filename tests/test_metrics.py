@@ -9,18 +9,16 @@ import string
 
 import pytest
 
-from lorastudy.metrics import (
+from lorastudy.tasks.answers import (
     ANSWER_SOURCES,
     Answer,
     answer_matches,
     extract_answer,
     extract_number,
-    normalize_answer,
     numbers_match,
     parse_expected_answer,
-    squad_em,
-    squad_f1,
 )
+from lorastudy.tasks.metrics import normalize_answer, squad_em, squad_f1
 
 # --------------------------------------------------------------------------
 # normalize_answer

@@ -17,19 +17,25 @@ import pandas as pd
 import pytest
 import torch
 
-from lorastudy import builtin_models, methods, report, synthetic, tasks
-from lorastudy.builtin_models import BUILTIN_MODELS, SMOLLM2, SMOLLM2_INSTALL, BuiltinModelUnavailable
-from lorastudy.checks import check_study
-from lorastudy.config import ConfigError, load_config
-from lorastudy.data import load_train, prepare
-from lorastudy.evaluate import generate, load_for_eval, score_choices
-from lorastudy.files import StudyPaths
-from lorastudy.models import assistant_turn_end, end_token_ids, load_tokenizer
-from lorastudy.quantization import checkpoint_reader, roundtrip
-from lorastudy.results import StudyResults
-from lorastudy.tasks import chat_prompt
+from lorastudy import methods, tasks
+from lorastudy.data.datasets import load_train, prepare
+from lorastudy.evaluate.generation import generate
+from lorastudy.evaluate.loglikelihood import score_choices
+from lorastudy.evaluate.step import load_for_eval
+from lorastudy.models import builtin
+from lorastudy.models.builtin import BUILTIN_MODELS, SMOLLM2, SMOLLM2_INSTALL, BuiltinModelUnavailable
+from lorastudy.models.loading import assistant_turn_end, end_token_ids, load_tokenizer
+from lorastudy.pipeline.checks import check_study
+from lorastudy.quantization.errors import checkpoint_reader, roundtrip
+from lorastudy.report.summary import _smollm2_note
+from lorastudy.results.tables import StudyResults
+from lorastudy.study.load import load_config
+from lorastudy.study.paths import StudyPaths
+from lorastudy.study.runs import find_run, runs_of
+from lorastudy.study.schema import ConfigError
+from lorastudy.tasks import chat_prompt, synthetic
 from lorastudy.tasks.arc_challenge import context as arc_context
-from lorastudy.train import build_examples, prepare_model, train
+from lorastudy.train.loop import build_examples, prepare_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params" / "smollm2-135m.yaml"
@@ -83,11 +89,11 @@ def direct_loglikelihood(model, tokenizer, context: str, continuation: str) -> f
 def test_the_folder_holds_the_wheels_weights_dequantized_exactly(smollm2_model):
     import gguf
 
-    source = json.loads((smollm2_model / builtin_models.SOURCE_FILE).read_text())
-    assert source["sha256"] == builtin_models.SMOLLM2_SHA256
+    source = json.loads((smollm2_model / builtin.SOURCE_FILE).read_text())
+    assert source["sha256"] == builtin.SMOLLM2_SHA256
     config = json.loads((smollm2_model / "config.json").read_text())
     assert "quantization_config" not in config and config["tie_word_embeddings"]
-    reader = gguf.GGUFReader(str(builtin_models.smollm2_gguf_file()))
+    reader = gguf.GGUFReader(str(builtin.smollm2_gguf_file()))
     types = {t.name: t.tensor_type.name for t in reader.tensors}
     # The base LoRA trains on: every linear layer stored as Q4_1 (the embedding as Q8_0).
     assert sum(kind == "Q4_1" for kind in types.values()) == 7 * config["num_hidden_layers"]
@@ -100,9 +106,9 @@ def test_the_folder_holds_the_wheels_weights_dequantized_exactly(smollm2_model):
 
 
 def test_a_wrong_digest_stops_the_import_before_loading(monkeypatch, tmp_path):
-    monkeypatch.setattr(builtin_models, "SMOLLM2_SHA256", "0" * 64)
+    monkeypatch.setattr(builtin, "SMOLLM2_SHA256", "0" * 64)
     with pytest.raises(BuiltinModelUnavailable, match="SHA-256 .* is not the expected 0000"):
-        builtin_models.import_smollm2(tmp_path / "model")
+        builtin.import_smollm2(tmp_path / "model")
     assert not (tmp_path / "model").exists()
 
 
@@ -110,7 +116,7 @@ def test_a_missing_wheel_is_named_with_its_install_command_at_check(monkeypatch,
     real_version = importlib.metadata.version
 
     def version(name: str) -> str:
-        if name == builtin_models.SMOLLM2_DIST:
+        if name == builtin.SMOLLM2_DIST:
             raise importlib.metadata.PackageNotFoundError(name)
         return real_version(name)
 
@@ -219,7 +225,7 @@ def test_all_linear_lora_skips_the_tied_head_and_counts_it_once(tiny_study):
 
 def test_lora_and_qlora_train_and_qlora_records_nf4s_error(tiny_study):
     cfg, paths = tiny_study
-    records = {method: train(cfg, cfg.run(method, 0), paths, log=lambda _: None) for method in ("lora", "qlora")}
+    records = {method: train(cfg, find_run(cfg, method, 0), paths, log=lambda _: None) for method in ("lora", "qlora")}
     for method, record in records.items():
         assert record["optimizer_steps"] == 2 and record["tokens_seen"] > 0, method
         assert np.isfinite(pd.read_csv(paths.loss_csv(method))["loss"]).all() and record["final_loss"] > 0
@@ -244,8 +250,8 @@ def test_lora_and_qlora_train_and_qlora_records_nf4s_error(tiny_study):
     assert direct < float((weight - roundtrip(weight, "fp4", True)).norm() / weight.norm())
     assert "reconstruction" not in records["lora"]["stages"]["quantized"]
     # The report's note on this base reads the recorded figure.
-    res = StudyResults(cfg, paths, cfg.runs(), {"qlora": records["qlora"]}, {}, {}, {})
-    note = report._smollm2_note(res)
+    res = StudyResults(cfg, paths, runs_of(cfg), {"qlora": records["qlora"]}, {}, {}, {})
+    note = _smollm2_note(res)
     assert f"**{error['relative_error']:.4f}**" in note and "dequantized Q4_1 checkpoint" in note
 
 

@@ -17,8 +17,8 @@ RENDER = """
 import sys
 from pathlib import Path
 import nbconvert, nbformat
-from lorastudy.files import StudyPaths
-from lorastudy.runner import render
+from lorastudy.study.paths import StudyPaths
+from lorastudy.pipeline.rendering import render
 assert nbconvert.__file__.startswith(sys.argv[2]), nbconvert.__file__  # the --target copy, not the venv's
 paths = StudyPaths(Path(sys.argv[1]), "t")
 html, md = render(paths)

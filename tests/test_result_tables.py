@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lorastudy import conclusions, report, results, tasks
-from lorastudy.config import load_config
-from lorastudy.files import StudyPaths
+from lorastudy import report, results, tasks
+from lorastudy.report import verdicts
+from lorastudy.study.load import load_config
+from lorastudy.study.paths import StudyPaths
+from lorastudy.study.runs import runs_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -49,7 +51,7 @@ def smoke_like(run: str, seed: int) -> dict[str, dict[str, list]]:
 def study(tmp_path: Path, seeds=(0,), methods=("base", "lora", "qlora"), data=smoke_like) -> results.StudyResults:
     cfg = load_config(SMOKE, {"seeds": list(seeds), "methods": list(methods)}, root=tmp_path)
     items = {}
-    for run in cfg.runs():
+    for run in runs_of(cfg):
         columns = data(run.name, run.seed)
         for t in cfg.tasks:
             cols = columns[t.name]
@@ -59,8 +61,8 @@ def study(tmp_path: Path, seeds=(0,), methods=("base", "lora", "qlora"), data=sm
                 {"id": f"{t.name}-{i}", "scores": {m: cols[m][i] for m in scored}, **{k: cols[k][i] for k in extra}}
                 for i in range(N)
             ]
-    evals = {run.name: {"tasks": {t.name: {"metrics": {}} for t in cfg.tasks}} for run in cfg.runs()}
-    res = results.StudyResults(cfg, StudyPaths(tmp_path, cfg.study), cfg.runs(), {}, evals, items, {})
+    evals = {run.name: {"tasks": {t.name: {"metrics": {}} for t in cfg.tasks}} for run in runs_of(cfg)}
+    res = results.StudyResults(cfg, StudyPaths(tmp_path, cfg.study), runs_of(cfg), {}, evals, items, {})
     res.metrics, res.metrics_by_seed = results.metric_table(res)
     res.comparisons = results.comparison_table(res)
     res.resources = pd.DataFrame(columns=["method", "phase"])
@@ -72,7 +74,7 @@ def test_no_detectable_difference_never_comes_with_a_delta_above_its_mdd(tmp_pat
     c = res.comparisons
     assert len(c) == 18
     for _, row in c.iterrows():
-        kind = conclusions.verdict(row, 0.05).kind
+        kind = verdicts.verdict(row, 0.05).kind
         if kind == "no detectable difference" and not np.isnan(row.mdd):
             assert abs(row.delta) < row.mdd, row.to_dict()
     # The seed report's sentence: SQuAD F1, delta -0.090, said to be detectable from +-0.081.
@@ -82,7 +84,7 @@ def test_no_detectable_difference_never_comes_with_a_delta_above_its_mdd(tmp_pat
     # The MDD is taken at the level Holm demands of each comparison, never at alpha.
     assert (c.alpha_effective < 0.05).all()
     # And the words: a sentence that states a detectable size states one above its delta.
-    sentences = [v.sentence for _, v in conclusions.primary_verdicts(c, 0.05)]
+    sentences = [v.sentence for _, v in verdicts.primary_verdicts(c, 0.05)]
     stated = [s for s in sentences if "only a difference of about" in s]
     assert stated
     for sentence in stated:
@@ -136,12 +138,12 @@ def test_the_comparisons_section_states_which_pairs_it_compares_and_why(tmp_path
     text = report.comparisons_table(res)
     assert "Of the 3 pairs the study's 3 methods form, the report compares the 3" in text
     assert "| QLoRA vs LoRA | what training on the 4\\-bit base instead of the 16\\-bit one costs |" in text
-    assert set(res.comparisons.reason) == {c.reason for _, _, c in results.comparisons_made(res.methods)}
+    assert set(res.comparisons.reason) == {c.reason for _, _, c in results.comparisons_made(res.cfg)}
 
 
 def test_one_seed_says_training_variance_is_not_estimated(tmp_path):
     res = study(tmp_path)
-    better = [v for row, v in conclusions.primary_verdicts(res.comparisons, 0.05) if v.kind == "better"]
+    better = [v for row, v in verdicts.primary_verdicts(res.comparisons, 0.05) if v.kind == "better"]
     assert better and all("run-to-run training variance is not estimated" in v.sentence for v in better)
 
 
@@ -153,7 +155,7 @@ def test_several_seeds_show_the_spread_and_the_comparison_counts_it(tmp_path):
     assert (trained.seed_delta_min <= trained.delta).all() and (trained.delta <= trained.seed_delta_max).all()
     table = report.comparisons_table(res)
     assert "per-seed \u0394" in table and "t test over items and seeds" in table
-    sentences = [v.sentence for _, v in conclusions.primary_verdicts(c, 0.05)]
+    sentences = [v.sentence for _, v in verdicts.primary_verdicts(c, 0.05)]
     assert all("Over 2 seeds the per-seed \u0394 ranged from" in s for s in sentences)
     assert "seed sd" in report.performance_tables(res)
 

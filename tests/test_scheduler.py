@@ -5,34 +5,37 @@ as the runner does when the test says it finishes."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
 from conftest import write_outputs
 
-from lorastudy import runner
-from lorastudy.config import load_config
-from lorastudy.executors import Outcome
-from lorastudy.files import StudyPaths, atomic_write_json
+from lorastudy import pipeline
+from lorastudy.pipeline import execution
+from lorastudy.pipeline.executors import Outcome
+from lorastudy.study.load import load_config
+from lorastudy.study.paths import StudyPaths
+from lorastudy.util.files import atomic_write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 class Scripted:
     """Starts nothing; finishes the running step that comes first in `order` (plan order if
-    none), writing its record and outputs as `runner.execute` would, or failing those in `fail`."""
+    none), writing its record and outputs as `pipeline.execute` would, or failing those in `fail`."""
 
     def __init__(self, paths: StudyPaths, slots: float, order: list[str] = (), fail: tuple[str, ...] = ()):
         self.paths, self.slots, self.order, self.fail = paths, slots, list(order), fail
         self.events: list[tuple[str, str, frozenset]] = []  # (start or finish, step, the steps running then)
-        self.running: dict[str, runner.Step] = {}
+        self.running: dict[str, pipeline.Step] = {}
         self.identities: dict[str, tuple[str, dict]] = {}
         self.stopped: list[str] | None = None
 
-    def where(self, step: runner.Step) -> str:
+    def where(self, step: pipeline.Step) -> str:
         return ""
 
-    def start(self, step: runner.Step, study: dict, step_identity: str, consumed: dict) -> str:
+    def start(self, step: pipeline.Step, study: dict, step_identity: str, consumed: dict) -> str:
         self.running[step.id] = step
         self.events.append(("start", step.id, frozenset(self.running)))
         self.identities[step.id] = (step_identity, consumed)
@@ -44,7 +47,7 @@ class Scripted:
         step = self.running.pop(name)
         self.events.append(("finish", name, frozenset(self.running)))
         if name in self.fail:
-            return name, Outcome(error=runner.StepFailed(name, "it was told to fail", Path("failed.ipynb")))
+            return name, Outcome(error=pipeline.StepFailed(name, "it was told to fail", Path("failed.ipynb")))
         step_identity, consumed = self.identities[name]
         write_outputs(step)
         record = {"step": name, "identity": step_identity, "run": f"run-of-{name}", "inputs": consumed}
@@ -62,12 +65,12 @@ class Scripted:
 def study(tmp_path):
     cfg = load_config(ROOT / "params" / "smoke.yaml", root=tmp_path)
     paths = StudyPaths(tmp_path, cfg.study)
-    return paths, runner.plan(cfg, paths)
+    return paths, pipeline.plan(cfg, paths)
 
 
-def schedule(paths: StudyPaths, steps: list[runner.Step], executor: Scripted, force: bool = False) -> list[str]:
+def schedule(paths: StudyPaths, steps: list[pipeline.Step], executor: Scripted, force: bool = False) -> list[str]:
     lines: list[str] = []
-    runner.Scheduler(steps, paths, executor, {}, force, lines.append).run()
+    pipeline.Scheduler(steps, paths, executor, {}, force, lines.append).run()
     return lines
 
 
@@ -100,8 +103,8 @@ def test_a_failure_starts_nothing_new_and_lets_the_running_steps_finish(study):
     paths, steps = study
     executor = Scripted(paths, slots=math.inf, order=["01_data", "02_train-lora"], fail=("02_train-lora",))
     lines: list[str] = []
-    with pytest.raises(runner.StepFailed) as info:
-        runner.Scheduler(steps, paths, executor, {}, False, lines.append).run()
+    with pytest.raises(pipeline.StepFailed) as info:
+        pipeline.Scheduler(steps, paths, executor, {}, False, lines.append).run()
     assert info.value.step == "02_train-lora"
     after_data = ["01_quantization", "02_train-lora", "02_train-qlora", "03_evaluate-base"]
     assert executor.started() == ["01_data", *after_data]
@@ -145,24 +148,24 @@ def test_a_step_on_one_device_sees_one_gpu(study, monkeypatch):
     one = [by_id["01_quantization"], by_id["02_train-lora"], by_id["03_evaluate-qlora"]]
     assert all(s.devices == 1 for s in one)  # the quantization errors run on the GPU too
     for step in one:
-        assert runner.device_environment(step, {"CUDA_VISIBLE_DEVICES": "2,3"}) == {"CUDA_VISIBLE_DEVICES": "2"}
-        assert runner.device_environment(step, {}) == {"CUDA_VISIBLE_DEVICES": "0"}
-    assert runner.device_environment(by_id["01_data"], {"CUDA_VISIBLE_DEVICES": "2,3"}) == {}
-    several = runner.Step(**{**vars(by_id["02_train-lora"]), "devices": 2})
-    assert runner.device_environment(several, {"CUDA_VISIBLE_DEVICES": "2,3"}) == {}  # a GPU per process
+        assert pipeline.device_environment(step, {"CUDA_VISIBLE_DEVICES": "2,3"}) == {"CUDA_VISIBLE_DEVICES": "2"}
+        assert pipeline.device_environment(step, {}) == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert pipeline.device_environment(by_id["01_data"], {"CUDA_VISIBLE_DEVICES": "2,3"}) == {}
+    several = pipeline.Step(**{**vars(by_id["02_train-lora"]), "devices": 2})
+    assert pipeline.device_environment(several, {"CUDA_VISIBLE_DEVICES": "2,3"}) == {}  # a GPU per process
 
     # The kernel papermill starts inherits this process's environment, set for the step alone.
     seen = []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,6")
-    monkeypatch.setattr(runner, "_execute_notebook", lambda *a: seen.append(runner.os.environ["CUDA_VISIBLE_DEVICES"]))
-    monkeypatch.setattr(runner, "notebook_timing", lambda path: {})
-    monkeypatch.setattr(runner.os, "replace", lambda a, b: None)
-    runner.execute(by_id["03_evaluate-lora"], paths, {}, "identity", {})
-    assert seen == ["5"] and runner.os.environ["CUDA_VISIBLE_DEVICES"] == "5,6"
+    monkeypatch.setattr(execution, "_execute_notebook", lambda *a: seen.append(os.environ["CUDA_VISIBLE_DEVICES"]))
+    monkeypatch.setattr(execution, "notebook_timing", lambda path: {})
+    monkeypatch.setattr(execution.os, "replace", lambda a, b: None)
+    execution.execute(by_id["03_evaluate-lora"], paths, {}, "identity", {})
+    assert seen == ["5"] and os.environ["CUDA_VISIBLE_DEVICES"] == "5,6"
 
 
 def test_a_ray_task_asks_for_a_gpu_for_each_device_its_step_runs_on(study):
-    from lorastudy.executors import RayExecutor
+    from lorastudy.pipeline.executors import RayExecutor
 
     _, steps = study
     executor = object.__new__(RayExecutor)  # its resource requests alone, without starting Ray

@@ -10,12 +10,14 @@ import pytest
 
 matplotlib.use("Agg")
 
-from lorastudy import charts, report, results  # noqa: E402
-from lorastudy.config import load_config  # noqa: E402
-from lorastudy.data import prepare  # noqa: E402
-from lorastudy.evaluate import evaluate  # noqa: E402
-from lorastudy.files import StudyPaths  # noqa: E402
-from lorastudy.train import train  # noqa: E402
+from lorastudy import report, results  # noqa: E402
+from lorastudy.data.datasets import prepare  # noqa: E402
+from lorastudy.evaluate.step import evaluate  # noqa: E402
+from lorastudy.report import charts  # noqa: E402
+from lorastudy.study.load import load_config  # noqa: E402
+from lorastudy.study.paths import StudyPaths  # noqa: E402
+from lorastudy.study.runs import runs_of
+from lorastudy.train.loop import train  # noqa: E402
 
 pytestmark = pytest.mark.slow  # runs studies end to end (minutes)
 
@@ -38,7 +40,7 @@ def test_two_seeds_give_spread_points_and_averaged_comparisons(study_root):
     paths = StudyPaths(study_root, cfg.study)
     prepare(cfg, paths.data, log=lambda _: None)
     quiet = lambda _: None  # noqa: E731
-    for run in cfg.runs():
+    for run in runs_of(cfg):
         if run.method != "base":
             train(cfg, run, paths, log=quiet)
         evaluate(cfg, run, paths, log=quiet)

@@ -12,11 +12,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lorastudy.config import load_config
-from lorastudy.evaluate import evaluate
-from lorastudy.files import StudyPaths, read_json, read_jsonl
-from lorastudy.results import COMPARISON_COLUMNS, METRIC_COLUMNS, RESOURCE_COLUMNS
-from lorastudy.train import train
+from lorastudy.evaluate.step import evaluate
+from lorastudy.results.costs import RESOURCE_COLUMNS
+from lorastudy.results.tables import COMPARISON_COLUMNS, METRIC_COLUMNS
+from lorastudy.study.load import load_config
+from lorastudy.study.paths import StudyPaths
+from lorastudy.study.runs import find_run
+from lorastudy.train.loop import train
+from lorastudy.util.files import read_json, read_jsonl
 
 pytestmark = pytest.mark.slow  # runs studies end to end (minutes)
 
@@ -167,9 +170,9 @@ def test_same_params_same_machine_same_metrics(smoke, study_root):
     paths = StudyPaths(study_root, cfg.study)
     shutil.copytree(root / "runs" / "smoke" / "data", paths.data)
     first = StudyPaths(root, "smoke")
-    again = train(cfg, cfg.run("lora", 0), paths, log=lambda _: None)
+    again = train(cfg, find_run(cfg, "lora", 0), paths, log=lambda _: None)
     assert again["final_loss"] == read_json(first.train_json("lora"))["final_loss"]
-    record = evaluate(cfg, cfg.run("lora", 0), paths, log=lambda _: None)
+    record = evaluate(cfg, find_run(cfg, "lora", 0), paths, log=lambda _: None)
     before = read_json(first.eval_json("lora"))
     for task, result in record["tasks"].items():
         assert result["metrics"] == before["tasks"][task]["metrics"], task

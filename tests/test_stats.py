@@ -8,21 +8,23 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from lorastudy.stats import (
+from lorastudy.results.intervals import (
     bootstrap_ci,
     cluster_bootstrap_ci,
+    identical_scores_ci,
+    paired_bootstrap_ci,
+    paired_proportion_ci,
+    proportion_ci,
+)
+from lorastudy.results.stats import (
     compare_paired,
     detectable_difference,
     holm,
     holm_effective_levels,
-    identical_scores_ci,
     is_binary,
     mcnemar_exact,
     min_detectable_difference,
-    paired_bootstrap_ci,
     paired_permutation_p,
-    paired_proportion_ci,
-    proportion_ci,
     seed_item_t,
     seed_summary,
 )

@@ -11,6 +11,7 @@ from lorastudy import methods, tasks
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lib" / "lorastudy"
 MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 400
 
 
 def python_files(*folders: Path) -> list[Path]:
@@ -28,9 +29,18 @@ def test_no_function_is_longer_than_60_lines():
     assert not long, "functions over 60 lines:\n" + "\n".join(long)
 
 
+def test_no_module_is_longer_than_400_lines():
+    long = [
+        f"{path.relative_to(ROOT)} ({n} lines)"
+        for path in python_files(PACKAGE)
+        if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
+    assert not long, "modules over 400 lines:\n" + "\n".join(long)
+
+
 def test_no_code_outside_the_declarations_branches_on_a_task_or_method_name():
     names = set(methods.METHODS.names()) | set(tasks.TASKS.names())
-    declarations = {PACKAGE / "methods.py", *(PACKAGE / "tasks").glob("*.py")}
+    declarations = {*(PACKAGE / "methods").glob("*.py"), *(PACKAGE / "tasks").glob("*.py")}
     branches = []
     for path in python_files(PACKAGE):
         if path in declarations:

@@ -11,11 +11,14 @@ import pytest
 import torch
 
 from lorastudy import methods, resources
-from lorastudy.config import load_config
-from lorastudy.data import load_train, prepare
-from lorastudy.files import StudyPaths
-from lorastudy.models import load_model, load_tokenizer, tiny_model_dir
-from lorastudy.train import NonFiniteLossError, _trainer_callback, build_examples, prepare_model, train
+from lorastudy.data.datasets import load_train, prepare
+from lorastudy.models.builtin import tiny_model_dir
+from lorastudy.models.loading import load_model, load_tokenizer
+from lorastudy.resources import memory
+from lorastudy.study.load import load_config
+from lorastudy.study.paths import StudyPaths
+from lorastudy.study.runs import find_run
+from lorastudy.train.loop import NonFiniteLossError, _trainer_callback, build_examples, prepare_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +79,7 @@ def test_peak_memory_is_reset_between_phases(force_sampling, monkeypatch):
     # "this-machine" takes whichever way this kernel allows; "sampled" forces the way taken
     # where /proc/self/clear_refs is read-only (some containers), so both are covered here.
     if force_sampling:
-        monkeypatch.setattr(resources, "reset_peak", lambda on=None: False)
+        monkeypatch.setattr(memory, "reset_peak", lambda on=None: False)
     # 64 MB of fresh pages: a tensor could reuse memory the heap already holds (freed by an
     # earlier test that loaded a real model) and leave the resident set where it was.
     size = 64 * 2**20
@@ -94,7 +97,7 @@ def test_peak_memory_is_reset_between_phases(force_sampling, monkeypatch):
 @pytest.mark.slow
 def test_training_records_measured_resources(small_study):
     cfg, paths = small_study
-    record = train(cfg, cfg.run("qlora", 0), paths, log=lambda _: None)
+    record = train(cfg, find_run(cfg, "qlora", 0), paths, log=lambda _: None)
     assert (paths.adapter("qlora") / "adapter_model.safetensors").is_file()
     assert record["optimizer_steps"] == 3 and record["tokens_seen"] > 0 and record["wall_s"] > 0
     assert record["tokens_per_s"] == pytest.approx(record["tokens_seen"] / record["wall_s"])
@@ -112,7 +115,7 @@ def test_a_non_finite_loss_stops_training_with_advice(small_study):
         root=cfg.root,
     )
     with pytest.raises(NonFiniteLossError, match="lower train.learning_rate"):
-        train(cfg, cfg.run("lora", 0), paths, log=lambda _: None)
+        train(cfg, find_run(cfg, "lora", 0), paths, log=lambda _: None)
     assert not paths.train_json("lora").exists() and not paths.adapter("lora").exists()
 
 

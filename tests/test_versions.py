@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import link_models
 
-from lorastudy.models import load_tokenizer
+from lorastudy.models.loading import load_tokenizer
 from lorastudy.tasks.arc_challenge import context as arc_context
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +55,6 @@ def test_a_shrunk_smollm2_study_runs_end_to_end(tmp_path, smollm2_model, tiny_mo
 
 
 def load_config_model():
-    from lorastudy.config import load_config
+    from lorastudy.study.load import load_config
 
     return load_config(PARAMS).model

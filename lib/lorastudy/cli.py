@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from . import tasks
-from .config import ConfigError, load_config, parse_overrides
+from .study.load import load_config, parse_overrides
+from .study.runs import runs_of
+from .study.schema import ConfigError
 
 
 def _overrides(items: list[str]) -> dict:
@@ -24,7 +26,7 @@ def _overrides(items: list[str]) -> dict:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .checks import check_study, device_problems
+    from .pipeline.checks import check_study, device_problems
 
     start = time.perf_counter()
     cfg = load_config(args.params, _overrides(args.param), root=args.root)
@@ -32,8 +34,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     # torch and the model code only once the parameters are valid: a bad file is answered at once.
     import torch
 
-    from . import estimate
-    from .models import model_folder
+    from .models.source import model_folder
+    from .pipeline import estimate
 
     problems = device_problems(cfg, args.allow_cpu)
     device = estimate.CUDA if torch.cuda.is_available() else estimate.CPU
@@ -41,7 +43,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(estimate.format_plan(estimate.plan(cfg, n_params, device), device, n_params))
     if problems:
         raise ConfigError(problems)
-    runs = ", ".join(r.name for r in cfg.runs())
+    runs = ", ".join(r.name for r in runs_of(cfg))
     print(
         f"{args.params}: ok (study {cfg.study}; runs {runs}; tasks "
         f"{', '.join(t.name for t in cfg.tasks)}; checked in {time.perf_counter() - start:.2f} s)"
@@ -50,8 +52,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .checks import device_problems
-    from .runner import run_study
+    from .pipeline.checks import device_problems
+    from .pipeline.scheduler import run_study
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     overrides = _overrides(args.param)
@@ -65,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_build_model(args: argparse.Namespace) -> int:
-    from .builtin_models import BUILTIN_MODELS, BuiltinModelUnavailable, builtin_model
+    from .models.builtin import BUILTIN_MODELS, BuiltinModelUnavailable, builtin_model
 
     names = args.names or list(BUILTIN_MODELS)
     unknown = [n for n in names if builtin_model(n) is None]
@@ -90,7 +92,7 @@ def cmd_build_model(args: argparse.Namespace) -> int:
 
 def _eval_rows(args: argparse.Namespace):
     """The usable items of --data for --task, after the task's own cleaning; errors name the flag."""
-    from .data import load_local, sample
+    from .data.datasets import load_local, sample
 
     problems = []
     data = Path(args.data)
@@ -118,10 +120,11 @@ def _eval_rows(args: argparse.Namespace):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .config import ModelConfig, QuantConfig
-    from .evaluate import load_for_eval, run_task
-    from .files import atomic_write_json
-    from .models import load_tokenizer, model_path
+    from .evaluate.step import load_for_eval, run_task
+    from .models.loading import load_tokenizer
+    from .models.source import model_path
+    from .study.schema import ModelConfig, QuantConfig
+    from .util.files import atomic_write_json
 
     rows, skipped = _eval_rows(args)
     import torch
@@ -227,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: finished steps are kept; rerun to continue", file=sys.stderr)
         return 130
     except Exception as exc:  # a failed step, a data problem or a busy study: its message, not a traceback
-        from .data import DataError
-        from .lock import StudyLocked
-        from .runner import InconsistentRuns, StepFailed
+        from .data.datasets import DataError
+        from .pipeline.execution import StepFailed
+        from .pipeline.lock import StudyLocked
+        from .pipeline.records import InconsistentRuns
 
         if isinstance(exc, StudyLocked):
             print(f"error: {exc}", file=sys.stderr)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .checks import check_study
-from .config import StudyConfig, load_config
-from .files import StudyPaths
+from .pipeline.checks import check_study
+from .study.load import load_config
+from .study.paths import StudyPaths
+from .study.schema import StudyConfig
 
 
 def setup(params_file: str, overrides: dict[str, Any], root: str) -> tuple[StudyConfig, StudyPaths]:

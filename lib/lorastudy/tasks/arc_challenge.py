@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .. import synthetic
-from . import ACC, ACC_NORM, Cleaned, HubSource, Task, multiple_choice, text
+from . import synthetic
+from .declaration import ACC, ACC_NORM, Cleaned, HubSource, Task, multiple_choice, text
 
 
 def context(question: str) -> str:

@@ -7,9 +7,9 @@ import hashlib
 import math
 from collections.abc import Iterable
 
-from .. import synthetic
-from ..metrics import Answer, answer_matches, extract_answer, parse_expected_answer
-from . import Cleaned, HubSource, Metric, Task, chat_prompt, text
+from . import synthetic
+from .answers import Answer, answer_matches, extract_answer, parse_expected_answer
+from .declaration import Cleaned, HubSource, Metric, Task, chat_prompt, text
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .. import synthetic
-from ..metrics import squad_em, squad_f1
-from . import Cleaned, HubSource, Metric, Task, chat_prompt, text
+from . import synthetic
+from .declaration import Cleaned, HubSource, Metric, Task, chat_prompt, text
+from .metrics import squad_em, squad_f1
 
 INSTRUCTION = "Answer the question with a short span copied from the passage. Reply with the answer only."
 

@@ -1,0 +1,307 @@
+"""The report's detailed tables: scores per task, comparisons, costs and examples."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from lorastudy import tasks
+from lorastudy.report import verdicts
+from lorastudy.report.charts import label
+from lorastudy.report.markdown import escape, num, table
+from lorastudy.results.tables import StudyResults, comparisons_made, headline_pairs
+
+
+def _interval_cell(r) -> str:
+    """A metric's interval, or words where every item scored the same."""
+    text = f"{num(r.value)} [{num(r.ci_low)}, {num(r.ci_high)}]"
+    if r.metric == "median_abs_error":
+        seeds = f" \u00d7 {int(r.n_seeds)} seeds" if r.n_seeds > 1 else ", 1 seed"
+        text += (
+            f" (median of the {int(r.n)} outputs with a finite number: {int(r.n_items_with_value)} of "
+            f"{int(r.n_items)} items{seeds})"
+        )
+        if r.ci_low == r.ci_high:
+            text += f"; all {int(r.n)} errors equal, so no interval"
+    elif r.identical:
+        text += f" (all {int(r.n)} items scored {num(r.value)})"
+    if r.n_seeds > 1 and r.seed_sd is not None and not pd.isna(r.seed_sd):
+        text += f", seed sd {num(r.seed_sd)}"
+    return text
+
+
+def _undefined_cell(res: StudyResults, method: str, task: str) -> str:
+    outputs = len(res.method_runs(method)) * len(res.items[(res.runs[0].name, task)])
+    return f"not defined (none of the {outputs} outputs had a finite number)"
+
+
+def _token_limit_sentence(res: StudyResults) -> str:
+    """How many outputs ran to the token limit, per generative task and method."""
+    g = res.generation
+    if g.empty:
+        return ""
+    parts = []
+    for task, rows in g.groupby("task", sort=False):
+        counts = ", ".join(
+            f"{label(r.method, res.cfg)} {int(r.hit_token_limit)} of {int(r.outputs)}" for r in rows.itertuples()
+        )
+        parts.append(f"{tasks.get(task).title} ({int(rows.max_new_tokens.iloc[0])} tokens): {counts}")
+    return (
+        "Outputs that hit the token limit (no end token and no stop string within it), a truncated "
+        "answer being scored as it stands: " + "; ".join(parts) + "."
+    )
+
+
+def _generation_rows(res: StudyResults, task: str) -> list[list[str]]:
+    """Rows for a generative task's table: outputs that hit the token limit, and their length."""
+    g = res.generation
+    rows = g[g.task == task] if not g.empty else g
+    if rows.empty:
+        return []
+    by_method = rows.set_index("method")
+    limit = int(rows.max_new_tokens.iloc[0])
+
+    def cell(method: str, text) -> str:
+        return text(by_method.loc[method]) if method in by_method.index else "not recorded"
+
+    return [
+        [f"outputs that hit the {limit}-token limit \u2193"]
+        + [
+            cell(m, lambda r: f"{int(r.hit_token_limit)} of {int(r.outputs)} ({r.hit_token_limit_share:.0%})")
+            for m in res.methods
+        ],
+        ["generated tokens, median"] + [cell(m, lambda r: f"{r.median_generated_tokens:,.0f}") for m in res.methods],
+    ]
+
+
+def performance_tables(res: StudyResults) -> str:
+    conf = f"{res.cfg.report.confidence:.0%}"
+    parts = [
+        "## Performance by dataset",
+        "",
+        f"Each cell is the score with its {conf} interval: exact (Clopper\u2013Pearson) for a 0/1 metric of one "
+        f"run; otherwise a percentile bootstrap over items ({res.cfg.report.bootstrap_resamples:,} resamples; "
+        "with several seeds, each item's score is its mean over seeds, and a median resamples items with all "
+        "their seeds). Where every item scored the same, the interval bounds the share of items that could "
+        "score otherwise instead of collapsing to a point. \u2191 higher is better, \u2193 lower is better. "
+        "Fractions are shown as fractions (0 to 1).",
+    ]
+    m = res.metrics
+    for t in res.cfg.tasks:
+        task = tasks.get(t.name)
+        rows = []
+        for metric in task.metrics:
+            cells = []
+            for method in res.methods:
+                hit = m[(m.method == method) & (m.task == t.name) & (m.metric == metric.name)]
+                cells.append(_undefined_cell(res, method, t.name) if hit.empty else _interval_cell(hit.iloc[0]))
+            heading = f"{metric.name} {_arrow(metric.higher_is_better)}" + (" (primary)" if metric.primary else "")
+            rows.append([heading] + cells)
+        rows += _generation_rows(res, t.name)
+        n = len(res.items[(res.runs[0].name, t.name)])
+        parts += [
+            "",
+            f"### {task.title} (n = {n})",
+            "",
+            table(["metric"] + [label(x, res.cfg) for x in res.methods], rows),
+            "",
+            "; ".join(f"*{x.name}*: {x.description}" for x in task.metrics) + ".",
+        ]
+        # Tasks whose scorer records how each answer was found (OpenMath) show the shares.
+        if any("answer_source" in it for it in res.items[(res.runs[0].name, t.name)]):
+            parts += ["", answer_sources_table(res, t.name)]
+    return "\n".join(parts)
+
+
+ANSWER_SOURCE_LABELS = {
+    "boxed": "\\boxed{}",
+    "answer_is": '"the answer is" / "####"',
+    "last_number": "last number",
+    "none": "no number",
+}
+
+
+def answer_sources_table(res: StudyResults, task: str) -> str:
+    """How each method's answers were found, as shares of its outputs (all seeds)."""
+    rows = []
+    for method in res.methods:
+        items = [it for r in res.method_runs(method) for it in res.items[(r.name, task)]]
+        sources = [it.get("answer_source") for it in items]
+        if any(s is None for s in sources):
+            return "How answers were found is not recorded for every method; rerun the evaluation with --force."
+        counts = {s: sources.count(s) for s in ANSWER_SOURCE_LABELS}
+        cells = [f"{100 * counts[s] / len(items):.0f}% ({counts[s]})" for s in ANSWER_SOURCE_LABELS]
+        rows.append([label(method, res.cfg)] + cells + [str(sum(bool(it.get("non_finite")) for it in items))])
+    header = ["method"] + list(ANSWER_SOURCE_LABELS.values()) + ["too large for a float"]
+    return "\n".join(
+        [
+            table(header, rows),
+            "",
+            "Where each output's final answer was read, in the order the rules are tried: the last non-empty "
+            '\\boxed{} (its content only, even when it is not a number), the number after "the answer is" or '
+            '"####", then the last number in the text. A number too large for a float is not graded and counts '
+            "as no answer.",
+        ]
+    )
+
+
+def comparisons_table(res: StudyResults) -> str:
+    c = res.comparisons
+    if c.empty:
+        return "## Comparisons\n\nOnly one method: nothing to compare."
+    rep = res.cfg.report
+    seeded = bool((c["n_seeds"] > 1).any())
+    rows = []
+    for _, r in c.iterrows():
+        v = verdicts.verdict(r, rep.alpha, rep.confidence, cfg=res.cfg)
+        row = [
+            f"{tasks.get(r.task).title}",
+            f"{r.metric} {_arrow(r.higher_is_better)}",
+            f"{label(r.method_a, res.cfg)} \u2212 {label(r.method_b, res.cfg)}",
+            num(r.delta),
+            _difference_interval(r),
+            _p(r.p_value),
+            _p(r.p_holm),
+            verdicts.TEST_NAMES[r.test],
+            f"{r.alpha_effective:.2g}",
+            _mdd_cell(r),
+            str(int(r.n)),
+        ]
+        if seeded:
+            row.append(f"{num(r.seed_delta_min)} to {num(r.seed_delta_max)}")
+        rows.append(row + [v.kind])
+    header = ["task", "metric", "A \u2212 B", "\u0394", "CI", "p", "p (Holm)", "test", "Holm level", "MDD", "n"]
+    header += ["per-seed \u0394"] if seeded else []
+    return "\n".join(
+        [
+            "## Comparisons",
+            "",
+            comparisons_stated(res),
+            "",
+            _comparisons_caption(res),
+            "",
+            table(header + ["verdict"], rows, ["l", "l", "l"] + ["r"] * 4 + ["l"] + ["r"] * (len(header) - 8) + ["l"]),
+        ]
+    )
+
+
+def _mdd_cell(r) -> str:
+    if pd.isna(r.mdd):
+        return "n/a (no spread)"
+    if r.mdd >= 1.0 and tasks.get(r.task).metric(r.metric).is_fraction:
+        return f"\u00b1{num(r.mdd)} (beyond \u00b11: none detectable)"
+    return f"\u00b1{num(r.mdd)}"
+
+
+def _difference_interval(r) -> str:
+    if r.ties == "all_tied":
+        return f"all {int(r.n)} tied [{num(r.ci_low)}, {num(r.ci_high)}]"
+    if pd.isna(r.ci_low) or r.ci_low == r.ci_high:
+        return "none (every item differs equally)"
+    return f"[{num(r.ci_low)}, {num(r.ci_high)}]"
+
+
+def _comparisons_caption(res: StudyResults) -> str:
+    """What each row's test and interval are, built from the tests the rows use."""
+    c, rep = res.comparisons, res.cfg.report
+    metrics = {test: ", ".join(dict.fromkeys(c[c.test == test].metric)) for test in dict.fromkeys(c.test)}
+    described = {
+        "mcnemar_exact": "the exact McNemar test with an exact interval that excludes 0 exactly when the test "
+        "rejects (Clopper\u2013Pearson for the discordant pairs' direction and rate, hence conservative)",
+        "paired_permutation": "a paired permutation (sign-flip) test with a percentile paired bootstrap interval",
+        "seed_item_t": "with several seeds, a t test and interval whose variance adds the seed-to-seed variance of "
+        "the per-seed difference to item sampling (Welch\u2013Satterthwaite degrees of freedom)",
+    }
+    tests = "; ".join(f"{described[test]} for {names}" for test, names in metrics.items())
+    return (
+        f"Paired differences on the same items (method A \u2212 method B), {rep.confidence:.0%} intervals. Each "
+        f"metric declares its test rather than having it guessed from its values: {tests}. p (Holm): adjusted "
+        f"across all {len(c)} comparisons. Holm level: the level a comparison's own p must fall below to be "
+        "significant after the correction. MDD: the difference detectable with 80% power at that level (a t "
+        "approximation from the observed standard error of \u0394); n/a where every item differs by the same "
+        "amount. Where every item ties, the interval bounds the share of items that could differ."
+    )
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+# Examples show each method's answer in a column: past this many methods, only the headline
+# comparisons' methods, so the table stays readable (every output is in predictions/).
+EXAMPLE_METHODS = 5
+
+
+def examples(res: StudyResults, limit: int | None = None) -> str:
+    """Items with each method's answer and the reference: those where the methods' primary
+    scores differ first, then others, up to `limit` per task."""
+    limit = res.cfg.report.examples if limit is None else limit
+    parts = ["## Examples", ""]
+    if limit == 0:
+        return "\n".join(parts + ["No examples requested (report.examples is 0)."])
+    shown_methods = res.methods
+    if len(shown_methods) > EXAMPLE_METHODS:
+        shown_methods = list(dict.fromkeys(m for pair in headline_pairs(res.cfg) for m in pair)) or res.methods
+        parts += [
+            f"The answers of {', '.join(label(m, res.cfg) for m in shown_methods)} "
+            "(the executive summary's comparisons); "
+            f"every method's outputs are in `runs/{escape(res.cfg.study)}/predictions/`.",
+            "",
+        ]
+    first = {m: res.method_runs(m)[0].name for m in shown_methods}
+    for t in res.cfg.tasks:
+        primary = tasks.get(t.name).primary
+        key = tasks.get(t.name).metric(primary).key
+        items = {m: res.items[(run, t.name)] for m, run in first.items()}
+        n = len(next(iter(items.values())))
+        differing = [i for i in range(n) if len({items[m][i]["scores"][key] for m in shown_methods}) > 1]
+        shown = (differing + [i for i in range(n) if i not in set(differing)])[:limit]
+        parts.append(f"### {tasks.get(t.name).title}: the methods' {primary} differs on {len(differing)} of {n} items")
+        rows = []
+        for i in shown:
+            ref = items[shown_methods[0]][i]["references"]
+            row = [escape(items[shown_methods[0]][i]["question"], 160)]
+            row += [
+                f"{escape(items[m][i]['output'], 120)} ({num(items[m][i]['scores'][key], 2)})" for m in shown_methods
+            ]
+            row += [escape(" | ".join(map(str, ref)), 80), "yes" if i in differing else "no"]
+            rows.append(row)
+        parts += [
+            "",
+            table(
+                ["item"] + [f"{label(m, res.cfg)} ({primary})" for m in shown_methods] + ["reference", "differs"],
+                rows,
+                ["l"] * (len(shown_methods) + 3),
+            ),
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def _arrow(higher_is_better: bool) -> str:
+    return "\u2191" if higher_is_better else "\u2193"
+
+
+def comparisons_stated(res: StudyResults) -> str:
+    """Which comparisons the report makes and why, from the methods' declarations: not every
+    pair of methods, only those a declaration asks for."""
+    made = comparisons_made(res.cfg)
+    if not made:
+        return ""
+    k = len(res.methods)
+    rows = [
+        [
+            f"{label(a, res.cfg)} vs {label(b, res.cfg)}",
+            escape(c.reason),
+            "executive summary" if c.headline else "the method space",
+        ]
+        for a, b, c in made
+    ]
+    return "\n".join(
+        [
+            f"Of the {k * (k - 1) // 2} pairs the study's {k} methods form, the report compares the {len(made)} that "
+            "the methods' declarations ask for, each to answer one question; Holm's correction runs over every "
+            f"metric of every one of them ({len(res.comparisons)} comparisons).",
+            "",
+            table(["comparison (A vs B)", "why: the question A \u2212 B answers", "stated in"], rows, ["l", "l", "l"]),
+        ]
+    )

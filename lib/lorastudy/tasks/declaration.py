@@ -1,0 +1,180 @@
+"""What a task declaration holds (Task, Metric, where its data comes from and how it is cleaned),
+the helpers declarations share (the chat prompt, multiple-choice scoring), and the registry."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..util.registry import Registry
+
+# ------------------------------------------------------------------------- declarations
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    # A fraction in [0, 1] (accuracy, exact match, F1) or a quantity on its own scale.
+    is_fraction: bool
+    description: str
+    primary: bool = False
+    # mean: over every item (paired tests and bootstrap intervals apply); median: over the items
+    # whose score is defined (not None), e.g. the error of outputs that have a number.
+    aggregation: Literal["mean", "median"] = "mean"
+    # The paired test for comparing two methods on this metric; None: not compared.
+    test: Literal["mcnemar_exact", "paired_permutation"] | None = "mcnemar_exact"
+    # The key of the per-item score in a prediction's "scores" (defaults to the metric's name).
+    item_key: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.item_key or self.name
+
+    @property
+    def compared(self) -> bool:
+        return self.test is not None
+
+    @property
+    def is_binary(self) -> bool:
+        """0/1 per item: its one-run interval is exact and agrees with the exact McNemar test."""
+        return self.test == "mcnemar_exact"
+
+    def values(self, items: list[dict]) -> list[float]:
+        """The per-item scores this metric aggregates: every item's for a mean, the defined
+        ones for a median."""
+        values = [item["scores"].get(self.key) for item in items]
+        return [float(v) for v in values if v is not None] if self.aggregation == "median" else values
+
+    def aggregate(self, items: list[dict]) -> float | None:
+        """The metric over items; None when it is undefined (a median over no defined value)."""
+        values = self.values(items)
+        if not values:
+            return None
+        return float(statistics.median(values) if self.aggregation == "median" else statistics.fmean(values))
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A dataset on the Hugging Face Hub, loaded with `datasets.load_dataset(id, config, split)`."""
+
+    id: str
+    split: str
+    config: str | None = None
+    size: int | None = None  # rows in the split, so `check` can refuse a study asking for more
+    streaming: bool = False  # stream the head of a split too big to download whole
+
+
+@dataclass
+class Cleaned:
+    """Rows that passed a task's cleaner, with counts of those skipped and why."""
+
+    rows: list[dict] = field(default_factory=list)
+    loaded: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    title: str
+    # Bump when the prompt, the scorer or the cleaning changes, so recorded results are redone.
+    version: int
+    kind: Literal["loglikelihood", "generate"]
+    metrics: tuple[Metric, ...]
+    hub: HubSource
+    clean: Callable[[Iterable[dict]], Cleaned]
+    # Generation: the whole prompt (chat template applied). Log-likelihood: the context shared
+    # by the choices, which `choices` continues.
+    prompt: Callable[[Any, dict], str]
+    # (row, output) -> {"extracted", "references", "scores": {metric key: value}}; the output is
+    # the generated text, or for log-likelihood tasks the list of the choices' log-likelihoods.
+    # A generation task's scorer also takes `truncated` (keyword): whether the output ran to
+    # the token limit, so a cut answer can count as none.
+    score: Callable[[dict, Any], dict]
+    # The text a reader needs to recognise an item in the report.
+    question: Callable[[dict], str]
+    # Texts that identify an item: one equal (normalised) to a training item's is an overlap.
+    overlap_keys: Callable[[dict], tuple[str, ...]]
+    # n rows in the task's schema from a seed, for studies without a network.
+    synthetic: Callable[[int, int], list[dict]]
+    choices: Callable[[dict], list[str]] | None = None
+    # Items evaluated when the study gives no n; None: the whole split.
+    default_n: int | None = None
+    max_new_tokens: int = 0
+    stop_strings: tuple[str, ...] = ()
+    # A task that can be trained on: a row as (user message, answer). Its evaluation items are
+    # then held out of the same pool as the training items.
+    train_example: Callable[[dict], tuple[str, str]] | None = None
+    # Whether a clean row can be evaluated (e.g. OpenMath needs a numeric reference answer).
+    evaluable: Callable[[dict], bool] = lambda row: True
+
+    def metric(self, name: str) -> Metric:
+        return next(m for m in self.metrics if m.name == name)
+
+    @property
+    def primary(self) -> str:
+        return next(m.name for m in self.metrics if m.primary)
+
+    @property
+    def local_name(self) -> str:
+        """The file stem a local data folder holds this task's data under (name.jsonl, .parquet)."""
+        return self.name
+
+
+# ------------------------------------------------------------------------- shared pieces
+
+
+def chat_prompt(tokenizer, user_message: str) -> str:
+    """The generation prompt of the model's chat template. Thinking is disabled where the
+    template has the switch (Qwen3); other templates (SmolLM2's) are rendered as they are."""
+    options = {"enable_thinking": False} if "enable_thinking" in (tokenizer.chat_template or "") else {}
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True, **options
+    )
+
+
+def example_ids(tokenizer, task: Task, row: dict, turn_end: str) -> tuple[list[int], list[int]]:
+    """A training row as token ids: the prompt (the chat template's, up to the assistant's turn)
+    and the answer, ended as the template ends a turn."""
+    user, answer = task.train_example(row)
+    prompt = tokenizer(chat_prompt(tokenizer, user), add_special_tokens=False).input_ids
+    return prompt, tokenizer(answer + turn_end, add_special_tokens=False).input_ids
+
+
+def text(value: Any) -> str | None:
+    """A stripped, non-empty string, or None."""
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def multiple_choice(loglikelihoods: list[float], texts: list[str], gold: int) -> tuple[dict[str, float], int]:
+    """lm-evaluation-harness's acc (argmax of summed log-likelihood) and acc_norm (argmax of it
+    divided by the choice's length in characters), and the index acc_norm picks."""
+    pick = max(range(len(texts)), key=lambda i: loglikelihoods[i])
+    pick_norm = max(range(len(texts)), key=lambda i: loglikelihoods[i] / len(texts[i]))
+    return {"acc": float(pick == gold), "acc_norm": float(pick_norm == gold)}, pick_norm
+
+
+ACC = Metric("acc", True, True, "accuracy of the highest summed log-likelihood choice")
+ACC_NORM = Metric(
+    "acc_norm", True, True, "accuracy with log-likelihood divided by the choice's length in characters", primary=True
+)
+
+
+# ------------------------------------------------------------------------- the registry
+
+
+def _check(task: Task) -> None:
+    if sum(m.primary for m in task.metrics) != 1:
+        raise ValueError(f"task {task.name!r}: exactly one metric must be primary")
+    if task.kind == "loglikelihood" and task.choices is None:
+        raise ValueError(f"task {task.name!r}: a log-likelihood task declares its choices")
+
+
+TASKS: Registry[Task] = Registry("task", _check)
+register, get = TASKS.register, TASKS.get
