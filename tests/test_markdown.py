@@ -4,7 +4,8 @@ import nbformat
 import pytest
 from nbconvert import HTMLExporter
 
-from lorastudy.report.markdown import code, escape, num, table
+from lorastudy.report.format import number
+from lorastudy.report.markdown import code, escape, table
 
 HOSTILE = [
     '<script>alert("x")</script>',
@@ -56,8 +57,8 @@ def test_newlines_and_length_limits_keep_a_table_row_intact():
 
 
 def test_a_missing_number_says_so():
-    assert num(None) == "n/a" and num(float("nan"), na="not measured") == "not measured"
-    assert num(0.0) == "0.000"
+    assert number(None) == "n/a" and number(float("nan"), na="not measured") == "not measured"
+    assert number(0.0) == "0.000"
 
 
 @pytest.mark.parametrize("text", ["smollm2-135m", "lorastudy run params/smollm2-135m.yaml -p a=[1,2]", "<b>*x*</b>"])

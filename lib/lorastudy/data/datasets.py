@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import tasks
+from ..methods.declaration import Method
 from ..study.schema import StudyConfig
 from ..tasks import Cleaned, Task, example_ids
 from ..util.files import atomic_write_json, read_json, read_jsonl, sha256_file, write_jsonl
@@ -190,6 +191,12 @@ def pin_model(cfg: StudyConfig, data_dir: Path) -> StudyConfig:
     from ..models.source import pinned
 
     return dataclasses.replace(cfg, model=pinned(cfg.model, read_json(data_dir / "summary.json").get("model")))
+
+
+def run_settings(cfg: StudyConfig, method: Method, data_dir: Path) -> StudyConfig:
+    """The settings a run of `method` trains or evaluates with: the study's, with the method's
+    overrides applied and the model pinned to the revision the data step resolved."""
+    return pin_model(method.settings(cfg), data_dir)
 
 
 def _source_dir(cfg: StudyConfig, data_dir: Path) -> Path | None:

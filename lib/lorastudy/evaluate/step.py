@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import methods, resources, tasks
+from ..data.datasets import load_eval, run_settings
 from ..models.loading import load_model, load_tokenizer
 from ..models.source import model_path
 from ..study.paths import StudyPaths
@@ -92,11 +93,9 @@ def evaluate(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str],
     """Evaluate one run on every task; write predictions/<run>/<task>.jsonl and eval/<run>.json."""
     from transformers import set_seed
 
-    from ..data.datasets import pin_model
-
     set_seed(run.seed)
     method = methods.get(run.method, cfg)
-    cfg = pin_model(method.settings(cfg), paths.data)
+    cfg = run_settings(cfg, method, paths.data)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
     tokenizer = load_tokenizer(path, cfg.model)
     base, model_cfg, adapter = trained_weights(cfg, run, paths, path)
@@ -172,8 +171,6 @@ def _model_record(cfg: StudyConfig, run: Run, path: str, adapter: Path | None, m
 
 def _evaluate_tasks(cfg, run: Run, paths: StudyPaths, model, tokenizer, record: dict, log) -> dict[str, list[dict]]:
     """Every task of the study, then latency; fills record and returns the predictions."""
-    from ..data.datasets import load_eval
-
     predictions = {}
     for task_cfg in cfg.tasks:
         rows = load_eval(paths.data, task_cfg.name)

@@ -3,9 +3,9 @@ verdict sentences (verdicts.py), the summary (summary.py), the detailed tables (
 charts (charts.py), the method space (method_report.py), what ran (reproducibility.py), each
 step's own summary (step_summaries.py) and the rendering templates (templates/)."""
 
+from .costs import resources_table
 from .reproducibility import provenance
 from .summary import executive_summary, title
-from .costs import resources_table
 from .tables import comparisons_table, examples, performance_tables
 
 __all__ = [

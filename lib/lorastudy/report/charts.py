@@ -13,6 +13,7 @@ import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
 from .. import methods, tasks
+from ..results.method_space import grid_table, pareto_table, quantization_by
 from ..results.tables import StudyResults
 from ..study.schema import StudyConfig
 from .verdicts import memory_kind_label
@@ -241,8 +242,6 @@ def chart_seeds(res: StudyResults):
 
 def chart_pareto(res: StudyResults):
     """Primary score against peak training memory, one panel per task, the Pareto front marked."""
-    from ..results.method_space import pareto_table
-
     data = pareto_table(res)
     if data.empty or data.method.nunique() < 2:
         return None, "Fewer than two methods were trained, so there is no front of score against training memory."
@@ -293,8 +292,6 @@ def chart_pareto(res: StudyResults):
 
 def chart_grid(res: StudyResults):
     """Score per task and peak training memory against the grid's first setting, one line per crossed method."""
-    from ..results.method_space import grid_table
-
     data = grid_table(res)
     if data.empty:
         return None, ""
@@ -339,8 +336,6 @@ def chart_grid(res: StudyResults):
 
 def chart_quantization(res: StudyResults):
     """Where quantization's error sits: by depth and by layer type per format, and bits per weight against error."""
-    from ..results.method_space import quantization_by
-
     if res.quantization.empty:
         return None, ""  # no method quantizes its base: the report has no such section
     _style()

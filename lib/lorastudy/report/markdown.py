@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")
@@ -33,15 +32,3 @@ def table(header: list[str], rows: list[list[str]], align: list[str] | None = No
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def num(x: float | None, digits: int = 3, na: str = "n/a") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return na
-    return f"{x:,.{digits}f}"
-
-
-def integer(x: float | None, na: str = "n/a") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return na
-    return f"{int(round(x)):,}"

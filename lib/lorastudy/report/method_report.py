@@ -23,16 +23,10 @@ from ..results.method_space import (
 from ..results.tables import StudyResults, comparisons_made, headline_pairs
 from . import verdicts
 from .charts import label
-from .markdown import code, escape, num, table
+from .format import interval, number
+from .markdown import code, escape, table
 from .summary import verdict_table
 from .verdicts import MEANINGFUL_SAVING_PCT
-
-
-def _signed(x: float, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    x = round(float(x), digits) + 0.0  # no "\u22120.000": a difference turned round keeps its zero unsigned
-    return f"{x:+,.{digits}f}".replace("-", "\u2212")
 
 
 def _value(value) -> str:
@@ -91,15 +85,15 @@ def other_verdicts(res: StudyResults) -> str:
 
 
 def _cell(row: pd.Series, total_significant: bool) -> str:
-    text = _signed(row.delta)
+    text = number(row.delta, signed=True)
     if row.kind == "cost":
-        text = _signed(row.delta, 1)
+        text = number(row.delta, 1, signed=True)
     elif row.tested and not pd.isna(row.ci_low):
-        text += f" [{_signed(row.ci_low)}, {_signed(row.ci_high)}]" + ("*" if row.significant else "")
+        text += f" {interval(row.ci_low, row.ci_high)}" + ("*" if row.significant else "")
     elif not row.tested:
         text += " (not tested)"
     if total_significant and not pd.isna(row.share) and not math.isinf(row.share):
-        text += f" ({_signed(100 * row.share, 0).lstrip('+')}% of it)"
+        text += f" ({number(100 * row.share, 0, signed=True).lstrip('+')}% of it)"
     return text
 
 
@@ -144,7 +138,7 @@ def decomposition_sections(res: StudyResults) -> str:
             # A cost's total is one run each: its parts are shares of it only where it is not negligible.
             meaningful = cost and abs(first.total) >= MEANINGFUL_SAVING_PCT / 100 * abs(first.base_value)
             significant = bool(first.total_significant) or meaningful
-            total = _signed(first.total, 1 if cost else 3)
+            total = number(first.total, 1 if cost else 3, signed=True)
             body.append([escape(measure), total] + [_cell(r, significant) for _, r in frame.iterrows()])
             if not significant:
                 (small if cost else untested).append(escape(measure))
@@ -173,9 +167,8 @@ def grid_section(res: StudyResults) -> str:
         cells = [label(r["method"], res.cfg)] + [escape(r[k]) for k in settings]
         cells += [f"{int(r['trainable_params']):,}", f"{r['peak_memory_mb']:,.1f}"]
         for task, _ in primary_metrics(res):
-            cells.append(
-                f"{num(r.get(f'{task}.value'))} [{num(r.get(f'{task}.ci_low'))}, {num(r.get(f'{task}.ci_high'))}]"
-            )
+            low, high = r.get(f"{task}.ci_low"), r.get(f"{task}.ci_high")
+            cells.append(f"{number(r.get(f'{task}.value'))} {interval(low, high, signed=False)}")
         rows.append(cells)
     crossed = ", ".join(label(m, res.cfg) for m in res.cfg.grid.methods)
     return "\n".join(
@@ -251,7 +244,8 @@ def _format_sentences(overall: pd.DataFrame) -> str:
     return (
         f"FP4's error is {e['fp4'] / e['nf4']:.2f} times NF4's on these weights (NF4's levels are spaced for "
         f"normally distributed weights). Double quantization changes NF4's error by "
-        f"{_signed(100 * (e['nf4-dq'] / e['nf4'] - 1), 2)}% and saves {b['nf4'] - b['nf4-dq']:.3f} bits per "
+        f"{number(100 * (e['nf4-dq'] / e['nf4'] - 1), 2, signed=True)}% and saves "
+        f"{b['nf4'] - b['nf4-dq']:.3f} bits per "
         f"weight. LLM.int8's error is {e['int8'] / e['nf4-dq']:.3f} times NF4 + DQ's, at {b['int8'] / b['nf4-dq']:.2f} "
         "times the bytes."
     )
@@ -268,7 +262,7 @@ def quantized_method_table(res: StudyResults) -> str:
     rows = []
     for r in data.to_dict("records"):
         cells = [label(r["method"], res.cfg), next(f.title for f in FORMATS if f.name == r["format"])]
-        cells += [num(r["relative_error"], 4), num(r["trained_relative_error"], 4, "not trained")]
+        cells += [number(r["relative_error"], 4), number(r["trained_relative_error"], 4, "not trained")]
         partner = r["compared_with"]
         cells.append(label(partner, res.cfg) if isinstance(partner, str) else "no 16-bit method")
         for task, _ in primary_metrics(res):
@@ -276,9 +270,8 @@ def quantized_method_table(res: StudyResults) -> str:
                 cells.append("n/a")
                 continue
             star = "*" if r.get(f"{task}.significant") else ""
-            cells.append(
-                f"{_signed(r[f'{task}.delta'])} [{_signed(r[f'{task}.ci_low'])}, {_signed(r[f'{task}.ci_high'])}]{star}"
-            )
+            bounds = interval(r[f"{task}.ci_low"], r[f"{task}.ci_high"])
+            cells.append(f"{number(r[f'{task}.delta'], signed=True)} {bounds}{star}")
         rows.append(cells)
     return "\n".join(
         [

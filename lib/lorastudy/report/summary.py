@@ -11,10 +11,12 @@ from __future__ import annotations
 from .. import methods, tasks
 from ..models.builtin import SMOLLM2, SMOLLM2_DIST, SMOLLM2_VERSION, TINY
 from ..quantization.formats import format_of
+from ..results.method_space import pareto_table
 from ..results.tables import StudyResults, headline_pairs, pairs
 from . import verdicts
 from .charts import label
-from .markdown import code, escape, num, table
+from .format import number
+from .markdown import code, escape, table
 from .tables import _arrow, _token_limit_sentence
 
 
@@ -62,13 +64,13 @@ def _smollm2_note(res: StudyResults) -> str:
     ]
     error = _reconstruction(res)
     if error:
-        by_type = ", ".join(f"{kind} {num(v, 4)}" for kind, v in error["by_type"].items())
+        by_type = ", ".join(f"{kind} {number(v, 4)}" for kind, v in error["by_type"].items())
         worst = error["worst_layer"]
         parts.append(
             f" {quant.quant_type.upper()}'s relative reconstruction error on these weights, "
             f"\u2016W \u2212 dequant(quant(W))\u2016_F / \u2016W\u2016_F over the {error['layers']} quantized "
-            f"linear layers ({error['weights']:,} weights), is **{num(error['relative_error'], 4)}** "
-            f"(by layer type: {by_type}; largest in {escape(worst['name'])}, {num(worst['relative_error'], 4)}), "
+            f"linear layers ({error['weights']:,} weights), is **{number(error['relative_error'], 4)}** "
+            f"(by layer type: {by_type}; largest in {escape(worst['name'])}, {number(worst['relative_error'], 4)}), "
             "measured on the base QLoRA trained."
         )
     else:
@@ -149,8 +151,6 @@ def executive_summary(res: StudyResults) -> str:
 def _front_sentence(res: StudyResults) -> str:
     """Which trained methods no other beats on both primary score and peak training memory, per
     task, where more than two were trained (the Pareto chart draws them)."""
-    from ..results.method_space import pareto_table
-
     data = pareto_table(res)
     if data.empty or data.method.nunique() <= 2:
         return ""

@@ -7,13 +7,15 @@ import pandas as pd
 from lorastudy import tasks
 from lorastudy.report import verdicts
 from lorastudy.report.charts import label
-from lorastudy.report.markdown import escape, num, table
+from lorastudy.report.markdown import escape, table
 from lorastudy.results.tables import StudyResults, comparisons_made, headline_pairs
+
+from .format import TESTS, interval, number, p_value, test_name
 
 
 def _interval_cell(r) -> str:
     """A metric's interval, or words where every item scored the same."""
-    text = f"{num(r.value)} [{num(r.ci_low)}, {num(r.ci_high)}]"
+    text = f"{number(r.value)} {interval(r.ci_low, r.ci_high, signed=False)}"
     if r.metric == "median_abs_error":
         seeds = f" \u00d7 {int(r.n_seeds)} seeds" if r.n_seeds > 1 else ", 1 seed"
         text += (
@@ -23,9 +25,9 @@ def _interval_cell(r) -> str:
         if r.ci_low == r.ci_high:
             text += f"; all {int(r.n)} errors equal, so no interval"
     elif r.identical:
-        text += f" (all {int(r.n)} items scored {num(r.value)})"
+        text += f" (all {int(r.n)} items scored {number(r.value)})"
     if r.n_seeds > 1 and r.seed_sd is not None and not pd.isna(r.seed_sd):
-        text += f", seed sd {num(r.seed_sd)}"
+        text += f", seed sd {number(r.seed_sd)}"
     return text
 
 
@@ -157,17 +159,17 @@ def comparisons_table(res: StudyResults) -> str:
             f"{tasks.get(r.task).title}",
             f"{r.metric} {_arrow(r.higher_is_better)}",
             f"{label(r.method_a, res.cfg)} \u2212 {label(r.method_b, res.cfg)}",
-            num(r.delta),
+            number(r.delta),
             _difference_interval(r),
-            _p(r.p_value),
-            _p(r.p_holm),
-            verdicts.TEST_NAMES[r.test],
+            p_value(r.p_value, bare=True),
+            p_value(r.p_holm, bare=True),
+            test_name(r.test),
             f"{r.alpha_effective:.2g}",
             _mdd_cell(r),
             str(int(r.n)),
         ]
         if seeded:
-            row.append(f"{num(r.seed_delta_min)} to {num(r.seed_delta_max)}")
+            row.append(f"{number(r.seed_delta_min)} to {number(r.seed_delta_max)}")
         rows.append(row + [v.kind])
     header = ["task", "metric", "A \u2212 B", "\u0394", "CI", "p", "p (Holm)", "test", "Holm level", "MDD", "n"]
     header += ["per-seed \u0394"] if seeded else []
@@ -188,30 +190,23 @@ def _mdd_cell(r) -> str:
     if pd.isna(r.mdd):
         return "n/a (no spread)"
     if r.mdd >= 1.0 and tasks.get(r.task).metric(r.metric).is_fraction:
-        return f"\u00b1{num(r.mdd)} (beyond \u00b11: none detectable)"
-    return f"\u00b1{num(r.mdd)}"
+        return f"\u00b1{number(r.mdd)} (beyond \u00b11: none detectable)"
+    return f"\u00b1{number(r.mdd)}"
 
 
 def _difference_interval(r) -> str:
     if r.ties == "all_tied":
-        return f"all {int(r.n)} tied [{num(r.ci_low)}, {num(r.ci_high)}]"
+        return f"all {int(r.n)} tied {interval(r.ci_low, r.ci_high)}"
     if pd.isna(r.ci_low) or r.ci_low == r.ci_high:
         return "none (every item differs equally)"
-    return f"[{num(r.ci_low)}, {num(r.ci_high)}]"
+    return interval(r.ci_low, r.ci_high)
 
 
 def _comparisons_caption(res: StudyResults) -> str:
     """What each row's test and interval are, built from the tests the rows use."""
     c, rep = res.comparisons, res.cfg.report
     metrics = {test: ", ".join(dict.fromkeys(c[c.test == test].metric)) for test in dict.fromkeys(c.test)}
-    described = {
-        "mcnemar_exact": "the exact McNemar test with an exact interval that excludes 0 exactly when the test "
-        "rejects (Clopper\u2013Pearson for the discordant pairs' direction and rate, hence conservative)",
-        "paired_permutation": "a paired permutation (sign-flip) test with a percentile paired bootstrap interval",
-        "seed_item_t": "with several seeds, a t test and interval whose variance adds the seed-to-seed variance of "
-        "the per-seed difference to item sampling (Welch\u2013Satterthwaite degrees of freedom)",
-    }
-    tests = "; ".join(f"{described[test]} for {names}" for test, names in metrics.items())
+    tests = "; ".join(f"{TESTS[test].description} for {names}" for test, names in metrics.items())
     return (
         f"Paired differences on the same items (method A \u2212 method B), {rep.confidence:.0%} intervals. Each "
         f"metric declares its test rather than having it guessed from its values: {tests}. p (Holm): adjusted "
@@ -220,10 +215,6 @@ def _comparisons_caption(res: StudyResults) -> str:
         "approximation from the observed standard error of \u0394); n/a where every item differs by the same "
         "amount. Where every item ties, the interval bounds the share of items that could differ."
     )
-
-
-def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 # Examples show each method's answer in a column: past this many methods, only the headline
@@ -261,7 +252,7 @@ def examples(res: StudyResults, limit: int | None = None) -> str:
             ref = items[shown_methods[0]][i]["references"]
             row = [escape(items[shown_methods[0]][i]["question"], 160)]
             row += [
-                f"{escape(items[m][i]['output'], 120)} ({num(items[m][i]['scores'][key], 2)})" for m in shown_methods
+                f"{escape(items[m][i]['output'], 120)} ({number(items[m][i]['scores'][key], 2)})" for m in shown_methods
             ]
             row += [escape(" | ".join(map(str, ref)), 80), "yes" if i in differing else "no"]
             rows.append(row)

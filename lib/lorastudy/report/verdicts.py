@@ -13,7 +13,6 @@ grades a difference with an adjective such as "small": a significant loss is cal
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -21,6 +20,7 @@ import pandas as pd
 from .. import methods, tasks
 from ..methods.declaration import Method
 from ..study.schema import StudyConfig
+from .format import interval, missing, number, p_value, test_name
 
 # A saving below this share of the other method's peak is reported, but not treated as a reason to switch.
 MEANINGFUL_SAVING_PCT = 10.0
@@ -32,27 +32,7 @@ class Verdict:
     sentence: str
 
 
-def _fmt(x: float, signed: bool = False, digits: int = 3) -> str:
-    text = f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
-    return text.replace("-", "\u2212")
-
-
-def p_text(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
-TEST_NAMES = {
-    "mcnemar_exact": "exact McNemar test",
-    "paired_permutation": "paired permutation test",
-    "seed_item_t": "t test over items and seeds",
-}
-
-
 INTERVAL_NAMES = {"exact": "exact", "bootstrap": "bootstrap", "t": "t", "bound": "bound"}
-
-
-def _missing(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
 
 
 def interval_text(row: pd.Series, confidence: float = 0.95) -> str:
@@ -60,28 +40,29 @@ def interval_text(row: pd.Series, confidence: float = 0.95) -> str:
     ties or differs by the same amount (never a zero-width interval shown as certainty)."""
     n, low, high = int(row["n"]), row["ci_low"], row["ci_high"]
     if row.get("ties") == "all_tied":
-        bound = "" if _missing(low) else f"; {confidence:.0%} interval [{_fmt(low, True)}, {_fmt(high, True)}]"
+        bound = "" if missing(low) else f"; {confidence:.0%} interval {interval(low, high)}"
         return f" (all {n} items scored identically under both methods{bound})"
-    if _missing(low) or low == high:
-        return f" (every one of the {n} items differs by exactly {_fmt(row['delta'], True)}: no spread, no interval)"
+    if missing(low) or low == high:
+        exactly = number(row["delta"], signed=True)
+        return f" (every one of the {n} items differs by exactly {exactly}: no spread, no interval)"
     name = INTERVAL_NAMES.get(row.get("ci_method", ""), "")
-    return f" [{_fmt(low, True)}, {_fmt(high, True)}] ({confidence:.0%} {name} CI)".replace("  ", " ")
+    return f" {interval(low, high)} ({confidence:.0%} {name} CI)".replace("  ", " ")
 
 
 def _why_not_claimed(row: pd.Series, alpha: float, confidence: float) -> str:
     """Why a difference that the unadjusted figures suggest is not claimed."""
     if row.get("ties") == "all_tied":
         return ""
-    test = TEST_NAMES.get(row["test"], row["test"])
+    test = test_name(row["test"])
     if row["p_value"] < alpha:
         return (
-            f" It is significant before correction ({p_text(row['p_value'])}) but not after Holm's correction for "
-            f"the study's comparisons (adjusted {p_text(row['p_holm'])}), so it is not claimed."
+            f" It is significant before correction ({p_value(row['p_value'])}) but not after Holm's correction for "
+            f"the study's comparisons (adjusted {p_value(row['p_holm'])}), so it is not claimed."
         )
     if row["ci_low"] > 0 or row["ci_high"] < 0:
         return (
             f" The {confidence:.0%} {INTERVAL_NAMES.get(row.get('ci_method', ''), '')} interval excludes 0, but the "
-            f"{test} does not reject at {alpha} ({p_text(row['p_value'])}); at this n they disagree, and the "
+            f"{test} does not reject at {alpha} ({p_value(row['p_value'])}); at this n they disagree, and the "
             f"verdict follows the test."
         ).replace("  ", " ")
     return ""
@@ -90,23 +71,23 @@ def _why_not_claimed(row: pd.Series, alpha: float, confidence: float) -> str:
 def _detectable(row: pd.Series, alpha: float) -> str:
     """What size of difference this comparison could detect, at the level Holm demands of it."""
     mdd, level = row.get("mdd"), row.get("alpha_effective", alpha)
-    if _missing(mdd) or _missing(level):
+    if missing(mdd) or missing(level):
         return ""
     at = f"at this comparison's Holm level (\u03b1 = {level:.2g})"
     if mdd >= 1.0 and tasks.get(row["task"]).metric(row["metric"]).is_fraction:
         # A difference of fractions cannot exceed 1: with so few items or seeds, none is detectable.
         return (
             f" {at[0].upper() + at[1:]}, not even the largest possible difference (\u00b11) would be detected with "
-            f"80% power at this n and number of seeds (the t approximation gives \u00b1{_fmt(mdd)})."
+            f"80% power at this n and number of seeds (the t approximation gives \u00b1{number(mdd)})."
         )
     if abs(row["delta"]) < mdd:
         return (
-            f" {at[0].upper() + at[1:]}, only a difference of about \u00b1{_fmt(mdd)} or more would be detected "
+            f" {at[0].upper() + at[1:]}, only a difference of about \u00b1{number(mdd)} or more would be detected "
             f"with 80% power; a smaller one is not ruled out."
         )
     return (
-        f" |\u0394| reaches the \u00b1{_fmt(mdd)} that a t approximation expects to detect with 80% power {at}, "
-        f"yet the {TEST_NAMES.get(row['test'], row['test'])} does not reject it there: at this n the test is "
+        f" |\u0394| reaches the \u00b1{number(mdd)} that a t approximation expects to detect with 80% power {at}, "
+        f"yet the {test_name(row['test'])} does not reject it there: at this n the test is "
         f"more conservative than the approximation."
     )
 
@@ -123,8 +104,8 @@ def _seed_note(row: pd.Series, kind: str) -> str:
             "may not hold for another seed."
         )
     return (
-        f" Over {seeds} seeds the per-seed \u0394 ranged from {_fmt(row['seed_delta_min'], True)} to "
-        f"{_fmt(row['seed_delta_max'], True)}; the test and interval include that seed-to-seed variance."
+        f" Over {seeds} seeds the per-seed \u0394 ranged from {number(row['seed_delta_min'], signed=True)} to "
+        f"{number(row['seed_delta_max'], signed=True)}; the test and interval include that seed-to-seed variance."
     )
 
 
@@ -143,8 +124,8 @@ def verdict(row: pd.Series, alpha: float, confidence: float = 0.95, cfg: StudyCo
     kind = verdict_kind(row, alpha)
     where = f"{task.title}, {row['metric']} (n = {int(row['n'])})"
     evidence = (
-        f"\u0394 = {_fmt(row['delta'], True)}{interval_text(row, confidence)}, {p_text(row['p_value'])} "
-        f"({TEST_NAMES.get(row['test'], row['test'])}; Holm-adjusted {p_text(row['p_holm'])})"
+        f"\u0394 = {number(row['delta'], signed=True)}{interval_text(row, confidence)}, {p_value(row['p_value'])} "
+        f"({test_name(row['test'])}; Holm-adjusted {p_value(row['p_holm'])})"
     )
     a_cap = a[0].upper() + a[1:]
     if kind == "no detectable difference":
@@ -162,9 +143,9 @@ def verdict_cell(row: pd.Series, alpha: float) -> str:
     kind = verdict_kind(row, alpha)
     if row.get("ties") == "all_tied":
         return f"{kind}: all {int(row['n'])} items identical"
-    if _missing(row["ci_low"]) or row["ci_low"] == row["ci_high"]:
-        return f"{kind}: every item {_fmt(row['delta'], True)}"
-    return f"{kind}: {_fmt(row['delta'], True)} [{_fmt(row['ci_low'], True)}, {_fmt(row['ci_high'], True)}]"
+    if missing(row["ci_low"]) or row["ci_low"] == row["ci_high"]:
+        return f"{kind}: every item {number(row['delta'], signed=True)}"
+    return f"{kind}: {number(row['delta'], signed=True)} {interval(row['ci_low'], row['ci_high'])}"
 
 
 def primary_verdicts(

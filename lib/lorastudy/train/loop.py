@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .. import methods, resources, tasks
-from ..data.datasets import load_train, pin_model
+from ..data.datasets import load_train, run_settings
 from ..methods.declaration import Method
 from ..models.loading import assistant_turn_end, load_model, load_tokenizer, torch_dtype, upcast_like_kbit_preparation
 from ..models.source import model_path
@@ -199,7 +199,7 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
         raise ValueError(f"method {run.method!r} trains nothing (it is evaluated as loaded)")
     if distributed.should_launch(method.settings(cfg).train):
         return distributed.launch(cfg, run, paths, log)  # each launched process comes back here
-    cfg = pin_model(method.settings(cfg), paths.data)
+    cfg = run_settings(cfg, method, paths.data)
     set_seed(run.seed)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
     tokenizer = load_tokenizer(path, cfg.model)
