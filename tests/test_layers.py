@@ -131,3 +131,37 @@ def test_the_rule_sees_an_upward_import_and_a_circle(tmp_path, monkeypatch):
     edges = graph()
     assert edges["tasks"] == {"report"} and edges["report"] == {"tasks"}
     assert layer_of("tasks") < layer_of("report")
+
+
+def defined(path: Path) -> set[str]:
+    """The names a module binds at its top level (definitions, assignments, imports)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def test_every_package_import_names_something_that_exists():
+    """A moved or renamed definition leaves no import behind that fails only when it runs."""
+    known = modules()
+    missing = []
+    for name, path in known.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.level:
+                continue
+            base = ".".join(package[: len(package) - (node.level - 1)] + ([node.module] if node.module else []))
+            if (base or "__init__") not in known:
+                missing.append(f"{name}:{node.lineno}: no module {base}")
+                continue
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}" if base else alias.name
+                if alias.name not in defined(known[base or "__init__"]) and submodule not in known:
+                    missing.append(f"{name}:{node.lineno}: {base} has no {alias.name}")
+    assert not missing, "\n".join(missing)

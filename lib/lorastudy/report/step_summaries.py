@@ -4,7 +4,8 @@ the quantization errors."""
 from __future__ import annotations
 
 from .. import tasks
-from .markdown import code, escape, integer, table
+from .format import integer
+from .markdown import code, escape, table
 
 
 def data_section(summary: dict) -> str:
