@@ -16,7 +16,7 @@ from lorastudy.study.load import load_config
 
 pytestmark = pytest.mark.slow  # 32 steps, each in its own kernel (tens of minutes on two cores)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "params" / "smoke-methods.yaml"
 # Every method and step of the study, on fewer items and training steps: the test is about
 # what reaches the tables and the report, and 32 steps each in its own kernel cost enough.

@@ -20,7 +20,7 @@ from lorastudy.study.paths import StudyPaths
 from lorastudy.study.runs import find_run
 from lorastudy.train.loop import NonFiniteLossError, _trainer_callback, build_examples, prepare_model, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from test_faults import small_study
 
 from lorastudy.util.files import read_json
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "params" / "smoke.yaml"
 SHRUNK = [
     *("-p", "tasks.arc_challenge.n=20", "-p", "tasks.openmath.n=20", "-p", "tasks.squad.n=20"),

@@ -14,7 +14,7 @@ from conftest import as_in_the_foreground
 from lorastudy.tasks import synthetic
 from lorastudy.util.files import write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = '<script>alert("owned")</script>'
 IMAGE = "<img src=x onerror=alert(1)>"

@@ -21,7 +21,7 @@ from lorastudy.train.loop import train  # noqa: E402
 
 pytestmark = pytest.mark.slow  # runs studies end to end (minutes)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_two_seeds_give_spread_points_and_averaged_comparisons(study_root):

@@ -9,7 +9,7 @@ from lorastudy.study.load import load_config
 from lorastudy.study.runs import find_run, runs_of
 from lorastudy.study.schema import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "params" / "smoke.yaml"
 REAL = ROOT / "params" / "qwen3-0.6b.yaml"
 

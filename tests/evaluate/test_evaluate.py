@@ -22,7 +22,7 @@ from lorastudy.tasks.arc_challenge import context as arc_context
 from lorastudy.tasks.openmath import score as score_openmath
 from lorastudy.util.files import write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

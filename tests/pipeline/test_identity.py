@@ -16,7 +16,7 @@ from lorastudy.study.paths import StudyPaths
 from lorastudy.study.schema import params_hash
 from lorastudy.util.files import atomic_write_json
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def finish(paths: StudyPaths, step: pipeline.Step, records: dict, run: str, finished: str) -> None:

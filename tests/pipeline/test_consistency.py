@@ -25,7 +25,7 @@ from lorastudy.util.files import read_json
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STUDY = "consistency"
 STEPS = ["01_data", "02_train-lora", "03_evaluate-base", "03_evaluate-lora", "04_report"]
 INPUTS = {

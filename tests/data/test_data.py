@@ -13,7 +13,7 @@ from lorastudy.tasks import synthetic
 from lorastudy.tasks.answers import parse_expected_answer
 from lorastudy.util.files import read_jsonl, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_synthetic_generators_are_deterministic_and_in_the_real_schemas():

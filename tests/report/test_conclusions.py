@@ -192,7 +192,7 @@ def test_out_of_memory_advice_names_only_settings_that_are_not_already_on():
     from lorastudy.study.load import load_config
     from lorastudy.train.loop import memory_advice
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     cfg = load_config(root / "params" / "qwen3-0.6b.yaml")  # gradient checkpointing is on there
     advice = memory_advice(cfg)
     assert "gradient_checkpointing" not in advice and "train.batch_size (now 4)" in advice

@@ -28,7 +28,7 @@ from lorastudy.study.runs import find_run, runs_of, trained_run
 from lorastudy.study.schema import ConfigError
 from lorastudy.train.loop import prepare_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "params" / "smoke.yaml"
 METHODS = ROOT / "params" / "smoke-methods.yaml"
 

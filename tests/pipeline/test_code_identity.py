@@ -14,7 +14,7 @@ from lorastudy import tasks
 from lorastudy.pipeline.code_identity import code_identity, module_file, task_identity
 from lorastudy.pipeline.steps import TASK_FIELDS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ["01_data", "02_train", "03_evaluate", "04_report"]
 
 

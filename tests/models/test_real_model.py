@@ -37,7 +37,7 @@ from lorastudy.tasks import chat_prompt, synthetic
 from lorastudy.tasks.arc_challenge import context as arc_context
 from lorastudy.train.loop import build_examples, prepare_model, train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "params" / "smollm2-135m.yaml"
 # Short prompts SmolLM2 answers in a few words and then ends its turn.
 SHORT_PROMPTS = ["What is the capital of France? Answer in one word.", "What is 2 + 2? Reply with the number only."]

@@ -23,7 +23,7 @@ from lorastudy.util.files import read_json, read_jsonl
 
 pytestmark = pytest.mark.slow  # runs studies end to end (minutes)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "params" / "smoke.yaml"
 
 

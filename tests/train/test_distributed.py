@@ -34,7 +34,7 @@ from lorastudy.train.loop import train
 from lorastudy.train.precision import ran_in, resolve_precision
 from lorastudy.util.files import atomic_write_json
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "params" / "smoke.yaml"
 LOSS_RTOL = 1e-4
 SHRUNK = {

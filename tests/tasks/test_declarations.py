@@ -21,7 +21,7 @@ from lorastudy.tasks import Cleaned, HubSource, Metric, Task, chat_prompt
 from lorastudy.train.loop import train
 from lorastudy.util.files import read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAPITALS = {"France": "Paris", "Peru": "Lima", "Norway": "Oslo", "Egypt": "Cairo", "Japan": "Tokyo", "Spain": "Madrid"}
 
 

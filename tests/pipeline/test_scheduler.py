@@ -18,7 +18,7 @@ from lorastudy.study.load import load_config
 from lorastudy.study.paths import StudyPaths
 from lorastudy.util.files import atomic_write_json
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Scripted:

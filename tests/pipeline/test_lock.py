@@ -13,7 +13,7 @@ import pytest
 
 from lorastudy.pipeline.lock import StudyLocked, study_lock
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOLD = """
 import sys, time
 from pathlib import Path

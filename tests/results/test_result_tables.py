@@ -17,7 +17,7 @@ from lorastudy.study.load import load_config
 from lorastudy.study.paths import StudyPaths
 from lorastudy.study.runs import runs_of
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "params" / "smoke.yaml"
 N = 100
 

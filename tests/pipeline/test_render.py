@@ -11,7 +11,7 @@ from pathlib import Path
 import nbconvert
 import nbformat
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 RENDER = """
 import sys

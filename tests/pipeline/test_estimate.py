@@ -13,7 +13,7 @@ import torch
 from lorastudy.pipeline import estimate
 from lorastudy.study.load import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def lorastudy(*args: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ from conftest import link_models
 from lorastudy.models.loading import load_tokenizer
 from lorastudy.tasks.arc_challenge import context as arc_context
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "params" / "smollm2-135m.yaml"
 SHRUNK = [
     *("-p", "data.train_samples=16", "-p", "train.max_steps=2", "-p", "train.batch_size=4"),
