@@ -349,7 +349,7 @@ def test_every_method_trains_is_evaluated_and_reaches_every_table(study_root):
     measure_formats(cfg, paths, log=lambda _: None)
     records = {}
     for run in runs_of(cfg):
-        if methods.get(run.method).trains:
+        if methods.get(run.method, cfg).trains:
             records[run.name] = train(cfg, run, paths, log=lambda _: None)
     evals = {run.name: evaluate(cfg, run, paths, log=lambda _: None) for run in runs_of(cfg)}
     # A cross-evaluation runs the other method's adapter; a full fine-tuning is loaded whole.
@@ -372,7 +372,7 @@ def test_every_method_trains_is_evaluated_and_reaches_every_table(study_root):
     primary = res.metrics[res.metrics.primary]
     assert set(primary.method) == set(cfg.methods) and len(primary) == 3 * len(cfg.methods)
     train_rows = res.resources[res.resources.phase == "train"]
-    assert set(train_rows.method) == {m for m in cfg.methods if methods.get(m).trains}
+    assert set(train_rows.method) == {m for m in cfg.methods if methods.get(m, cfg).trains}
     assert (train_rows.peak_memory_mb > 0).all() and (train_rows.wall_s > 0).all()
     made = set(zip(res.comparisons.method_a, res.comparisons.method_b))
     assert {
@@ -412,7 +412,7 @@ def test_every_method_trains_is_evaluated_and_reaches_every_table(study_root):
         ]
     )
     for name in cfg.methods:
-        assert methods.get(name).title in text, name
+        assert methods.get(name, cfg).title in text, name
     assert "### Quantization or precision" in text and "### Training or running under quantization" in text
     assert "## Why quantization costs what it costs" in text and "### The grid: lora.r crossed with LoRA, QLoRA" in text
     for chart in (charts.chart_pareto, charts.chart_grid, charts.chart_quantization):

@@ -1,4 +1,4 @@
-"""Tests for lorastudy.stats on cases with known answers."""
+"""Tests for lorastudy.results.stats and results.intervals on cases with known answers."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def test_every_method_has_every_primary_score_and_cost(study):
     assert (primary.n == N).all() and primary.value.between(0, 1).all()
     assert (primary.ci_low <= primary.value).all() and (primary.value <= primary.ci_high).all()
     resources = results(root, "resources.csv")
-    trained = {m for m in cfg.methods if methods.get(m).trains}
+    trained = {m for m in cfg.methods if methods.get(m, cfg).trains}
     assert set(resources[resources.phase == "train"].method) == trained and len(trained) == 13
     assert set(resources[resources.phase == "eval"].method) == set(cfg.methods)
     for column in ("peak_memory_mb", "wall_s", "tokens_per_s", "total_params"):

@@ -95,16 +95,16 @@ def evaluate(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str],
 
     set_seed(run.seed)
     method = methods.get(run.method, cfg)
-    cfg = run_settings(cfg, method, paths.data)
-    path = model_path(cfg.model, paths.models, cfg.resolve, log)
-    tokenizer = load_tokenizer(path, cfg.model)
-    base, model_cfg, adapter = trained_weights(cfg, run, paths, path)
+    settings = run_settings(cfg, method, paths.data)  # the run's: the method's overrides applied
+    path = model_path(settings.model, paths.models, settings.resolve, log)
+    tokenizer = load_tokenizer(path, settings.model)
+    base, model_cfg, adapter = trained_weights(cfg, settings, run, paths, path)
     with resources.measure() as load:
-        model = load_for_eval(base, model_cfg, method.quant(cfg), adapter)
-    record = _model_record(cfg, run, base, adapter, model)
+        model = load_for_eval(base, model_cfg, method.quant(settings), adapter)
+    record = _model_record(cfg, settings, run, base, adapter, model)
     record["load"] = {"wall_s": load.wall_s, "peak": load.peak}
     start = time.perf_counter()
-    predictions = _evaluate_tasks(cfg, run, paths, model, tokenizer, record, log)
+    predictions = _evaluate_tasks(settings, run, paths, model, tokenizer, record, log)
     wall_s = time.perf_counter() - start
     # Each task and the latency sample has its own peak; the phase's is the largest of them.
     peak = resources.largest_peak([r["peak"] for r in [*record["tasks"].values(), record.get("latency")] if r])
@@ -128,25 +128,30 @@ def evaluate(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str],
     return record
 
 
-def trained_weights(cfg: StudyConfig, run: Run, paths: StudyPaths, path: str) -> tuple[str, ModelConfig, Path | None]:
+def trained_weights(
+    cfg: StudyConfig, settings: StudyConfig, run: Run, paths: StudyPaths, path: str
+) -> tuple[str, ModelConfig, Path | None]:
     """What `run` evaluates: the base (`path`, or the whole model a full fine-tuning saved) with
-    the settings to load it, and the adapter on it, if any: its own training's, or for a
-    cross-evaluation that of the run it evaluates (the same seed of another method)."""
+    the settings to load it (`settings`: the run's), and the adapter on it, if any: its own
+    training's, or for a cross-evaluation that of the run it evaluates (the same seed of another
+    method), found in the study `cfg`."""
     trained = trained_run(cfg, run)
     if trained is None:
-        return path, cfg.model, None
+        return path, settings.model, None
     weights = paths.adapter(trained.name)
     if methods.get(trained.method, cfg).trains_every_weight:
         if not (weights / "config.json").is_file():
             raise FileNotFoundError(f"{weights}: no trained model; run the 02_train step for {trained.name} first")
         # A local folder: the hub revision the base was pinned to does not apply to it.
-        return str(weights), dataclasses.replace(cfg.model, revision=None), None
+        return str(weights), dataclasses.replace(settings.model, revision=None), None
     if not (weights / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{weights}: no trained adapter; run the 02_train step for {trained.name} first")
-    return path, cfg.model, weights
+    return path, settings.model, weights
 
 
-def _model_record(cfg: StudyConfig, run: Run, path: str, adapter: Path | None, model) -> dict[str, Any]:
+def _model_record(
+    cfg: StudyConfig, settings: StudyConfig, run: Run, path: str, adapter: Path | None, model
+) -> dict[str, Any]:
     counts = resources.count_parameters(model)
     trained = trained_run(cfg, run)
     adapter_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
@@ -155,7 +160,7 @@ def _model_record(cfg: StudyConfig, run: Run, path: str, adapter: Path | None, m
         "run": run.name,
         "method": run.method,
         "seed": run.seed,
-        "params_hash": params_hash(cfg.resolved()),
+        "params_hash": params_hash(settings.resolved()),
         "model": path,
         "adapter": str(adapter) if adapter else None,
         "weights_from": trained.name if trained is not None else None,

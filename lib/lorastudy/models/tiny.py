@@ -1,11 +1,7 @@
-"""Loading the base model (16-bit or NF4 4-bit) and its tokenizer, what a study needs to
-know of any model's chat format (its end tokens), and building the offline tiny Qwen3 base.
-
-The real study names a hub id (Qwen/Qwen3-0.6B). Without a network, a study names a
-built-in model (builtin_models.py), built once into an ordinary model folder, so every path
-goes through the same `from_pretrained` code. `builtin:tiny-qwen3` is built here: a small
-Qwen3-architecture model and a byte-level BPE tokenizer with a chat template, pretrained
-briefly on synthetic domain text.
+"""The recipe of the offline tiny base, `builtin:tiny-qwen3`: a small Qwen3-architecture model
+and a byte-level BPE tokenizer with a chat template, pretrained briefly on synthetic domain text
+(pretraining.py) and saved as an ordinary model folder, so a study on it goes through the same
+`from_pretrained` code as one on a hub model (builtin.py builds it once and caches it).
 """
 
 from __future__ import annotations

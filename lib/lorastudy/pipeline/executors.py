@@ -1,4 +1,4 @@
-"""Where a study's steps run. The scheduler (runner.Scheduler) decides which steps run and
+"""Where a study's steps run. The scheduler (scheduler.Scheduler) decides which steps run and
 when each may start; an executor runs them.
 
 - `local` (the default): in this process's machine, one step at a time, in the plan's order.

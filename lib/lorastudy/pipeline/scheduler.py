@@ -1,6 +1,7 @@
-"""Runs a study: papermill executes each notebook step in its own kernel, then nbconvert
-renders the executed report without code cells. One run of a study at a time holds its
-folder (lock.study_lock).
+"""Runs a study (`run_study`): the scheduler decides each step, an executor runs it (papermill,
+each notebook in its own kernel: execution.py), then nbconvert renders the executed report
+without code cells (rendering.py). One run of a study at a time holds its folder
+(lock.study_lock).
 
 A study is a chain of steps: 01_data, 01_quantization (when a method quantizes its base),
 02_train per trained run, 03_evaluate per run and 04_report; each step reads the outputs of

@@ -17,7 +17,7 @@ from ..results.tables import StudyResults
 from ..study.schema import params_hash
 from .markdown import code, escape, table
 
-# The repository lorastudy runs from (lib/lorastudy/report.py is two levels below it).
+# The repository lorastudy runs from (lib/lorastudy/report/reproducibility.py is three levels below it).
 CHECKOUT = Path(__file__).resolve().parents[3]
 
 
@@ -56,7 +56,7 @@ def input_rows(summary: dict) -> list[list[str]]:
 
 def provenance(res: StudyResults, params_file: str, overrides: dict, chain: list[dict]) -> str:
     """How to reproduce the report and what it was built from: `chain` is the recorded run of
-    every step, the report's own last (runner.recorded_chain)."""
+    every step, the report's own last (pipeline.recorded_chain)."""
     cfg = res.cfg
     resolved = cfg.resolved()
     # The commit of the code that computed the results: the checkout lorastudy runs from, which

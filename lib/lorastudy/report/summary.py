@@ -1,4 +1,5 @@
-"""The report's sections as Markdown and charts, built from StudyResults.
+"""The report's opening: its title, the executive summary (verdicts, costs, the recommendation)
+and the notes on the study's model, built from StudyResults.
 
 Everything the report shows of dataset text or model output is untrusted: `escape` makes
 it inert in both the Markdown file and the HTML page (no tag, link, image or emphasis in

@@ -1,4 +1,4 @@
-"""What a method costs: parameters, weights footprint, peak memory, time.
+"""A phase's peak memory and time.
 
 On CUDA, a phase starts from a clean slate: queued work finished, the allocator's cache
 emptied (what the previous phase cached would otherwise count in this one's device-used

@@ -1,12 +1,12 @@
 """From recorded runs to the study's result tables (their columns are documented in
-docs/design.md): metrics.csv, comparisons.csv and resources.csv. Reads what the train and evaluate steps
-wrote; never trains or evaluates.
+docs/design.md): metrics.csv and comparisons.csv here, resources.csv in costs.py. Reads what the
+train and evaluate steps wrote; never trains or evaluates.
 
 A metric's value is its mean over items (per-item scores averaged over seeds), with an
 exact interval for 0/1 metrics of one run and a bootstrap interval over items otherwise;
 the spread across seeds is reported beside it. A comparison uses the test its metric
 declares; with several seeds it uses a test whose variance adds seed-to-seed variance to
-item sampling (lorastudy.stats.seed_item_t). Every comparison also records the level its
+item sampling (results.stats.seed_item_t). Every comparison also records the level its
 own p-value must reach under Holm's correction, and the detectable difference at that level.
 """
 

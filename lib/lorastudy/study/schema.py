@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class ModelConfig:
     # A hub id (Qwen/Qwen3-0.6B), a local model folder, or a built-in model built offline:
-    # builtin:tiny-qwen3 or builtin:smollm2-135m-instruct (see builtin_models.py).
+    # builtin:tiny-qwen3 or builtin:smollm2-135m-instruct (see models/builtin.py).
     name: str = BUILTIN_MODEL
     # Weights dtype of the unquantized ("16-bit") base.
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
@@ -47,7 +47,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class DataConfig:
     # synthetic: generated offline in the real datasets' schemas; hub: downloaded by id;
-    # local: JSONL or Parquet files in local_dir named after the datasets (see data.py).
+    # local: JSONL or Parquet files in local_dir named after the datasets (see data/datasets.py).
     source: Literal["synthetic", "hub", "local"] = "synthetic"
     local_dir: str | None = None
     # The task whose data the adapters are trained on (its declaration says how a row becomes

@@ -12,14 +12,14 @@ memory and their total, and tokens per second over all processes.
 `train.distributed: fsdp` shards the model across the GPUs instead (CUDA only). QLoRA under
 FSDP needs what peft's and bitsandbytes' FSDP-QLoRA guides give:
 - 4-bit weights packed in a float dtype that FSDP can flatten and shard, the same as the rest of
-  the model's: `quant.storage` equal to `model.dtype` (bnb_4bit_quant_storage; config.py checks);
+  the model's: `quant.storage` equal to `model.dtype` (bnb_4bit_quant_storage; study/validate.py checks);
 - `use_orig_params: false`, with the trainable adapter and the frozen base wrapped in separate
   FSDP units (transformers' Trainer applies peft's wrap policy when it sees a peft model);
 - transformer-block auto-wrapping, and module states synchronised from process 0, which alone
   loads the weights (on the CPU, with no device map: accelerate's CPU-RAM-efficient loading), so
   no GPU ever holds the whole model;
 - no k-bit preparation: its fp32 upcasts beside the 4-bit weights would give a wrapped unit two
-  dtypes (config.py refuses the combination, as TRL skips the preparation for sharded QLoRA);
+  dtypes (study/validate.py refuses the combination, as TRL skips the preparation for sharded QLoRA);
 - the adapter saved from a full state dict that every process takes part in gathering.
 FSDP cannot run on the machines lorastudy is tested on (no GPU): only DDP is exercised there.
 """
@@ -73,7 +73,7 @@ def per_process_batch(train: TrainConfig) -> tuple[int, int]:
     """(batch size per process, gradient accumulation) for the same global batch as one process
     with `batch_size` and `grad_accum`. Accumulation is divided first: each process then takes
     the micro-batches one process would (the same memory per process, N times fewer in a row);
-    otherwise the micro-batch is split. config.py checks that one of them divides."""
+    otherwise the micro-batch is split. study/validate.py checks that one of them divides."""
     n = train.processes
     if train.grad_accum % n == 0:
         return train.batch_size, train.grad_accum // n

@@ -199,6 +199,8 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
         raise ValueError(f"method {run.method!r} trains nothing (it is evaluated as loaded)")
     if distributed.should_launch(method.settings(cfg).train):
         return distributed.launch(cfg, run, paths, log)  # each launched process comes back here
+    # The run's settings from here on (the method's overrides applied); the study's own were
+    # needed only to find the method, which may be a cell of the study's grid.
     cfg = run_settings(cfg, method, paths.data)
     set_seed(run.seed)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
@@ -219,7 +221,7 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
         f"training {run.name}: {len(examples)} examples, {total_steps} optimizer steps, "
         f"{counts['trainable_params']:,} trainable of {counts['total_params']:,} parameters"
     )
-    fit = distributed.combine(_fit(cfg, run, model, tokenizer, examples, total_steps, log))
+    fit = distributed.combine(_fit(cfg, method, run, model, tokenizer, examples, total_steps, log))
     adapter_state = fit.pop("adapter_state")
     if not distributed.is_main_process():
         return fit  # the first process writes the run's files
@@ -287,11 +289,11 @@ def training_arguments(cfg: StudyConfig, method: Method, seed: int, output_dir: 
     )
 
 
-def _fit(cfg: StudyConfig, run: Run, model, tokenizer, examples: list[dict], total_steps: int, log) -> dict:
-    """Run the Trainer, measuring time and peak memory; the figures for the training record."""
+def _fit(cfg: StudyConfig, method: Method, run: Run, model, tokenizer, examples: list[dict], total_steps: int, log):
+    """Run the Trainer, measuring time and peak memory; the figures for the training record.
+    `cfg` is the run's settings (the method's overrides applied)."""
     from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer
 
-    method = methods.get(run.method, cfg)
     scratch = scratch_dir("lorastudy-train-")
     losses: list[dict] = []
     trainer = Trainer(
