@@ -199,9 +199,7 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
         raise ValueError(f"method {run.method!r} trains nothing (it is evaluated as loaded)")
     if distributed.should_launch(method.settings(cfg).train):
         return distributed.launch(cfg, run, paths, log)  # each launched process comes back here
-    # The run's settings from here on (the method's overrides applied); the study's own were
-    # needed only to find the method, which may be a cell of the study's grid.
-    cfg = run_settings(cfg, method, paths.data)
+    cfg = run_settings(cfg, method, paths.data)  # from here on; the study's found the method (maybe a grid cell)
     set_seed(run.seed)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
     tokenizer = load_tokenizer(path, cfg.model)
