@@ -155,15 +155,13 @@ class RayExecutor:
         self.ray, self.paths, self.log = ray, paths, log
         self.owns = not ray.is_initialized()
         self.local = self.owns and not address  # an instance this run started, which no node will join
-        self.staging = Path(tempfile.mkdtemp(prefix="lorastudy-ship-"))
-        # Ray uploads a folder only for a whole job, at ray.init: the package goes with the job this run starts.
-        shipped = {"py_modules": [str(installable_copy(self.staging))], "excludes": ["__pycache__", "*.pyc"]}
-        if self.owns and address:
-            ray.init(address=address, runtime_env=shipped)
-        elif self.owns:
-            # A busy machine can take more than Ray's default 10 s to start the local node's raylet.
-            os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
-            ray.init(include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, runtime_env=shipped)
+        self.staging = Path(tempfile.mkdtemp(prefix="lorastudy-ship-")) if self.owns else None
+        try:
+            if self.owns:
+                self._init(address)
+        except BaseException:
+            self._remove_staging()
+            raise
         self.has_gpus = ray.cluster_resources().get("GPU", 0) > 0
         self.task = ray.remote(run_step)
         self.steps: dict[Any, Step] = {}
@@ -174,6 +172,20 @@ class RayExecutor:
             log(f"Ray: the steps run lorastudy {__version__} as shipped with the job, its notebooks inside")
         else:
             log("Ray: started by the calling program, whose job's runtime_env decides which lorastudy the steps run")
+
+    def _init(self, address: str | None) -> None:
+        # Ray uploads a folder only for a whole job, at ray.init: the package goes with the job this run starts.
+        shipped = {"py_modules": [str(installable_copy(self.staging))], "excludes": ["__pycache__", "*.pyc"]}
+        if address:
+            self.ray.init(address=address, runtime_env=shipped)
+            return
+        # A busy machine can take more than Ray's default 10 s to start the local node's raylet.
+        os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
+        self.ray.init(include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, runtime_env=shipped)
+
+    def _remove_staging(self) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
 
     def resources(self, step: Step) -> dict[str, float]:
         """A CPU per process (each feeds its GPU, or computes on a cluster without GPUs); on a
@@ -225,7 +237,7 @@ class RayExecutor:
     def close(self) -> None:
         if self.owns:
             self.ray.shutdown()
-        shutil.rmtree(self.staging, ignore_errors=True)
+        self._remove_staging()
 
 
 def _kept(paths: StudyPaths, step: Step) -> Path:
