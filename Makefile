@@ -17,7 +17,7 @@ PACKAGE := .[dev$(if $(EXTRAS),$(comma)$(EXTRAS))]
 STAMP := $(VENV)/.installed$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install report check test test-fast lint format lab bench wheelhouse clean
+.PHONY: help install report check test test-fast lint format lab bench wheel wheel-smoke wheelhouse clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +75,12 @@ bench: $(STAMP) ## the benchmarks: memory at Qwen3-0.6B's size, evaluation throu
 	$(BIN)/python benchmarks/peer_lm_eval.py params/smoke.yaml --json runs/benchmarks/peer-smoke.json
 	$(BIN)/python benchmarks/eval_throughput.py params/smollm2-135m.yaml --json runs/benchmarks/eval-smollm2.json
 	$(BIN)/python benchmarks/peer_lm_eval.py params/smollm2-135m.yaml --json runs/benchmarks/peer-smollm2.json
+
+wheel: $(STAMP) ## build the sdist and the wheel into dist/ (the notebooks and params templates inside the package)
+	$(BIN)/python -m build --outdir dist .
+
+wheel-smoke: $(STAMP) ## the wheel in a fresh venv outside the checkout: lorastudy init, then a shrunk smoke study (CI runs it)
+	PYTHON=$(BIN)/python VENV_PYTHON=$(PYTHON) TORCH="$(TORCH)" scripts/wheel_smoke.sh
 
 wheelhouse: ## wheels for an offline machine: WHEEL_PYTHON=3.12 WHEELS=dir (then make install WHEELS=dir there)
 	$(PYTHON) scripts/wheelhouse.py --python $(WHEEL_PYTHON) --extras dev$(if $(EXTRAS),$(comma)$(EXTRAS)) --out $(or $(WHEELS),wheelhouse)

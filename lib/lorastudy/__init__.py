@@ -1,3 +1,3 @@
 """lorastudy: a reproducible LoRA-vs-QLoRA fine-tuning study."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

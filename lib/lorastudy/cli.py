@@ -1,4 +1,4 @@
-"""`lorastudy run|check|eval`: the command line. Bad input exits with status 2 and one line
+"""`lorastudy init|run|check|eval`: the command line. Bad input exits with status 2 and one line
 per problem, before any model is loaded; a failed step with status 1; a study that another
 process is running with status 3, at once; an interrupted run with status 130."""
 
@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import tasks
+from . import __version__, tasks
 from .study.load import load_config, parse_overrides
 from .study.runs import runs_of
 from .study.schema import ConfigError
@@ -63,6 +63,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems)
     run_study(args.params, overrides, root=args.root, force=args.force, executor=args.executor, address=args.address)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .scaffold import init_study
+
+    folder = Path(args.folder)
+    written = init_study(folder, args.template, args.notebooks)
+    for path in written:
+        print(f"wrote {path}")
+    params = written[0].relative_to(folder)
+    print(f"next: cd {folder} && lorastudy check {params} && lorastudy run {params}")
+    if args.notebooks:
+        print(
+            f"notebooks: jupyter lab {folder / 'notebooks'} (copies to explore; lorastudy run executes "
+            "the package's own)"
+        )
     return 0
 
 
@@ -153,7 +170,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="lorastudy", description=__doc__)
+    top.add_argument("--version", action="version", version=f"lorastudy {__version__}")
     sub = top.add_subparsers(dest="command", required=True)
+    _init_command(sub)
 
     def study_command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
@@ -196,6 +215,24 @@ def parser() -> argparse.ArgumentParser:
 
     _eval_command(sub)
     return top
+
+
+def _init_command(sub) -> None:
+    from .util.package_data import templates
+
+    init = sub.add_parser("init", help="start a study in a new folder: a params file to edit (and notebooks)")
+    init.add_argument("folder", metavar="DIR", help="a new or empty folder; it will hold runs/ and rendered/")
+    init.add_argument(
+        "--template",
+        default="smoke",
+        choices=list(templates()),
+        help="the study to start from (default: smoke, offline in about a minute on a CPU; smollm2-135m, a real "
+        "model offline; qwen3-0.6b, the real study, which needs the hub and a GPU)",
+    )
+    init.add_argument(
+        "--notebooks", action="store_true", help="also copy the notebooks, set to this study, for JupyterLab"
+    )
+    init.set_defaults(func=cmd_init)
 
 
 def _eval_command(sub) -> None:

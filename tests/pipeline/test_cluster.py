@@ -39,7 +39,9 @@ def new_root(tmp_path_factory, tiny_model, name: str) -> Path:
     return root
 
 
-def lorastudy_run(params: Path, root: Path, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+def lorastudy_run(
+    params: Path, root: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess, float]:
     """`lorastudy run`, timed. Ray gives each step's process as many threads as the CPUs it asked
     for (one); the local executor's would take every core. One thread per step for both, so that
     the wall times compare the executors rather than thread counts."""
@@ -49,7 +51,7 @@ def lorastudy_run(params: Path, root: Path, *args: str) -> tuple[subprocess.Comp
         capture_output=True,
         text=True,
         timeout=1500,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
     )
     return result, time.perf_counter() - start
 
@@ -167,3 +169,69 @@ def test_bad_executor_choices_stop_before_anything_runs(tmp_path):
     )
     assert big.returncode == 2, big.stderr[-2000:]
     assert "02_train-lora asks for 64 CPUs and 0 GPUs, which no node of the Ray cluster has" in big.stderr
+
+
+# A Ray instance of its own, as a cluster's head would be: started in a folder other than the
+# checkout, with a `lorastudy` on its Python path that refuses to be imported. A worker (and the
+# kernel it starts) that imported anything but the package shipped with the job would fail.
+HEAD = """
+import signal, sys, time
+import ray
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024 * 1024)
+print(ray.get_runtime_context().gcs_address, flush=True)
+try:
+    sys.stdin.read()  # until the test closes it
+finally:
+    ray.shutdown()
+"""
+
+# A cluster that a ray.init() starts asks its other drivers for a token (Ray 2.60) unless told not to.
+NO_TOKEN = {"RAY_AUTH_MODE": "disabled"}
+
+REFUSED = "a lorastudy other than the one shipped with the job was imported"
+
+
+@pytest.fixture
+def head_without_checkout(tmp_path):
+    """The address of a local Ray instance whose workers start in `elsewhere/` and find no
+    lorastudy on their own: a stand-in on their path that raises when imported shadows any
+    installed one (an editable install of this checkout, say)."""
+    stub = tmp_path / "no-checkout" / "lorastudy"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text(f"raise ImportError({REFUSED!r})\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(stub.parent), "RAY_raylet_start_wait_time_s": "120", **NO_TOKEN}
+    head = subprocess.Popen(
+        [sys.executable, "-c", HEAD], cwd=elsewhere, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        address = head.stdout.readline().strip()
+        assert address, "the Ray instance did not start"
+        yield address, stub.parent
+    finally:
+        head.stdin.close()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.terminate()
+            head.wait(timeout=30)
+
+
+def test_ray_workers_without_the_checkout_run_the_package_shipped_with_the_job(
+    head_without_checkout, tmp_path_factory, tiny_model
+):
+    address, stub = head_without_checkout
+    # The stand-in refuses itself: without the shipped package a step's kernel would fail so.
+    refused = subprocess.run(
+        [sys.executable, "-c", "import lorastudy"], env={**os.environ, "PYTHONPATH": str(stub)}, capture_output=True
+    )
+    assert refused.returncode != 0 and REFUSED in refused.stderr.decode()
+    root = new_root(tmp_path_factory, tiny_model, "shipped")
+    small = [*SHRUNK, "-p", "methods=[base]", "-p", "tasks.arc_challenge.n=10", "-p", "tasks.squad.n=10"]
+    result, _ = lorastudy_run(SMOKE, root, *small, "--executor", "ray", "--address", address, env=NO_TOKEN)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "the steps run lorastudy" in result.stdout and "shipped with the job" in result.stdout
+    assert sorted(records(root)) == ["01_data", "03_evaluate-base", "04_report"]
+    assert (root / "rendered" / "smoke.html").is_file() and (root / "rendered" / "smoke.md").is_file()

@@ -16,7 +16,12 @@ to its CPUs (checked with Ray 2.60), and the step's kernel inherits both, so a s
 cluster without GPUs computes with one thread per CPU it asked for.
 
 A Ray task reads and writes only the study's folder (`--root`): every node must see it at
-the same path (a shared file system), and have the same checkout and environment. The driver
+the same path (a shared file system) and have lorastudy's dependencies installed, but not
+lorastudy itself: the driver ships the package with the job (Ray's runtime_env `py_modules`), as
+a wheel installs it, with its notebooks inside, so each worker and the kernel it starts import the
+code whose identity the driver computed, wherever the node's checkout is, or without one. (The
+folder, not the wheel: Ray installs a wheel in py_modules with its dependencies, torch among
+them.) The driver
 (`lorastudy run`) holds the study's lock and decides skips from the records, as it does
 locally, so resume, `--force` and the failure report are the same with either executor.
 """
@@ -26,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -34,8 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..study.paths import StudyPaths
 from ..study.schema import ConfigError
+from ..util.package_data import installable_copy
 from .execution import StepFailed, execute, use_this_interpreter
 from .steps import Step
 
@@ -147,18 +155,37 @@ class RayExecutor:
         self.ray, self.paths, self.log = ray, paths, log
         self.owns = not ray.is_initialized()
         self.local = self.owns and not address  # an instance this run started, which no node will join
-        if self.owns and address:
-            ray.init(address=address)
-        elif self.owns:
-            # A busy machine can take more than Ray's default 10 s to start the local node's raylet.
-            os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
-            ray.init(include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES)
+        self.staging = Path(tempfile.mkdtemp(prefix="lorastudy-ship-")) if self.owns else None
+        try:
+            if self.owns:
+                self._init(address)
+        except BaseException:
+            self._remove_staging()
+            raise
         self.has_gpus = ray.cluster_resources().get("GPU", 0) > 0
         self.task = ray.remote(run_step)
         self.steps: dict[Any, Step] = {}
         where = f"the cluster at {address}" if address else "a local instance"
         total = ray.cluster_resources()
         log(f"Ray {ray.__version__}: {where}, {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs")
+        if self.owns:
+            log(f"Ray: the steps run lorastudy {__version__} as shipped with the job, its notebooks inside")
+        else:
+            log("Ray: started by the calling program, whose job's runtime_env decides which lorastudy the steps run")
+
+    def _init(self, address: str | None) -> None:
+        # Ray uploads a folder only for a whole job, at ray.init: the package goes with the job this run starts.
+        shipped = {"py_modules": [str(installable_copy(self.staging))], "excludes": ["__pycache__", "*.pyc"]}
+        if address:
+            self.ray.init(address=address, runtime_env=shipped)
+            return
+        # A busy machine can take more than Ray's default 10 s to start the local node's raylet.
+        os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
+        self.ray.init(include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, runtime_env=shipped)
+
+    def _remove_staging(self) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
 
     def resources(self, step: Step) -> dict[str, float]:
         """A CPU per process (each feeds its GPU, or computes on a cluster without GPUs); on a
@@ -210,6 +237,7 @@ class RayExecutor:
     def close(self) -> None:
         if self.owns:
             self.ray.shutdown()
+        self._remove_staging()
 
 
 def _kept(paths: StudyPaths, step: Step) -> Path:

@@ -12,9 +12,11 @@ from ..study.paths import StudyPaths
 from ..study.runs import runs_of, trained_run
 from ..study.schema import StudyConfig
 from ..util.files import sha256_file
+from ..util.package_data import notebooks_dir
 from .code_identity import CodeIdentity, code_identity, task_identity
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[3] / "notebooks"
+# The package's own (an installed one) or its checkout's: the same files either way.
+NOTEBOOKS_DIR = notebooks_dir()
 
 
 REPORT = "04_report"

@@ -12,17 +12,13 @@ from pathlib import Path
 
 import yaml
 
-from .. import tasks
+from .. import __version__, tasks
 from ..results.tables import StudyResults
 from ..study.schema import params_hash
+from ..util.package_data import checkout
 from .markdown import code, escape, table
 
-# The repository lorastudy runs from (lib/lorastudy/report/reproducibility.py is three levels below it).
-CHECKOUT = Path(__file__).resolve().parents[3]
-
-
 LIBRARIES = [
-    "lorastudy",
     "torch",
     "transformers",
     "peft",
@@ -59,19 +55,10 @@ def provenance(res: StudyResults, params_file: str, overrides: dict, chain: list
     every step, the report's own last (pipeline.recorded_chain)."""
     cfg = res.cfg
     resolved = cfg.resolved()
-    # The commit of the code that computed the results: the checkout lorastudy runs from, which
-    # need not hold the study's folder (--root elsewhere).
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=CHECKOUT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=CHECKOUT, capture_output=True, text=True
-        ).stdout.strip()
-        commit += " (with uncommitted changes)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "not a git checkout"
-    versions = []
+    commit = git_commit(checkout())
+    # lorastudy's own version from the code that ran: its installed metadata may be another
+    # checkout's (an editable install elsewhere, with this one on PYTHONPATH).
+    versions = [f"lorastudy {__version__}"]
     for lib in LIBRARIES:
         try:
             versions.append(f"{lib} {importlib.metadata.version(lib)}")
@@ -79,7 +66,7 @@ def provenance(res: StudyResults, params_file: str, overrides: dict, chain: list
             versions.append(f"{lib} not installed")
     devices = sorted({e["device"] for e in res.evals.values()} | {t["device"] for t in res.train.values()})
     shown = Path(params_file)
-    for base in (CHECKOUT, Path(cfg.root).resolve()):  # a path a reader can use in their own checkout
+    for base in filter(None, (checkout(), Path(cfg.root).resolve())):  # a path a reader can use in their own checkout
         if Path(params_file).resolve().is_relative_to(base):
             shown = Path(params_file).resolve().relative_to(base)
             break
@@ -111,6 +98,24 @@ def provenance(res: StudyResults, params_file: str, overrides: dict, chain: list
             "<pre>" + html.escape(params_yaml) + "</pre>",
         ]
     )
+
+
+def git_commit(source: Path | None) -> str:
+    """The commit of the code that computed the results: the checkout lorastudy runs from, which
+    need not hold the study's folder (--root elsewhere). An installed package has none: its
+    version, in the libraries, names the code."""
+    if source is None:
+        return f"none: lorastudy {__version__} installed as a package"
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=source, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return commit + (" (with uncommitted changes)" if dirty else "")
 
 
 def steps_table(chain: list[dict]) -> str:

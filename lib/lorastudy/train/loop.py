@@ -199,7 +199,8 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
         raise ValueError(f"method {run.method!r} trains nothing (it is evaluated as loaded)")
     if distributed.should_launch(method.settings(cfg).train):
         return distributed.launch(cfg, run, paths, log)  # each launched process comes back here
-    cfg = run_settings(cfg, method, paths.data)  # from here on; the study's found the method (maybe a grid cell)
+    # The run's settings from here on (its method's overrides); the study's found the method (maybe a grid cell).
+    cfg = run_settings(cfg, method, paths.data)
     set_seed(run.seed)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
     tokenizer = load_tokenizer(path, cfg.model)
@@ -224,8 +225,7 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
     if not distributed.is_main_process():
         return fit  # the first process writes the run's files
     model.config.use_cache = True  # as the base had it: a fully fine-tuned model is saved whole
-    with atomic_path(paths.adapter(run.name)) as tmp:
-        # An adapter's weights, or (full fine-tuning) the whole model, which evaluation loads as its base.
+    with atomic_path(paths.adapter(run.name)) as tmp:  # the adapter, or (full fine-tuning) the model evaluation loads
         model.save_pretrained(tmp, safe_serialization=True, state_dict=adapter_state)
     _write_losses(paths.loss_csv(run.name), fit["losses"])
     record = {
