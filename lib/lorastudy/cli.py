@@ -218,14 +218,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _init_command(sub) -> None:
-    from .util.package_data import templates
-
     init = sub.add_parser("init", help="start a study in a new folder: a params file to edit (and notebooks)")
     init.add_argument("folder", metavar="DIR", help="a new or empty folder; it will hold runs/ and rendered/")
     init.add_argument(
         "--template",
         default="smoke",
-        choices=list(templates()),
+        # Checked when init runs, not here: a parser that reads the package's params/ would stop
+        # every command where they are missing.
         help="the study to start from (default: smoke, offline in about a minute on a CPU; smollm2-135m, a real "
         "model offline; qwen3-0.6b, the real study, which needs the hub and a GPU)",
     )

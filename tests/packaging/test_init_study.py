@@ -84,7 +84,7 @@ def test_init_into_an_empty_folder_is_fine(tmp_path):
 
 def test_an_unknown_template_is_refused_with_the_known_ones(tmp_path):
     result = lorastudy("init", str(tmp_path / "s"), "--template", "qwen3-7b")
-    assert result.returncode == 2 and "invalid choice: 'qwen3-7b'" in result.stderr and "'smoke'" in result.stderr
+    assert result.returncode == 2 and "no template 'qwen3-7b'" in result.stderr and "smoke" in result.stderr
     assert not (tmp_path / "s").exists()
     with pytest.raises(ConfigError, match=r"--template: no template 'qwen3-7b' \(known: .*smoke"):
         init_study(tmp_path / "s", "qwen3-7b", notebooks=False)

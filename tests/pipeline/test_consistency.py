@@ -187,9 +187,12 @@ def test_a_force_run_stopped_anywhere_is_completed_into_one_chain(baseline, tmp_
 
 
 def changed_checkout(path: Path) -> Path:
-    """A copy of the package and notebooks, to change their code; returns its lib folder."""
+    """A copy of the checkout's package, notebooks and params, to change their code; returns its
+    lib folder. pyproject.toml marks it a checkout, where the package finds its notebooks."""
     shutil.copytree(ROOT / "lib" / "lorastudy", path / "lib" / "lorastudy")
-    shutil.copytree(ROOT / "notebooks", path / "notebooks")
+    for folder in ("notebooks", "params"):
+        shutil.copytree(ROOT / folder, path / folder)
+    shutil.copy(ROOT / "pyproject.toml", path / "pyproject.toml")
     return path / "lib"
 
 
