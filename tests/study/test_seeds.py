@@ -57,7 +57,7 @@ def test_two_seeds_give_spread_points_and_averaged_comparisons(study_root):
     assert set(scores) <= {0.0, 0.5, 1.0}
     # With two seeds the comparison counts seed-to-seed variance, whatever the metric declares.
     row = res.comparisons[(res.comparisons.metric == "acc") & (res.comparisons.method_a == "lora")].iloc[0]
-    assert row.test == "seed_item_t" and row.n_seeds == 2
+    assert row.test == "seed_item_bf" and row.n_seeds == 2
     assert row.seed_delta_min <= row.delta <= row.seed_delta_max
     train_row = res.resources[(res.resources.method == "lora") & (res.resources.phase == "train")].iloc[0]
     assert train_row.n_seeds == 2 and train_row.wall_s > 0
