@@ -124,11 +124,13 @@ def _mean_row(res: StudyResults, method: str, task: str, metric) -> tuple[dict, 
     rep = res.cfg.report
     runs = res.run_scores(method, task, metric.name)
     scores = runs.mean(axis=0)
-    identical = bool(np.all(scores == scores[0]))
+    # Every output, not every seed-averaged score: 1 then 0 on every item averages to 0.5 on
+    # every item, yet no item "scored 0.5".
+    identical = bool(np.all(runs == runs.flat[0]))
     if metric.is_binary and len(runs) == 1:
         value, low, high = intervals.proportion_ci(scores, confidence=rep.confidence)
         interval = "exact"
-    elif identical and metric.is_fraction:
+    elif bool(np.all(scores == scores[0])) and metric.is_fraction:  # no spread over items to resample
         value = float(scores[0])
         low, high = intervals.identical_scores_ci(value, len(scores), confidence=rep.confidence)
         interval = "bound"
