@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from test_result_tables import N, SMOKE, smoke_like, study
+from test_result_tables import SMOKE, N, smoke_like, study
 
 from lorastudy import report, results
 from lorastudy.report import verdicts
@@ -103,7 +103,8 @@ def same_runs_but_one_item(run: str, seed: int) -> dict:
 def test_a_study_can_find_two_trained_methods_equivalent_within_its_margin(tmp_path):
     def openmath_row(res):
         c = res.comparisons
-        return c[(c.task == "openmath") & (c.metric == "exact_match") & (c.method_a == "qlora") & (c.method_b == "lora")]
+        pair = (c.method_a == "qlora") & (c.method_b == "lora")
+        return c[(c.task == "openmath") & (c.metric == "exact_match") & pair]
 
     margin = {"seeds": [0, 1], "report.equivalence_margin": {"openmath": 0.05}}
     res = study(tmp_path, seeds=(0, 1), data=same_runs_but_one_item)
