@@ -66,3 +66,13 @@ def test_two_seeds_give_spread_points_and_averaged_comparisons(study_root):
     assert "seed sd" in text and "Over 2 seeds the per-seed" in text
     fig, caption = charts.chart_seeds(res)
     assert fig is not None and "seed" in caption
+
+
+@pytest.mark.parametrize("params", ["qwen3-0.6b.yaml", "smollm2-135m.yaml"])
+def test_the_real_studies_train_three_seeds_and_evaluate_the_base_once(params):
+    cfg = load_config(Path(__file__).resolve().parents[2] / "params" / params)
+    runs = runs_of(cfg)
+    assert len(cfg.seeds) == 3
+    assert [r.name for r in runs if r.method == "base"] == ["base"]
+    for method in ("lora", "qlora"):
+        assert [r.name for r in runs if r.method == method] == [f"{method}_seed{s}" for s in cfg.seeds]
