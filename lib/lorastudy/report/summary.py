@@ -160,7 +160,7 @@ def seeds_sentence(res: StudyResults) -> str:
     """What the training seed changes, and how many each trained method ran with."""
     seeds = res.cfg.seeds
     runs = f"{len(seeds)} training seeds ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f"one seed ({seeds[0]})"
-    once = [label(m, res.cfg) for m in res.methods if len(res.method_runs(m)) == 1 and len(seeds) > 1]
+    once = [methods.get(m, res.cfg).in_text for m in res.methods if len(res.method_runs(m)) == 1 and len(seeds) > 1]
     return (
         f"Each trained method ran with {runs}. A seed sets the adapter's initialisation, the dropout masks and "
         "the order of the training batches; the training and evaluation items (data.seed) and greedy decoding do "

@@ -63,7 +63,10 @@ def _interval(res: StudyResults, row: pd.Series) -> tuple[float, float]:
 
 
 def _mdd(row: pd.Series) -> float:
-    """The detectable difference at the Holm level, from the distribution the test uses."""
+    """The detectable difference at the Holm level, from the distribution the test uses; none
+    where every item ties or differs by the same amount (no spread to size it from)."""
+    if row["ties"]:
+        return float("nan")
     if row["test"] == stats.SEEDED_TEST:
         return seeds.detectable(row["alpha_effective"], row["v_items"], row["v_seeds"], row["df"])
     return stats.detectable_difference(row["se"], row["df"], alpha=row["alpha_effective"])

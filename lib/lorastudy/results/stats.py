@@ -255,7 +255,9 @@ def compare_paired(
             # No variance at all: every item and run differs by the same amount.
             item_means = (runs_a - runs_b).mean(axis=0)
             p = 1.0 if ties == "all_tied" else paired_permutation_p(item_means, np.zeros(n), seed=seed)
-            result.update(p_value=p, ci_low=result["delta"], ci_high=result["delta"])
+            # What variance the parts show is rounding (the mean of equal runs off by an ulp).
+            result.update(p_value=p, ci_low=result["delta"], ci_high=result["delta"], se=0.0, v_items=0.0)
+            result.update(v_seeds=0.0, seed_share=float("nan"))
     else:
         result = _one_run(runs_a[0], runs_b[0], test, ties, n_resamples=n_resamples, confidence=confidence, seed=seed)
     if ties == "all_tied" and result["ci_method"] != "exact":
