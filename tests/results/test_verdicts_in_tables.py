@@ -19,7 +19,7 @@ from lorastudy.study.load import load_config
 
 ALLOWED_BETWEEN_TRAINED = re.compile(
     r"^(provisional: )?(better|worse|equivalent within \u00b10\.\d{3}|"
-    r"inconclusive: the interval \[[+\u2212]\d\.\d{3}, [+\u2212]\d\.\d{3}\] is wider than the margin|"
+    r"inconclusive: the interval \[[+\u2212]\d\.\d{3}, [+\u2212]\d\.\d{3}\] (is wider than|reaches beyond) the margin|"
     r"cannot separate the methods: both scored [01]\.000 on every item)$"
 )
 

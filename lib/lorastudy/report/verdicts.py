@@ -5,7 +5,8 @@ inconclusive, no detectable difference, cannot separate); this module puts it in
 verdict always comes with its delta, the interval at the comparison's Holm level (which
 excludes 0 exactly when the verdict is "better" or "worse"), the p-value and n. Between two
 trained methods the words are exactly one of "better", "worse", "equivalent within +-m" or
-"inconclusive: the interval [a, b] is wider than the margin", and with one training run per
+"inconclusive: the interval [a, b] is wider than the margin" (or "reaches beyond the margin",
+where it is not wider but crosses one end of it), and with one training run per
 method they are marked provisional and never bold. A "no detectable difference" (against the
 base) says what size of difference the study could have detected at the level Holm's
 correction demands, and why a difference the raw figures suggest is not claimed. Where every
@@ -49,8 +50,10 @@ def verdict_words(row: pd.Series) -> str:
     if kind == "equivalent":
         words = f"equivalent within {margin(row['margin'])}"
     elif kind == "inconclusive":
-        ends = interval(row["verdict_ci_low"], row["verdict_ci_high"])
-        words = f"inconclusive: the interval {ends} is wider than the margin"
+        low, high = row["verdict_ci_low"], row["verdict_ci_high"]
+        # An interval narrower than the margin's span can still reach past one end of it: say which.
+        how = "is wider than the margin" if high - low > 2 * row["margin"] else "reaches beyond the margin"
+        words = f"inconclusive: the interval {interval(low, high)} {how}"
     else:
         words = kind
     return f"provisional: {words}" if bool(row.get("provisional", False)) else words
@@ -68,7 +71,9 @@ def _holm_interval(row: pd.Series) -> str:
     if row.get("ties") == "constant":
         exactly = number(row["delta"], signed=True)
         return f" (every one of the {n} items differs by exactly {exactly}: no spread, no interval)"
-    name = INTERVAL_NAMES.get(row.get("ci_method", ""), "")
+    # A permutation test's interval at the Holm level is the test inverted, not the bootstrap's.
+    name = INTERVAL_NAMES.get(row["ci_method"], "")
+    name = "inverted sign-flip test" if row["test"] == "paired_permutation" else name
     return f" {interval(low, high)} ({at}; {name})".replace("; )", ")")
 
 
