@@ -41,6 +41,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     device = estimate.CUDA if torch.cuda.is_available() else estimate.CPU
     n_params = estimate.parameters(cfg, model_folder(cfg.model, Path(args.root) / "runs" / "_models", cfg.resolve))
     print(estimate.format_plan(estimate.plan(cfg, n_params, device), device, n_params))
+    from .pipeline.equivalence import equivalence_plan
+
+    print(equivalence_plan(cfg))
     if problems:
         raise ConfigError(problems)
     runs = ", ".join(r.name for r in runs_of(cfg))

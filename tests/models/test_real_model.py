@@ -66,7 +66,8 @@ def tiny_study(tmp_path_factory, smollm2_model):
     (root / "runs" / "_models" / smollm2_model.name).symlink_to(smollm2_model)
     cfg = load_config(
         PARAMS,
-        {"data.train_samples": 8, "train.max_steps": 2, "train.batch_size": 2, "train.logging_steps": 1},
+        # One seed: the study's three would train each method three times over.
+        {"seeds": [0], "data.train_samples": 8, "train.max_steps": 2, "train.batch_size": 2, "train.logging_steps": 1},
         root=root,
     )
     paths = StudyPaths(root, cfg.study)

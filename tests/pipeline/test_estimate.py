@@ -73,5 +73,6 @@ def test_check_prints_the_plan_and_a_hub_model_needs_allow_cpu_here():
     assert "this machine has no CUDA device" in refused.stderr and "--allow-cpu" in refused.stderr
     allowed = lorastudy("check", str(ROOT / "params" / "qwen3-0.6b.yaml"), "--allow-cpu")
     assert allowed.returncode == 0 and allowed.stdout.rstrip().endswith("s)")
+    assert "qlora vs lora, openmath exact_match within \u00b10.020 (assumed before the first run)" in allowed.stdout
     run = lorastudy("run", str(ROOT / "params" / "qwen3-0.6b.yaml"), "--root", "/nonexistent-root")
     assert run.returncode == 2 and "--allow-cpu" in run.stderr  # refused before any step starts

@@ -20,6 +20,7 @@ from lorastudy.tasks.arc_challenge import context as arc_context
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = ROOT / "params" / "smollm2-135m.yaml"
 SHRUNK = [
+    *("-p", "seeds=[0]"),  # one run per method: the study's three seeds would triple it
     *("-p", "data.train_samples=16", "-p", "train.max_steps=2", "-p", "train.batch_size=4"),
     *("-p", "tasks.arc_challenge.n=6", "-p", "tasks.openmath.n=6", "-p", "tasks.squad.n=6"),
     *("-p", "tasks.openmath.max_new_tokens=48", "-p", "eval.latency_items=2"),

@@ -57,7 +57,7 @@ def test_two_seeds_give_spread_points_and_averaged_comparisons(study_root):
     assert set(scores) <= {0.0, 0.5, 1.0}
     # With two seeds the comparison counts seed-to-seed variance, whatever the metric declares.
     row = res.comparisons[(res.comparisons.metric == "acc") & (res.comparisons.method_a == "lora")].iloc[0]
-    assert row.test == "seed_item_t" and row.n_seeds == 2
+    assert row.test == "seed_item_bf" and row.n_seeds == 2
     assert row.seed_delta_min <= row.delta <= row.seed_delta_max
     train_row = res.resources[(res.resources.method == "lora") & (res.resources.phase == "train")].iloc[0]
     assert train_row.n_seeds == 2 and train_row.wall_s > 0
@@ -66,3 +66,13 @@ def test_two_seeds_give_spread_points_and_averaged_comparisons(study_root):
     assert "seed sd" in text and "Over 2 seeds the per-seed" in text
     fig, caption = charts.chart_seeds(res)
     assert fig is not None and "seed" in caption
+
+
+@pytest.mark.parametrize("params", ["qwen3-0.6b.yaml", "smollm2-135m.yaml"])
+def test_the_real_studies_train_three_seeds_and_evaluate_the_base_once(params):
+    cfg = load_config(Path(__file__).resolve().parents[2] / "params" / params)
+    runs = runs_of(cfg)
+    assert len(cfg.seeds) == 3
+    assert [r.name for r in runs if r.method == "base"] == ["base"]
+    for method in ("lora", "qlora"):
+        assert [r.name for r in runs if r.method == method] == [f"{method}_seed{s}" for s in cfg.seeds]

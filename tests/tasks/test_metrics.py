@@ -188,8 +188,12 @@ def test_squad_metrics_reject_bare_string_reference(metric) -> None:
         (r"So there are 5 apples. \boxed{five}", None),
         (r"3 + 4 = 7, so \boxed{2\sqrt{3}}", None),
         (r"\boxed{12 and 13}", None),
-        # An empty box is the instruction echoed back, not an answer.
-        (r"\boxed{} total 8", 8.0),
+        # An empty box is the model's final answer, and it is empty: not the last number elsewhere.
+        (r"\boxed{} total 8", None),
+        (r"The sum is 3 + 5 = 8, so the answer is \boxed{}", None),
+        (r"\boxed{8} and then, at the end, \boxed{ }", None),
+        # A box cut off before its brace closes is no box: the rules after it apply.
+        (r"The answer is 8. \boxed{8", 8.0),
         # The forms a math model writes.
         (r"\boxed{10^3}", 1000.0),
         (r"\boxed{10^{-2}}", 0.01),
@@ -346,6 +350,7 @@ def test_answer_matches(output: str, reference: str, match: bool) -> None:
     [
         (r"First 3, then \boxed{7}", "boxed"),
         (r"\boxed{seven} although 7", "boxed"),
+        (r"3 + 5 = 8, so \boxed{}", "boxed"),
         ("So the answer is 7.", "answer_is"),
         ("She pays 12.\n#### 12", "answer_is"),
         ("3 + 4 = 7", "last_number"),
@@ -357,7 +362,18 @@ def test_answer_matches(output: str, reference: str, match: bool) -> None:
 def test_extract_answer_records_where_the_answer_was_found(output: str, source: str) -> None:
     answer = extract_answer(output)
     assert answer.source == source and source in ANSWER_SOURCES
-    assert (answer.value is None) == (source == "none" or output.startswith(r"\boxed{seven}"))
+    assert (answer.value is None) == (source == "none" or output.startswith(r"\boxed{seven}") or "{}" in output)
+
+
+def test_an_empty_box_scores_as_no_answer_even_when_a_number_elsewhere_is_right() -> None:
+    from lorastudy.tasks import openmath
+
+    row = {"expected_answer": "8"}
+    scored = openmath.score(row, "3 + 5 = 8, so the answer is \\boxed{}")
+    assert scored["extracted"] is None and scored["answer_source"] == "boxed"
+    assert scored["scores"] == {"exact_match": 0.0, "no_answer_rate": 1.0, "abs_error": None}
+    # Recorded predictions graded the old way are redone: the task's version changed with the rule.
+    assert openmath.TASK.version == 3
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from .. import methods, tasks
 from ..results.method_space import grid_table, pareto_table, quantization_by
 from ..results.tables import StudyResults
 from ..study.schema import StudyConfig
-from .verdicts import memory_kind_label
+from .recommendation import memory_kind_label
 
 # More methods than this and a chart that names each point becomes unreadable.
 CROWDED = 4

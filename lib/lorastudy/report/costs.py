@@ -8,7 +8,7 @@ import numpy as np
 from lorastudy import tasks
 from lorastudy.report.charts import label
 from lorastudy.report.markdown import escape, table
-from lorastudy.report.verdicts import memory_kind_label
+from lorastudy.report.recommendation import memory_kind_label
 from lorastudy.results.tables import StudyResults
 
 

@@ -25,8 +25,8 @@ from . import verdicts
 from .charts import label
 from .format import interval, number
 from .markdown import code, escape, table
+from .recommendation import MEANINGFUL_SAVING_PCT
 from .summary import verdict_table
-from .verdicts import MEANINGFUL_SAVING_PCT
 
 
 def _value(value) -> str:
@@ -66,7 +66,7 @@ def other_verdicts(res: StudyResults) -> str:
     claimed = [
         v.sentence
         for row, v in verdicts.primary_verdicts(res.comparisons, rep.alpha, rep.confidence, cfg=res.cfg)
-        if (row["method_a"], row["method_b"]) in others and v.kind != "no detectable difference"
+        if (row["method_a"], row["method_b"]) in others and v.kind in verdicts.CLAIMS
     ]
     lines = [
         "### The other comparisons",

@@ -14,9 +14,9 @@ from ..models.builtin import SMOLLM2, SMOLLM2_DIST, SMOLLM2_VERSION, TINY
 from ..quantization.formats import format_of
 from ..results.method_space import pareto_table
 from ..results.tables import StudyResults, headline_pairs, pairs
-from . import verdicts
+from . import recommendation, verdicts
 from .charts import label
-from .format import number
+from .format import margin, number
 from .markdown import code, escape, table
 from .tables import _arrow, _token_limit_sentence
 
@@ -111,6 +111,7 @@ def executive_summary(res: StudyResults) -> str:
         for row, v in verdicts.primary_verdicts(res.comparisons, rep.alpha, rep.confidence, cfg=res.cfg)
         if (row["method_a"], row["method_b"]) in headline
     ]
+    lines += [seeds_sentence(res), "", score_table(res), ""]
     if stated:
         lines += [verdict_table(res, headline), ""]
     for _, v in stated:
@@ -121,9 +122,9 @@ def executive_summary(res: StudyResults) -> str:
         (methods.get(a, res.cfg), methods.get(b, res.cfg)) for a, b in headline if res.trained(a) and res.trained(b)
     ]
     for a, b in trained_pairs:
-        lines += [f"- {c}" for c in verdicts.cost_sentences(res.resources, a, b)[0]]
+        lines += [f"- {c}" for c in recommendation.cost_sentences(res.resources, a, b)[0]]
     for a, b in trained_pairs:
-        advice = verdicts.recommendation(res.comparisons, res.resources, rep.alpha, a, b)
+        advice = recommendation.recommendation(res.comparisons, res.resources, rep.alpha, a, b)
         lines += ["", f"**Recommendation.** {advice}"]
     if not trained_pairs:
         lines += ["", "**Recommendation.** None: the study does not compare two fine-tuning methods."]
@@ -137,8 +138,10 @@ def executive_summary(res: StudyResults) -> str:
     lines += [
         "",
         f'Verdicts use each task\'s primary metric; "better" and "worse" need a Holm-adjusted p below '
-        f"{rep.alpha} across all {len(res.comparisons)} comparisons in this study. No average across "
-        f"tasks is formed: the tasks' metrics differ in meaning."
+        f"{rep.alpha} across all {len(res.comparisons)} comparisons in this study. Between two trained methods a "
+        f'difference within the task\'s margin ({_margins(res)}) counts as none: "equivalent" needs the whole '
+        "Holm-level interval inside it (two one-sided tests at half that level each), and an interval that crosses "
+        "it leaves the verdict inconclusive. No average across tasks is formed: the tasks' metrics differ in meaning."
         + (
             f" The study makes {others} further comparisons of its method space, each stated with its reason "
             'and verdict under "The method space" below.'
@@ -147,6 +150,53 @@ def executive_summary(res: StudyResults) -> str:
         ),
     ]
     return "\n".join(lines)
+
+
+def _margins(res: StudyResults) -> str:
+    return ", ".join(f"{tasks.get(t.name).title} {margin(res.cfg.report.margin(t.name))}" for t in res.cfg.tasks)
+
+
+def seeds_sentence(res: StudyResults) -> str:
+    """What the training seed changes, and how many each trained method ran with."""
+    seeds = res.cfg.seeds
+    runs = f"{len(seeds)} training seeds ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f"one seed ({seeds[0]})"
+    once = [methods.get(m, res.cfg).in_text for m in res.methods if len(res.method_runs(m)) == 1 and len(seeds) > 1]
+    return (
+        f"Each trained method ran with {runs}. A seed sets the adapter's initialisation, the dropout masks and "
+        "the order of the training batches; the training and evaluation items (data.seed) and greedy decoding do "
+        "not depend on it"
+        + (f", so {', '.join(once)} {'is' if len(once) == 1 else 'are'} evaluated once." if once else ".")
+        + (
+            " With one run per trained method, its seed-to-seed spread is not measured and verdicts between "
+            "trained methods are provisional."
+            if len(seeds) == 1
+            else ""
+        )
+    )
+
+
+def score_table(res: StudyResults) -> str:
+    """Each method's primary score per task, with its seed-to-seed spread beside it."""
+    m = res.metrics
+    rows = []
+    for method in res.methods:
+        cells = [label(method, res.cfg)]
+        for t in res.cfg.tasks:
+            primary = tasks.get(t.name).primary
+            hit = m[(m.method == method) & (m.task == t.name) & (m.metric == primary)]
+            if hit.empty:
+                cells.append("not defined")
+                continue
+            r = hit.iloc[0]
+            runs = len(res.method_runs(method))
+            if runs > 1:
+                spread = f"seed sd {number(r.seed_sd)} over {runs} runs"
+            else:
+                spread = "1 run, spread not measured" if res.trained(method) else "evaluated once"
+            cells.append(f"{number(r.value)} ({spread})")
+        rows.append(cells)
+    header = ["method"] + [f"{tasks.get(t.name).title} ({tasks.get(t.name).primary})" for t in res.cfg.tasks]
+    return table(header, rows, ["l"] * len(header))
 
 
 def _front_sentence(res: StudyResults) -> str:
@@ -172,7 +222,6 @@ def verdict_table(
 ) -> str:
     """Comparisons at a glance, one row each (A vs B), one column per task: the verdict on the
     task's primary metric, its delta (A - B) and interval."""
-    rep = res.cfg.report
     c = res.comparisons[res.comparisons["primary"]]
     compared = pairs(res.cfg) if compared is None else compared
     compared = [p for p in compared if ((c.method_a == p[0]) & (c.method_b == p[1])).any()]
@@ -184,9 +233,7 @@ def verdict_table(
             if hit.empty:
                 cells.append("not compared")
                 continue
-            kind = verdicts.verdict_kind(hit.iloc[0], rep.alpha)
-            cell = verdicts.verdict_cell(hit.iloc[0], rep.alpha)
-            cells.append(f"**{kind}**{cell[len(kind) :]}" if kind != "no detectable difference" else cell)
+            cells.append(verdicts.verdict_cell(hit.iloc[0]))
         rows.append(cells)
     header = ["comparison"] + [
         f"{tasks.get(t.name).title} ({tasks.get(t.name).primary} "
@@ -194,7 +241,9 @@ def verdict_table(
         for t in res.cfg.tasks
     ]
     note = (
-        f"\u0394 is the first method minus the second, with its {rep.confidence:.0%} interval; \u2191 higher is "
-        f"better, \u2193 lower is better. {explained}"
+        "\u0394 is the first method minus the second, with its interval at the comparison's Holm level (the "
+        "level its own p must reach under Holm's correction), which excludes 0 exactly when the verdict is "
+        "better or worse; \u2191 higher is better, \u2193 lower is better. Bold: a difference claimed over "
+        f"several training seeds; provisional: a verdict between methods trained once each. {explained}"
     )
     return "\n".join([table(header, rows, ["l"] * len(header)), "", note])

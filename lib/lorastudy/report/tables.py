@@ -10,7 +10,7 @@ from lorastudy.report.charts import label
 from lorastudy.report.markdown import escape, table
 from lorastudy.results.tables import StudyResults, comparisons_made, headline_pairs
 
-from .format import TESTS, interval, number, p_value, test_name
+from .format import TESTS, interval, number, p_value, percent, test_name
 
 
 def _interval_cell(r) -> str:
@@ -22,8 +22,14 @@ def _interval_cell(r) -> str:
             f" (median of the {int(r.n)} outputs with a finite number: {int(r.n_items_with_value)} of "
             f"{int(r.n_items)} items{seeds})"
         )
-        if r.ci_low == r.ci_high:
+        if r.identical:
             text += f"; all {int(r.n)} errors equal, so no interval"
+        elif r.ci_low == r.ci_high:
+            # Not every error is equal: enough of them are that every likely resample has that median.
+            text += (
+                f"; {int(r.n_at_value)} of the {int(r.n)} errors equal {number(r.value)}, so the bootstrap "
+                "interval collapses to that value"
+            )
     elif r.identical:
         text += f" (all {int(r.n)} items scored {number(r.value)})"
     if r.n_seeds > 1 and r.seed_sd is not None and not pd.isna(r.seed_sd):
@@ -138,10 +144,10 @@ def answer_sources_table(res: StudyResults, task: str) -> str:
         [
             table(header, rows),
             "",
-            "Where each output's final answer was read, in the order the rules are tried: the last non-empty "
-            '\\boxed{} (its content only, even when it is not a number), the number after "the answer is" or '
-            '"####", then the last number in the text. A number too large for a float is not graded and counts '
-            "as no answer.",
+            "Where each output's final answer was read, in the order the rules are tried: the last "
+            "\\boxed{} (its content only: an empty box or one that holds no number is no answer), the number "
+            'after "the answer is" or "####", then the last number in the text. A number too large for a float '
+            "is not graded and counts as no answer.",
         ]
     )
 
@@ -170,19 +176,14 @@ def comparisons_table(res: StudyResults) -> str:
         ]
         if seeded:
             row.append(f"{number(r.seed_delta_min)} to {number(r.seed_delta_max)}")
-        rows.append(row + [v.kind])
-    header = ["task", "metric", "A \u2212 B", "\u0394", "CI", "p", "p (Holm)", "test", "Holm level", "MDD", "n"]
-    header += ["per-seed \u0394"] if seeded else []
+            row.append("n/a" if pd.isna(r.seed_share) else f"{percent(r.seed_share)} / {percent(1 - r.seed_share)}")
+        rows.append(row + [_difference_interval(r, "verdict_ci_low", "verdict_ci_high"), v.words])
+    header = ["task", "metric", "A \u2212 B", "\u0394", "95% CI", "p", "p (Holm)", "test", "Holm level", "MDD", "n"]
+    header += ["per-seed \u0394", "variance: seeds / items"] if seeded else []
+    header += ["CI at the Holm level", "verdict"]
+    align = ["l", "l", "l"] + ["r"] * 4 + ["l"] + ["r"] * (len(header) - 10) + ["r", "l"]
     return "\n".join(
-        [
-            "## Comparisons",
-            "",
-            comparisons_stated(res),
-            "",
-            _comparisons_caption(res),
-            "",
-            table(header + ["verdict"], rows, ["l", "l", "l"] + ["r"] * 4 + ["l"] + ["r"] * (len(header) - 8) + ["l"]),
-        ]
+        ["## Comparisons", "", comparisons_stated(res), "", _comparisons_caption(res), "", table(header, rows, align)]
     )
 
 
@@ -194,12 +195,12 @@ def _mdd_cell(r) -> str:
     return f"\u00b1{number(r.mdd)}"
 
 
-def _difference_interval(r) -> str:
+def _difference_interval(r, low: str = "ci_low", high: str = "ci_high") -> str:
     if r.ties == "all_tied":
-        return f"all {int(r.n)} tied {interval(r.ci_low, r.ci_high)}"
-    if pd.isna(r.ci_low) or r.ci_low == r.ci_high:
+        return f"all {int(r.n)} tied {interval(r[low], r[high])}"
+    if r.ties == "constant":
         return "none (every item differs equally)"
-    return interval(r.ci_low, r.ci_high)
+    return interval(r[low], r[high])
 
 
 def _comparisons_caption(res: StudyResults) -> str:
@@ -212,9 +213,28 @@ def _comparisons_caption(res: StudyResults) -> str:
         f"metric declares its test rather than having it guessed from its values: {tests}. p (Holm): adjusted "
         f"across all {len(c)} comparisons. Holm level: the level a comparison's own p must fall below to be "
         "significant after the correction. MDD: the difference detectable with 80% power at that level (a t "
-        "approximation from the observed standard error of \u0394); n/a where every item differs by the same "
-        "amount. Where every item ties, the interval bounds the share of items that could differ."
+        "approximation from the observed standard error of \u0394, or the seeded test's own distribution); n/a "
+        "where every item differs by the same amount. Where every item ties, the interval bounds the share of items "
+        "that could differ. CI at the Holm level: the interval the verdict rests on, from the same test at the "
+        "comparison's Holm level, so it excludes 0 exactly when the verdict is better or worse"
+        + (
+            "; variance: the shares of \u0394's variance that come from the training seeds and from the items. "
+            + SEEDED_WHY
+            if bool((c["n_seeds"] > 1).any())
+            else "."
+        )
     )
+
+
+# Why the test over seeds is the one it is (docs/design.md has the simulation behind it).
+SEEDED_WHY = (
+    "Why this test with several seeds: training randomness is a source of variance beside the items sampled "
+    "(Bouthillier et al. 2021), so both are in it, and it holds its level with 2 to 5 seeds per method in the "
+    "simulation of tests/results/test_seed_calibration.py, where a bootstrap over runs per task (Agarwal et al. "
+    "2021) and a t test on Welch\u2013Satterthwaite degrees of freedom do not at 2 seeds; almost stochastic order "
+    "(Dror et al. 2019) gives no interval, so it could not decide equivalence within a margin. The measured rates "
+    "are in docs/design.md."
+)
 
 
 # Examples show each method's answer in a column: past this many methods, only the headline
@@ -246,7 +266,11 @@ def examples(res: StudyResults, limit: int | None = None) -> str:
         n = len(next(iter(items.values())))
         differing = [i for i in range(n) if len({items[m][i]["scores"][key] for m in shown_methods}) > 1]
         shown = (differing + [i for i in range(n) if i not in set(differing)])[:limit]
-        parts.append(f"### {tasks.get(t.name).title}: the methods' {primary} differs on {len(differing)} of {n} items")
+        # Only the first seed's outputs are shown, so the count is of those runs, and says so.
+        runs = f" in seed {res.cfg.seeds[0]}'s runs" if len(res.cfg.seeds) > 1 else ""
+        parts.append(
+            f"### {tasks.get(t.name).title}: the methods' {primary} differs on {len(differing)} of {n} items{runs}"
+        )
         rows = []
         for i in shown:
             ref = items[shown_methods[0]][i]["references"]

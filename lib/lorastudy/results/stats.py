@@ -6,8 +6,8 @@ Every method is scored on the same evaluation items, so comparisons are
 The heavy lifting is delegated to SciPy (``bootstrap``, ``binomtest``,
 ``permutation_test``, ``t``); only what SciPy lacks is written here: the Holm
 step-down correction and each comparison's effective level under it, the exact
-interval for a difference of paired proportions, the test that adds seed-to-seed
-variance to item sampling, and the minimum detectable difference.
+interval for a difference of paired proportions, the interval a permutation test inverts,
+and the minimum detectable difference (the test over seeds is in ``seeds.py``).
 
 Which test a comparison uses is declared by its metric (``lorastudy.tasks``), never
 guessed from the values: an F1 score whose values happen to be all 0 or 1 is still
@@ -19,9 +19,13 @@ continuous. Each test comes with an interval that tells the same story:
 * ``paired_permutation`` (continuous metrics, one run per method): sign-flip
   permutation p-value and a percentile paired bootstrap interval. These two can
   disagree at the margin; the report says so when they do.
-* ``seed_item_t`` (several training seeds): a t test and interval whose variance adds
-  the seed-to-seed variance of the difference to its item-sampling variance
-  (:func:`seed_item_t`).
+* ``seed_item_bf`` (several training seeds): a test and interval whose variance adds each
+  trained method's seed-to-seed variance to item sampling, on a distribution that holds its
+  level at 2 to 5 seeds (:mod:`lorastudy.results.seeds`).
+
+:func:`lorastudy.results.verdict_intervals.verdict_interval` gives the interval at any level
+(a comparison's Holm level) that agrees with the test there: it excludes 0 exactly when the
+p-value is below the level.
 
 When every item ties, no resampling interval exists; for scores on a bounded scale
 (fractions in [0, 1]) the interval then bounds the share of items that could differ
@@ -34,6 +38,7 @@ Functions return plain Python floats so results serialise cleanly to JSON.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -41,12 +46,11 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
+from . import seeds
 from .intervals import (
-    _RNG_KW,
     ArrayLike,
     _as_1d,
     _as_pair,
-    _check_confidence,
     _is_constant,
     identical_scores_ci,
     is_binary,
@@ -58,7 +62,7 @@ from .intervals import (
 TESTS = ("mcnemar_exact", "paired_permutation")
 
 
-SEEDED_TEST = "seed_item_t"
+SEEDED_TEST = "seed_item_bf"
 
 
 def mcnemar_exact(a: ArrayLike, b: ArrayLike) -> float:
@@ -78,8 +82,19 @@ def mcnemar_exact(a: ArrayLike, b: ArrayLike) -> float:
     return float(_st.binomtest(min(n01, n10), n, 0.5, alternative="two-sided").pvalue)
 
 
-def _mean_diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(x - y, axis=axis)
+@functools.lru_cache(maxsize=8)
+def _sign_flips(n: int, n_resamples: int, seed: int) -> tuple[np.ndarray, bool]:
+    """The sign vectors of a sign-flip test: all 2**n when there are at most n_resamples (the
+    exact test), else n_resamples random ones from ``seed``. Cached, so a test inverted for an
+    interval flips the same signs at every shift."""
+    if n < 63 and 2**n <= n_resamples:
+        codes = np.arange(2**n)[:, None] >> np.arange(n)[None, :]
+        signs, exact = 1 - 2 * (codes & 1), True
+    else:
+        signs, exact = np.random.default_rng(seed).choice(np.array([-1, 1]), size=(n_resamples, n)), False
+    signs = signs.astype(np.int8)
+    signs.flags.writeable = False
+    return signs, exact
 
 
 def paired_permutation_p(
@@ -91,25 +106,27 @@ def paired_permutation_p(
 ) -> float:
     """Two-sided paired permutation (sign-flip) p-value for ``mean(a - b) == 0``.
 
-    Under H0 the labels within each pair are exchangeable, so swapping them
-    (``permutation_type='samples'``) flips the sign of that item's difference.
-    SciPy runs the exact test when ``2**n <= n_resamples``.
+    Under H0 the labels within each pair are exchangeable, so swapping them flips the sign of
+    that item's difference. As SciPy's ``permutation_test(permutation_type="samples")``: exact
+    when ``2**n <= n_resamples``, else ``n_resamples`` random flips with the observed statistic
+    counted among them; two-sided as twice the smaller one-sided p. Written out (and checked
+    against SciPy) because an interval inverts it at many shifts with the same flips.
     """
     x, y = _as_pair(a, b)
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     if np.all(x == y):
         return 1.0
-    res = _st.permutation_test(
-        (x, y),
-        _mean_diff,
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=n_resamples,
-        alternative="two-sided",
-        **{_RNG_KW: np.random.default_rng(seed)},
-    )
-    return float(min(1.0, res.pvalue))
+    d = x - y
+    signs, exact = _sign_flips(d.size, n_resamples, seed)
+    observed = float(d.mean())
+    null = np.concatenate([chunk @ d for chunk in np.array_split(signs, max(1, signs.size // 2_000_000))]) / d.size
+    # Equal up to rounding counts as equal, as SciPy compares.
+    tol = 1e-12 * max(1.0, abs(observed))
+    extra = 0 if exact else 1
+    less = (np.sum(null <= observed + tol) + extra) / (null.size + extra)
+    greater = (np.sum(null >= observed - tol) + extra) / (null.size + extra)
+    return float(min(1.0, 2.0 * min(less, greater)))
 
 
 def holm(p_values: ArrayLike) -> np.ndarray:
@@ -165,58 +182,6 @@ def _as_runs(x: ArrayLike, name: str) -> np.ndarray:
     return arr
 
 
-def seed_item_t(a_runs: ArrayLike, b_runs: ArrayLike, *, confidence: float = 0.95) -> dict[str, Any]:
-    """Paired difference over items and training seeds, with a t test and interval whose
-    variance counts both sources of noise.
-
-    ``a_runs`` and ``b_runs`` are (seeds, items); a method with one run (the untrained base)
-    is compared with every seed of the other, and two trained methods are paired seed by
-    seed (seed s of both shares its data order and adapter initialisation). With D[s, i] the
-    per-item difference, the standard error of the mean difference is
-
-        SE^2 = var_i(mean_s D[s, i]) / n  +  var_s(mean_i D[s, i]) / S
-
-    the item-sampling variance plus the seed-to-seed variance of the per-seed difference.
-    It counts the seed-by-item interaction twice, so it errs on the wide side. Degrees of
-    freedom follow Welch-Satterthwaite, which with 2 or 3 seeds and a real seed effect gives
-    the few degrees of freedom that so few runs deserve.
-    """
-    a, b = _as_runs(a_runs, "a"), _as_runs(b_runs, "b")
-    _check_confidence(confidence)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"paired scores must cover the same items, got {a.shape[1]} and {b.shape[1]}")
-    if a.shape[0] != b.shape[0] and min(a.shape[0], b.shape[0]) != 1:
-        raise ValueError(f"cannot pair {a.shape[0]} runs with {b.shape[0]} runs")
-    d = a - b
-    seeds, n = d.shape
-    delta = float(d.mean())
-    item_means, seed_means = d.mean(axis=0), d.mean(axis=1)
-    var_items = float(item_means.var(ddof=1)) / n if n > 1 else 0.0
-    var_seeds = float(seed_means.var(ddof=1)) / seeds if seeds > 1 else 0.0
-    se = math.sqrt(var_items + var_seeds)
-    parts = [(var_items, n - 1), (var_seeds, seeds - 1)]
-    denominator = sum(v * v / k for v, k in parts if v > 0 and k > 0)
-    df = (var_items + var_seeds) ** 2 / denominator if denominator > 0 else float(max(n - 1, 1))
-    if se == 0.0:
-        # Every item and seed differs by the same amount: no variance to scale a t statistic,
-        # so fall back to the exact sign-flip test over items.
-        p = 1.0 if delta == 0.0 else paired_permutation_p(item_means, np.zeros(n))
-        low = high = delta
-    else:
-        p = float(2.0 * _st.t.sf(abs(delta) / se, df))
-        half = float(_st.t.ppf(0.5 + confidence / 2.0, df)) * se
-        low, high = delta - half, delta + half
-    return {
-        "delta": delta,
-        "ci_low": low,
-        "ci_high": high,
-        "p_value": min(1.0, p),
-        "se": se,
-        "df": df,
-        "seed_deltas": [float(v) for v in seed_means],
-    }
-
-
 def _ties(d: np.ndarray) -> str:
     if np.all(d == 0):
         return "all_tied"
@@ -239,7 +204,9 @@ def _one_run(x: np.ndarray, y: np.ndarray, test: str, ties: str, **options) -> d
     d = x - y
     # Equal differences leave only rounding noise in their sd: no spread at all.
     se = 0.0 if ties else float(np.std(d, ddof=1)) / math.sqrt(len(d))
-    result = {"se": se, "df": float(len(d) - 1), "seed_deltas": [float(d.mean())]}
+    result = {"se": se, "df": float(len(d) - 1), "seed_deltas": [float(d.mean())], "v_items": se * se}
+    result.update(v_seeds=float("nan"), seed_share=float("nan"), item_var=float(np.var(d, ddof=1)))
+    result.update(resid_var=float("nan"), seed_var=float("nan"))
     if test == "mcnemar_exact":
         if not (is_binary(x) and is_binary(y)):
             raise ValueError("the metric declares mcnemar_exact, but its scores are not all 0 or 1")
@@ -266,7 +233,7 @@ def compare_paired(
 
     ``a`` and ``b`` are per-item scores, 1-D for one run per method or (runs, items) for
     several training seeds. ``test`` is the metric's declared test (one of ``TESTS``); with
-    several runs on either side the comparison is :func:`seed_item_t` instead, whatever the
+    several runs on either side the comparison is :func:`seeds.seed_test` instead, whatever the
     metric, since a per-item test would ignore run-to-run training variance.
 
     Returns ``delta`` (= mean(a) - mean(b)), its interval ``ci_low``/``ci_high`` (named by
@@ -282,8 +249,15 @@ def compare_paired(
     n = runs_a.shape[1]
     ties = _ties((runs_a - runs_b).ravel())  # every item in every run
     if max(runs_a.shape[0], runs_b.shape[0]) > 1:
-        result = seed_item_t(runs_a, runs_b, confidence=confidence)
-        result.update(test=SEEDED_TEST, ci_method="t")
+        result = seeds.seed_test(runs_a, runs_b, confidence=confidence)
+        result.update(test=SEEDED_TEST, ci_method="bf")
+        if ties:
+            # No variance at all: every item and run differs by the same amount.
+            item_means = (runs_a - runs_b).mean(axis=0)
+            p = 1.0 if ties == "all_tied" else paired_permutation_p(item_means, np.zeros(n), seed=seed)
+            # What variance the parts show is rounding (the mean of equal runs off by an ulp).
+            result.update(p_value=p, ci_low=result["delta"], ci_high=result["delta"], se=0.0, v_items=0.0)
+            result.update(v_seeds=0.0, seed_share=float("nan"))
     else:
         result = _one_run(runs_a[0], runs_b[0], test, ties, n_resamples=n_resamples, confidence=confidence, seed=seed)
     if ties == "all_tied" and result["ci_method"] != "exact":

@@ -5,9 +5,10 @@ train and evaluate steps wrote; never trains or evaluates.
 A metric's value is its mean over items (per-item scores averaged over seeds), with an
 exact interval for 0/1 metrics of one run and a bootstrap interval over items otherwise;
 the spread across seeds is reported beside it. A comparison uses the test its metric
-declares; with several seeds it uses a test whose variance adds seed-to-seed variance to
-item sampling (results.stats.seed_item_t). Every comparison also records the level its
-own p-value must reach under Holm's correction, and the detectable difference at that level.
+declares; with several seeds it uses a test whose variance adds each trained method's
+seed-to-seed variance to item sampling (results.seeds). Every comparison also records the
+level its own p-value must reach under Holm's correction, the detectable difference and the
+interval at that level, and its verdict (results.decisions).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..study.paths import StudyPaths
 from ..study.runs import runs_of
 from ..study.schema import StudyConfig
 from ..util.files import atomic_path, read_json, read_jsonl
-from . import intervals, stats
+from . import decisions, intervals, stats
 from .costs import RESOURCE_COLUMNS, resource_table
 from .recorded import StudyResults, _check_aligned
 
@@ -31,6 +32,10 @@ METRIC_COLUMNS = ["method", "task", "metric", "value", "ci_low", "ci_high", "n",
 
 
 COMPARISON_COLUMNS = ["task", "metric", "method_a", "method_b", "delta", "ci_low", "ci_high", "p_value", "test"]
+
+
+# Written right after the contract's columns: the verdict and the interval printed beside it.
+VERDICT_COLUMNS = ["verdict", "verdict_ci_low", "verdict_ci_high", "p_holm", "alpha_effective", "margin", "provisional"]
 
 
 def comparisons_made(cfg: StudyConfig) -> list[tuple[str, str, methods.Comparison]]:
@@ -119,11 +124,13 @@ def _mean_row(res: StudyResults, method: str, task: str, metric) -> tuple[dict, 
     rep = res.cfg.report
     runs = res.run_scores(method, task, metric.name)
     scores = runs.mean(axis=0)
-    identical = bool(np.all(scores == scores[0]))
+    # Every output, not every seed-averaged score: 1 then 0 on every item averages to 0.5 on
+    # every item, yet no item "scored 0.5".
+    identical = bool(np.all(runs == runs.flat[0]))
     if metric.is_binary and len(runs) == 1:
         value, low, high = intervals.proportion_ci(scores, confidence=rep.confidence)
         interval = "exact"
-    elif identical and metric.is_fraction:
+    elif bool(np.all(scores == scores[0])) and metric.is_fraction:  # no spread over items to resample
         value = float(scores[0])
         low, high = intervals.identical_scores_ci(value, len(scores), confidence=rep.confidence)
         interval = "bound"
@@ -159,6 +166,7 @@ def _median_row(res: StudyResults, method: str, task: str, metric) -> tuple[dict
     row = {"value": value, "ci_low": low, "ci_high": high, "n": int(present.sum()), "interval": "bootstrap"}
     row.update(
         identical=bool(np.ptp(values[present]) == 0),
+        n_at_value=int(np.sum(values[present] == value)),
         n_items=values.shape[0],
         n_items_with_value=int(present.any(axis=1).sum()),
         n_outputs=values.size,
@@ -212,10 +220,8 @@ def comparison_table(res: StudyResults) -> pd.DataFrame:
         table["significant"] = table["p_holm"] < rep.alpha
         # The level each comparison's own p must reach under Holm, and the difference it detects there.
         table["alpha_effective"] = stats.holm_effective_levels(p, rep.alpha)
-        table["mdd"] = [
-            stats.detectable_difference(se, df, alpha=level)
-            for se, df, level in zip(table["se"], table["df"], table["alpha_effective"])
-        ]
+        # The difference it detects there, the interval there, the margin and the verdict.
+        table = decisions.decide(res, table)
     return table
 
 
@@ -270,7 +276,7 @@ def write(res: StudyResults) -> dict[str, Path]:
     out = res.paths.results
     tables = {
         "metrics.csv": (res.metrics, METRIC_COLUMNS),
-        "comparisons.csv": (res.comparisons, COMPARISON_COLUMNS),
+        "comparisons.csv": (res.comparisons, COMPARISON_COLUMNS + VERDICT_COLUMNS),
         "resources.csv": (res.resources, RESOURCE_COLUMNS),
         "metrics_by_seed.csv": (res.metrics_by_seed, []),
         "losses.csv": (res.losses, []),

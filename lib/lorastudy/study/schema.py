@@ -19,6 +19,10 @@ DEFAULT_METHODS = ("base", "lora", "qlora")
 BUILTIN_MODEL = "builtin:tiny-qwen3"
 
 
+# The equivalence margin of a fraction metric whose task the study gives none.
+DEFAULT_MARGIN = 0.02
+
+
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -141,6 +145,16 @@ class ReportConfig:
     confidence: float = 0.95
     alpha: float = 0.05
     examples: int = 5
+    # The largest difference between two trained methods that counts as none, in the metric's
+    # units, for the fraction metrics of every task (0.02: two points of accuracy) or per task
+    # ({openmath: 0.05}; a task not named gets DEFAULT_MARGIN). Two one-sided tests at each
+    # comparison's Holm level decide "equivalent within +-m".
+    equivalence_margin: float | dict[str, float] = 0.02
+
+    def margin(self, task: str) -> float:
+        if isinstance(self.equivalence_margin, dict):
+            return float(self.equivalence_margin.get(task, DEFAULT_MARGIN))
+        return float(self.equivalence_margin)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,26 @@ def check(cfg: StudyConfig) -> list[str]:
     need(0.5 < cfg.report.confidence < 1.0, "report.confidence: must be in (0.5, 1)")
     need(0.0 < cfg.report.alpha < 0.5, "report.alpha: must be in (0, 0.5)")
     need(cfg.report.examples >= 0, "report.examples: must be zero or positive")
+    problems += _check_margins(cfg)
+    return problems
+
+
+def _check_margins(cfg: StudyConfig) -> list[str]:
+    """Margins are differences of fractions, and name tasks of the study."""
+    margins = cfg.report.equivalence_margin
+    named = margins if isinstance(margins, dict) else {"": margins}
+    problems = [
+        f"report.equivalence_margin{'.' + task if task else ''}: must be in (0, 1), a difference of fractions, "
+        f"got {value}"
+        for task, value in named.items()
+        if not 0.0 < value < 1.0
+    ]
+    tasks = [t.name for t in cfg.tasks]
+    problems += [
+        f"report.equivalence_margin.{task}: not a task of this study (its tasks: {', '.join(tasks)})"
+        for task in named
+        if task and task not in tasks
+    ]
     return problems
 
 

@@ -12,8 +12,8 @@ How this compares with the math evaluation code of Qwen2.5-Math
 * Same: the last ``\\boxed{}`` decides when there is one, and numbers outside it are
   never used instead; then "the answer is"; then the last number. ``\\dfrac``/``\\tfrac``,
   ``\\!``, ``$``, units after the number, "x = " before it and ``a/b`` as a whole answer
-  are read as they do.
-* Kept differences in extraction: an empty or unbalanced ``\\boxed{`` is ignored (Qwen
+  are read as they do. An empty ``\\boxed{}`` is an empty answer, as in theirs.
+* Kept differences in extraction: an unbalanced ``\\boxed{`` is ignored (Qwen
   reads whatever follows "boxed"); "answer:" and GSM8K's "####" count as answer markers
   too; after the marker we read the number that starts its line, theirs the whole rest of
   the text; their last-number fallback deletes every comma ("1,2" becomes 12) and reads
@@ -82,13 +82,15 @@ _BOXED_UNIT = re.compile(
 
 
 def _last_boxed(text: str) -> str | None:
-    """Content of the last non-empty \\boxed{...} whose braces balance, else None.
+    """Content of the last \\boxed{...} whose braces balance, else None.
 
-    An empty box is the instruction echoed back ("within \\boxed{}"), not an answer.
+    An empty box is the model's final answer, and it is empty: no answer, not a reason to read
+    a number elsewhere in the text (Qwen2.5-Math's ``extract_answer`` also reads the last box,
+    empty or not). A box whose braces never close (cut at the token limit) is no box at all.
     """
     for m in reversed(list(_BOXED_COMMAND.finditer(text))):
         close = matching_brace(text, m.end() - 1)
-        if close is not None and text[m.end() : close].strip():
+        if close is not None:
             return text[m.end() : close]
     return None
 
@@ -114,10 +116,10 @@ def extract_answer(text: str) -> Answer:
 
     Rules, in order (the first that applies decides; ``source`` names it):
 
-    1. ``boxed``: the content of the last non-empty ``\\boxed{...}`` (nested braces handled),
+    1. ``boxed``: the content of the last ``\\boxed{...}`` (nested braces handled),
        read as one number, allowing "x = " before it and units or degrees after it. When the
-       content is not a number (``\\boxed{five}``, ``\\boxed{2\\sqrt{3}}``) the answer is
-       None: numbers elsewhere in the text are not used in its place.
+       content is not a number (``\\boxed{five}``, ``\\boxed{2\\sqrt{3}}``) or is empty
+       (``\\boxed{}``) the answer is None: numbers elsewhere in the text are not used in its place.
     2. ``answer_is``: the number that starts the line after the last "the answer is",
        "final answer:", "answer:" or "####" ("$" or "x =" may come first; an ``a/b`` there is
        a fraction). A marker not followed by a number ("the answer is unclear") is prose,
