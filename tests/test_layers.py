@@ -24,7 +24,8 @@ LAYERS = [
     ["results"],
     ["report"],
     ["pipeline"],
-    ["notebook", "cli"],
+    ["notebook", "export"],
+    ["cli"],
     ["__main__"],
 ]
 NEVER = {"pipeline": {"train", "evaluate"}}  # the pipeline runs notebooks; they train and evaluate
