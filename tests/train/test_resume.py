@@ -94,7 +94,7 @@ def uninterrupted(tmp_path_factory, tiny_model):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["killed", "sigterm", "ctrl-c"])
 def test_a_stopped_training_resumes_from_its_checkpoint_with_the_same_losses(uninterrupted, tmp_path, tiny_model, how):
     root = link_models(tmp_path, tiny_model)
     script = _script(root)

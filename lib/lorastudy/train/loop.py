@@ -29,6 +29,7 @@ from ..study.schema import Run, StudyConfig, identity_settings, params_hash
 from ..tasks import example_ids
 from ..util.files import atomic_path, atomic_write_json, sha256_file
 from . import checkpoints, distributed, tracking
+from .arguments import training_arguments
 from .callbacks import LOSS_COLUMNS, checkpoint_callback, loss_rows, progress_callback
 from .precision import ran_in, resolve_optim, resolve_precision
 
@@ -214,27 +215,8 @@ def train(
     adapter_state = fit.pop("adapter_state")
     if not distributed.is_main_process():
         return fit  # the first process writes the run's files
-    model.config.use_cache = True  # as the base had it: a fully fine-tuned model is saved whole
-    with atomic_path(paths.adapter(run.name)) as tmp:
-        # An adapter's weights, or (full fine-tuning) the whole model, which evaluation loads as its base.
-        model.save_pretrained(tmp, safe_serialization=True, state_dict=adapter_state)
-    _write_losses(paths.loss_csv(run.name), fit["losses"])
-    record = {
-        "run": run.name,
-        "method": run.method,
-        "seed": run.seed,
-        "params_hash": params_hash(cfg.resolved()),
-        "model": path,
-        "device": resources.device_name(),
-        "train_examples": len(examples),
-        "validation_examples": len(data.validation),
-        "dropped_examples": dropped,
-        **counts,
-        "pct_trainable": 100.0 * counts["trainable_params"] / counts["total_params"],
-        "adapter_bytes": resources.folder_bytes(paths.adapter(run.name)),
-        "stages": stages,
-        **{k: v for k, v in fit.items() if k != "losses"},
-    }
+    record = _write_run(cfg, run, paths, model, fit, adapter_state, path, len(examples), len(data.validation), dropped)
+    record["stages"] = stages
     atomic_write_json(paths.train_json(run.name), record)
     checkpoints.finish(job.folder, keep=cfg.train.keep_checkpoints)
     log(
@@ -242,6 +224,31 @@ def train(
         f"{record['peak_memory_mb']} MB ({record['memory_kind']}), final loss {record['final_loss']:.4f}"
     )
     return record
+
+
+def _write_run(cfg, run: Run, paths: StudyPaths, model, fit, adapter_state, path, n_train, n_validation, dropped):
+    """Save the adapter (or the whole model) and the loss log; the training record, not yet written."""
+    counts = resources.count_parameters(model)
+    model.config.use_cache = True  # as the base had it: a fully fine-tuned model is saved whole
+    with atomic_path(paths.adapter(run.name)) as tmp:
+        # An adapter's weights, or (full fine-tuning) the whole model, which evaluation loads as its base.
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=adapter_state)
+    _write_losses(paths.loss_csv(run.name), fit["losses"])
+    return {
+        "run": run.name,
+        "method": run.method,
+        "seed": run.seed,
+        "params_hash": params_hash(cfg.resolved()),
+        "model": path,
+        "device": resources.device_name(),
+        "train_examples": n_train,
+        "validation_examples": n_validation,
+        "dropped_examples": dropped,
+        **counts,
+        "pct_trainable": 100.0 * counts["trainable_params"] / counts["total_params"],
+        "adapter_bytes": resources.folder_bytes(paths.adapter(run.name)),
+        **{k: v for k, v in fit.items() if k != "losses"},
+    }
 
 
 @dataclass(frozen=True)
@@ -265,62 +272,6 @@ def fallback_identity(cfg: StudyConfig, run: Run, paths: StudyPaths) -> str:
     settings = {**cfg.resolved(), "train": identity_settings(cfg.to_dict()["train"])}
     data = {f.name: sha256_file(f) for f in files if f.is_file()}
     return params_hash({"settings": settings, "run": [run.method, run.seed], "data": data})
-
-
-def training_arguments(cfg: StudyConfig, method: Method, seed: int, output_dir: str, run_name: str | None = None):
-    from transformers import TrainingArguments
-
-    precision = resolve_precision(cfg, method)
-    batch_size, grad_accum = distributed.per_process_batch(cfg.train)  # the study's own with one process
-    t = cfg.train
-    return TrainingArguments(
-        output_dir=output_dir,
-        run_name=run_name,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler,
-        # transformers 5 reads a warmup_steps below 1 as a share of the steps.
-        warmup_steps=t.warmup_ratio,
-        max_grad_norm=t.max_grad_norm,
-        weight_decay=t.weight_decay,
-        optim=resolve_optim(cfg),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        logging_nan_inf_filter=False,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not torch.cuda.is_available(),
-        eval_strategy="steps" if t.eval_steps else "no",
-        eval_steps=t.eval_steps or None,
-        # Only the loss: logits of every validation token would be kept otherwise.
-        prediction_loss_only=True,
-        save_strategy="steps" if t.save_steps else "no",
-        save_steps=t.save_steps or None,
-        # The newest and the one before: a kill while the newest is written leaves the other whole.
-        save_total_limit=2,
-        report_to=tracking.trackers(cfg) or "none",
-        disable_tqdm=True,
-        seed=seed,
-        data_seed=seed,
-        remove_unused_columns=False,
-        dataloader_pin_memory=False,
-        include_num_input_tokens_seen="non_padding",
-        **_sampling(t.group_by_length),
-        **distributed.trainer_arguments(t),
-    )
-
-
-def _sampling(group_by_length: bool) -> dict[str, Any]:
-    """Length-grouped batches: `group_by_length` until transformers 5.x renamed it to a sampling strategy."""
-    from transformers import TrainingArguments
-
-    if "train_sampling_strategy" in TrainingArguments.__dataclass_fields__:
-        return {"train_sampling_strategy": "group_by_length" if group_by_length else "random"}
-    return {"group_by_length": group_by_length}
 
 
 def _fit(cfg: StudyConfig, method: Method, run: Run, model, data: Data, total_steps: int, job: Job, paths, log):
