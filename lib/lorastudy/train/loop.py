@@ -134,8 +134,8 @@ def _prepare(cfg: StudyConfig, method: Method, model) -> int | None:
 def _keep_4bit_layout(model) -> None:
     """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit layer's weights for its inference kernel
     at the first forward pass without gradients (a validation) and unpacks them when a state dict is
-    taken (a checkpoint), and the round trip does not give the same weights back: validating or
-    checkpointing would change what QLoRA trains on. Training keeps the layout it quantized to."""
+    taken (a checkpoint), and the round trip does not give the same quantization constants back:
+    validating or checkpointing would change what QLoRA trains on. Training keeps its layout."""
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False

@@ -113,5 +113,8 @@ def mlflow_run(cfg: StudyConfig, run: Run, paths: StudyPaths, state_dir: Path, r
     try:
         yield
         status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"  # stopped, not broken: the next run resumes it
+        raise
     finally:
         mlflow.end_run(status=status)
