@@ -24,7 +24,7 @@ LAYERS = [
     ["results"],
     ["report"],
     ["pipeline"],
-    ["notebook", "scaffold"],
+    ["notebook", "scaffold", "export"],
     ["cli"],
     ["__main__"],
 ]

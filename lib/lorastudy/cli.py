@@ -1,4 +1,4 @@
-"""`lorastudy init|run|check|eval`: the command line. Bad input exits with status 2 and one line
+"""`lorastudy init|run|check|export|eval`: the command line. Bad input exits with status 2 and one line
 per problem, before any model is loaded; a failed step with status 1; a study that another
 process is running with status 3, at once; an interrupted run with status 130."""
 
@@ -83,6 +83,14 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"notebooks: jupyter lab {folder / 'notebooks'} (copies to explore; lorastudy run executes "
             "the package's own)"
         )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    cfg = load_config(args.params, _overrides(args.param), root=args.root)
+    export(cfg, args.method, Path(args.out), merge=args.merge, seed=args.seed)
     return 0
 
 
@@ -216,6 +224,12 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--root", default=".", help="folder whose runs/_models caches them (default: .)")
     build.set_defaults(func=cmd_build_model)
 
+    exp = study_command("export", "copy a trained run's adapter and model card out, or merge it into its base")
+    exp.add_argument("method", help="a method of the study that trains, e.g. qlora")
+    exp.add_argument("--out", required=True, help="the folder to write (replaced whole)")
+    exp.add_argument("--merge", action="store_true", help="merge the adapter into its base (QLoRA: dequantized)")
+    exp.add_argument("--seed", type=int, help="which seed's run (default: the study's first)")
+    exp.set_defaults(func=cmd_export)
     _eval_command(sub)
     return top
 

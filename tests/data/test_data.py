@@ -138,10 +138,12 @@ def test_evaluation_items_are_a_seeded_random_sample_not_the_head_of_the_split(t
 def test_the_synthetic_pool_holds_the_training_and_held_out_items_it_is_asked_for(tmp_path):
     cfg = load_config(ROOT / "params" / "smoke.yaml", {"tasks.openmath.n": None}, root=tmp_path)
     sizes = synthetic_sizes(cfg)
-    # With n unset, the task's default (500 held-out problems) is what the generator makes room for.
-    assert sizes["openmath"] == cfg.data.train_samples + 500
+    # With n unset, the task's default (500 held-out problems) is what the generator makes room for,
+    # beside the training and validation items.
+    assert sizes["openmath"] == cfg.data.train_samples + cfg.data.validation_samples + 500
     summary = prepare(cfg, tmp_path / "data", log=lambda _: None)
     assert summary["datasets"]["openmath"]["eval"] == 500 and summary["datasets"]["openmath"]["train"] == 640
+    assert summary["datasets"]["openmath"]["validation"] == cfg.data.validation_samples == 64
 
 
 def test_the_data_step_records_what_each_input_resolved_to_and_later_steps_load_it(tmp_path, tiny_model):

@@ -175,3 +175,30 @@ def test_a_ray_task_asks_for_a_gpu_for_each_device_its_step_runs_on(study):
     assert asked["01_data"] == asked["04_report"] == {"num_cpus": 1, "num_gpus": 0}
     executor.has_gpus = False
     assert asked["01_quantization"]["num_cpus"] == executor.resources(steps[1])["num_cpus"] == 1
+
+
+def test_force_removes_a_trainings_checkpoints_and_a_plain_rerun_keeps_them(study):
+    paths, steps = study
+    schedule(paths, steps, Scripted(paths, slots=1))
+    checkpoint = paths.checkpoints("qlora") / "checkpoint-20"
+    checkpoint.mkdir(parents=True)
+    assert all(s.checkpoints == paths.checkpoints(s.id.split("-", 1)[1]) for s in steps if s.id.startswith("02_"))
+    schedule(paths, steps, Scripted(paths, slots=1))  # everything done: nothing runs, nothing is removed
+    assert checkpoint.is_dir()
+    lines = schedule(paths, steps, Scripted(paths, slots=1), force=True)
+    assert not paths.checkpoints("qlora").exists()
+    assert any("02_train-qlora: running" in line and "its checkpoints removed" in line for line in lines)
+
+
+def test_a_training_step_is_told_its_id_and_identity(study, monkeypatch):
+    paths, steps = study
+    seen = {}
+    monkeypatch.setattr(execution, "_execute_notebook", lambda step, output, parameters: seen.update(parameters))
+    monkeypatch.setattr(execution, "notebook_timing", lambda path: {})
+    monkeypatch.setattr(execution.os, "replace", lambda a, b: None)
+    train = next(s for s in steps if s.id == "02_train-lora")
+    execution.execute(train, paths, {"root": "."}, "abc123", {})
+    assert seen["step"] == "02_train-lora" and seen["identity"] == "abc123" and seen["method"] == "lora"
+    seen.clear()
+    execution.execute(steps[0], paths, {"root": "."}, "def456", {})
+    assert "identity" not in seen and "step" not in seen

@@ -178,3 +178,83 @@ def test_same_params_same_machine_same_metrics(smoke, study_root):
         assert result["metrics"] == before["tasks"][task]["metrics"], task
         outputs = [it["output"] for it in read_jsonl(paths.predictions("lora", task))]
         assert outputs == [it["output"] for it in read_jsonl(first.predictions("lora", task))]
+
+
+def test_the_report_shows_validation_loss_and_judges_convergence(smoke):
+    root, _ = smoke
+    results = root / "runs" / "smoke" / "results"
+    losses = pd.read_csv(results / "losses.csv")
+    for method in ("lora", "qlora"):
+        measured = losses[(losses.method == method) & losses.validation_loss.notna()]
+        assert list(measured.step) == [20, 40, 60, 80] and (measured.validation_loss > 0).all()
+    convergence = pd.read_csv(results / "convergence.csv").set_index("method")
+    assert set(convergence.index) == {"lora", "qlora"} and (convergence.from_step == 60).all()
+    drop = convergence.loc["qlora", "drop"]
+    q = losses[(losses.method == "qlora") & losses.step.isin([60, 80])].validation_loss.tolist()
+    assert drop == pytest.approx((q[0] - q[1]) / q[0])
+    md = (root / "rendered" / "smoke.md").read_text()
+    assert "the validation loss on 64 held-out training-task items" in md
+    verdict = "QLoRA may be under-trained" if convergence.loc["qlora", "under_trained"] else "levelled off"
+    assert verdict in md
+    if convergence.loc["qlora", "under_trained"]:
+        assert f"fell {100 * drop:.1f}% over the last quarter" in md
+
+
+def test_each_adapter_folder_holds_a_model_card_with_the_studys_numbers(smoke):
+    from huggingface_hub import ModelCard
+
+    root, _ = smoke
+    results = root / "runs" / "smoke" / "results"
+    metrics = pd.read_csv(results / "metrics.csv")
+    comparisons = pd.read_csv(results / "comparisons.csv")
+    for method in ("lora", "qlora"):
+        card = ModelCard.load(root / "runs" / "smoke" / "adapters" / method / "README.md")
+        primary = metrics[(metrics.method == method) & metrics.primary].set_index("task")
+        shown = {r.dataset_type: r.metric_value for r in card.data.eval_results}
+        assert len(shown) == 3 and shown["allenai/ai2_arc"] == pytest.approx(primary.value["arc_challenge"])
+        meta = card.data.to_dict()["lorastudy"]
+        for row in meta["results"]:
+            assert row["ci_low"] == pytest.approx(primary.ci_low[row["task"]])
+            assert row["ci_high"] == pytest.approx(primary.ci_high[row["task"]])
+        record = read_json(root / "runs" / "smoke" / "train" / f"{method}.json")
+        assert meta["costs"]["trainable_params"] == record["trainable_params"] > 0
+        assert card.data.library_name == "peft" and "PeftModel.from_pretrained" in card.text
+    qlora = ModelCard.load(root / "runs" / "smoke" / "adapters" / "qlora" / "README.md")
+    against = [c for c in qlora.data.to_dict()["lorastudy"]["comparisons"] if c["method_b"] == "lora"]
+    expected = comparisons[(comparisons.method_a == "qlora") & (comparisons.method_b == "lora") & comparisons.primary]
+    assert sorted(c["delta"] for c in against) == pytest.approx(sorted(expected.delta))
+    assert "BitsAndBytesConfig(load_in_4bit=True" in qlora.text and "| LoRA |" in qlora.text
+
+
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_export_copies_the_adapter_or_merges_it_into_its_base(smoke, tmp_path, method):
+    """The merged model computes what the adapter computed on the base it trained on (for QLoRA,
+    its 4-bit base, dequantized), and loads with transformers alone."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from lorastudy import methods
+    from lorastudy.cli import main
+    from lorastudy.models.loading import load_model
+
+    root, _ = smoke
+    args = ["export", str(SMOKE), method, "--root", str(root)]
+    assert main([*args, "--out", str(tmp_path / "adapter")]) == 0
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    assert str(tmp_path / "adapter") in (tmp_path / "adapter" / "README.md").read_text()
+    assert main([*args, "--out", str(tmp_path / "merged"), "--merge"]) == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert getattr(merged.config, "quantization_config", None) is None
+    assert "merged into" in (tmp_path / "merged" / "README.md").read_text()
+    cfg = load_config(SMOKE, root=root)
+    record = read_json(root / "runs" / "smoke" / "train" / f"{method}.json")
+    base = load_model(record["model"], cfg.model, methods.get(method, cfg).quant(cfg))
+    for module in base.modules():  # the layout it trained in (train.loop._keep_4bit_layout)
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    adapted = PeftModel.from_pretrained(base, str(root / "runs" / "smoke" / "adapters" / method)).eval()
+    ids = torch.tensor([[1, 5, 9, 14, 2, 7, 3, 11]])
+    with torch.no_grad():
+        want, got = adapted(ids).logits, merged.eval()(ids).logits
+    assert torch.allclose(got, want, atol=1e-4 * want.abs().max().item()), (got - want).abs().max()

@@ -18,7 +18,8 @@ from lorastudy.resources import memory
 from lorastudy.study.load import load_config
 from lorastudy.study.paths import StudyPaths
 from lorastudy.study.runs import find_run
-from lorastudy.train.loop import NonFiniteLossError, _trainer_callback, build_examples, prepare_model, train
+from lorastudy.train.callbacks import NonFiniteLossError, progress_callback
+from lorastudy.train.loop import build_examples, prepare_model, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,7 +129,7 @@ def test_the_loss_callback_rejects_nan_and_inf():
 
     for bad in (math.nan, math.inf):
         with pytest.raises(NonFiniteLossError, match="step 7"):
-            _trainer_callback([], lambda _: None, 10).on_log(Args(), State(), None, logs={"loss": bad})
+            progress_callback(lambda _: None, 10, False).on_log(Args(), State(), None, logs={"loss": bad})
 
 
 @pytest.mark.slow

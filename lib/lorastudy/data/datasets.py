@@ -100,7 +100,8 @@ def synthetic_sizes(cfg: StudyConfig) -> dict[str, int]:
     for name in dict.fromkeys([cfg.data.train_task, *(t.name for t in cfg.tasks)]):
         n = eval_size(cfg, name)
         n = SYNTHETIC_DEFAULT_N if n is None else n
-        sizes[name] = n + (cfg.data.train_samples if name == cfg.data.train_task else 0)
+        training = cfg.data.train_samples + cfg.data.validation_samples
+        sizes[name] = n + (training if name == cfg.data.train_task else 0)
     return sizes
 
 
@@ -141,8 +142,9 @@ def prepare(
     data_dir.mkdir(parents=True, exist_ok=True)
     source_dir = _source_dir(cfg, data_dir)
     summary: dict[str, Any] = {"source": cfg.data.source, "model": model, "datasets": {}}
-    train, held_out, summary["datasets"][cfg.data.train_task] = split_training_pool(cfg, source_dir)
+    train, validation, held_out, summary["datasets"][cfg.data.train_task] = split_training_pool(cfg, source_dir)
     write_jsonl(data_dir / "train.jsonl", train)
+    write_jsonl(data_dir / "validation.jsonl", validation)
     if tokenizer is not None:
         lengths = summary["train_lengths"] = training_lengths(cfg, train, tokenizer)
         if lengths["cut_share"] > CUT_WARNING_SHARE:
@@ -208,13 +210,14 @@ def _source_dir(cfg: StudyConfig, data_dir: Path) -> Path | None:
     return None
 
 
-def split_training_pool(cfg: StudyConfig, source_dir: Path | None) -> tuple[list[dict], list[dict], dict]:
+def split_training_pool(cfg: StudyConfig, source_dir: Path | None) -> tuple[list[dict], list[dict], list[dict], dict]:
     """One pool, de-duplicated on normalised text, split so that held-out items can never
     appear in training: the held-out items are a seeded random sample of the evaluable ones,
-    training the first of the rest."""
+    training the first of the rest, and the validation slice the next of the rest (so it is
+    neither trained on nor evaluated)."""
     task = tasks.get(cfg.data.train_task)
-    n_eval = eval_size(cfg, task.name) or 0
-    want = cfg.data.train_samples + n_eval
+    n_eval, n_val = eval_size(cfg, task.name) or 0, cfg.data.validation_samples
+    want = cfg.data.train_samples + n_val + n_eval
     limit = int(want * STREAM_MARGIN) if cfg.data.source == "hub" and task.hub.streaming else None
     pool = task.clean(load_raw(cfg, task, source_dir, limit))
     unique, seen = [], set()
@@ -228,11 +231,17 @@ def split_training_pool(cfg: StudyConfig, source_dir: Path | None) -> tuple[list
     evaluable = [r for r in unique if task.evaluable(r)]
     held_out = sample(evaluable, n_eval, cfg.data.seed, task.name) if n_eval else []
     held_ids = {r["id"] for r in held_out}
-    train = [r for r in unique if r["id"] not in held_ids][: cfg.data.train_samples]
+    rest = [r for r in unique if r["id"] not in held_ids]
+    train, validation = rest[: cfg.data.train_samples], rest[cfg.data.train_samples :][:n_val]
     if len(train) < cfg.data.train_samples:
         raise DataError(
             f"data.train_samples: asked for {cfg.data.train_samples} training items, "
             f"the {task.name} source has {len(train)} after cleaning"
+        )
+    if len(validation) < n_val:
+        raise DataError(
+            f"data.validation_samples: asked for {n_val} validation items, the {task.name} source has "
+            f"{len(validation)} beside the training and held-out items"
         )
     if len(held_out) < n_eval:
         raise DataError(
@@ -243,10 +252,11 @@ def split_training_pool(cfg: StudyConfig, source_dir: Path | None) -> tuple[list
         "loaded": pool.loaded,
         "skipped": pool.skipped,
         "train": len(train),
+        "validation": len(validation),
         "eval": len(held_out),
         "sampled_from": len(evaluable),
     }
-    return train, held_out, info
+    return train, validation, held_out, info
 
 
 def eval_rows(cfg: StudyConfig, task: Task, source_dir: Path | None) -> tuple[list[dict], dict]:
@@ -305,6 +315,12 @@ CUT_WARNING_SHARE = 0.01
 
 def load_train(data_dir: Path) -> list[dict]:
     return read_jsonl(data_dir / "train.jsonl")
+
+
+def load_validation(data_dir: Path) -> list[dict]:
+    """The validation slice (none in a data folder written before there was one)."""
+    path = data_dir / "validation.jsonl"
+    return read_jsonl(path) if path.is_file() else []
 
 
 def load_eval(data_dir: Path, task: str) -> list[dict]:

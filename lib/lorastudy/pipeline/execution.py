@@ -74,9 +74,12 @@ def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity:
     failed.unlink(missing_ok=True)
     started = _now()
     start = time.perf_counter()
+    parameters = {**study, **step.parameters}
+    if step.checkpoints is not None:
+        parameters.update(step=step.id, identity=step_identity)
     try:
         with _environment(device_environment(step, os.environ)):
-            _execute_notebook(step, running, {**study, **step.parameters})
+            _execute_notebook(step, running, parameters)
     except PapermillExecutionError as exc:
         os.replace(running, failed)
         message = f"{exc.ename}: {exc.evalue}"

@@ -31,6 +31,7 @@ same time where the graph allows and the cluster has the resources each step ask
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +96,9 @@ class Scheduler:
                 self.settled.add(step.id)
                 continue
             reason = "--force" if self.force else why_not_done(step, records)
+            if self.force and step.checkpoints is not None and step.checkpoints.is_dir():
+                shutil.rmtree(step.checkpoints)  # redone means from the start, not from a checkpoint
+                reason += "; its checkpoints removed"
             self.log(f"{self._prefix(step)}: running {step.notebook} ({reason}){self.executor.where(step)}")
             self.running[self.executor.start(step, self.study, step_identity, consumed)] = step
 

@@ -10,7 +10,7 @@ from typing import Any
 from .. import methods, tasks
 from ..study.paths import StudyPaths
 from ..study.runs import runs_of, trained_run
-from ..study.schema import StudyConfig
+from ..study.schema import StudyConfig, identity_settings
 from ..util.files import sha256_file
 from ..util.package_data import notebooks_dir
 from .code_identity import CodeIdentity, code_identity, task_identity
@@ -58,6 +58,9 @@ class Step:
     # Accelerators it runs on (one per training process, one for an evaluation, none for the
     # data and the report): what it asks a cluster for.
     devices: int = 0
+    # A training's folder of checkpoints: the step is told its id and identity, so that it resumes
+    # only a checkpoint of that identity; --force removes it.
+    checkpoints: Path | None = None
 
 
 def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
@@ -79,7 +82,7 @@ def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
         data_params,
         [],
         [train_task, *studied],
-        [paths.data / "summary.json", paths.data / "train.jsonl"],
+        [paths.data / "summary.json", paths.data / "train.jsonl", paths.data / "validation.jsonl"],
     )
     steps, trained = [data], {}
     if any(methods.get(m, cfg).quantize for m in cfg.methods):
@@ -91,12 +94,13 @@ def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
         if not method.trains:
             continue
         m = method.settings(cfg).to_dict()
-        params = {**_method_params(cfg, run), "lora": m["lora"], "train": m["train"]}
+        params = {**_method_params(cfg, run), "lora": m["lora"], "train": identity_settings(m["train"])}
         outputs = [paths.train_json(run.name), paths.loss_csv(run.name), paths.adapter(run.name)]
         processes = m["train"]["processes"]
         trained[run.name] = step(
             f"02_train-{run.name}", "02_train.ipynb", params, [data.id], [train_task], outputs, processes, **_run(run)
         )
+        trained[run.name].checkpoints = paths.checkpoints(run.name)
         steps.append(trained[run.name])
     for run in runs_of(cfg):
         params = {**_method_params(cfg, run), "tasks": c["tasks"], "eval": c["eval"]}

@@ -114,24 +114,6 @@ def chart_score_vs_memory(res: StudyResults):
     )
 
 
-def chart_losses(res: StudyResults):
-    _style()
-    if res.losses.empty:
-        return None, "No training losses were recorded (no method was trained)."
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    data = _labelled(res.losses, res.cfg)
-    sns.lineplot(
-        data=data, x="step", y="loss", hue="method", units="seed", estimator=None, ax=ax, palette=_palette(res.cfg)
-    )
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (answer tokens)")
-    fig.tight_layout()
-    return fig, (
-        f"Training loss (cross-entropy on answer tokens only) every {res.cfg.train.logging_steps} "
-        f"optimizer step(s), one line per method and seed."
-    )
-
-
 def chart_latency(res: StudyResults):
     _style()
     if res.latency.empty:

@@ -98,6 +98,14 @@ def train_summary(record: dict) -> str:
         ["final logged loss", f"{record['final_loss']:.4f}"],
         ["adapter on disk", f"{record['adapter_bytes'] / 2**20:,.2f} MB"],
     ]
+    if record.get("final_validation_loss") is not None:
+        rows.append(["final validation loss", f"{record['final_validation_loss']:.4f}"])
+    if record.get("resumed_from"):
+        rows.append(["resumed from", record["resumed_from"]])
+    saved = record.get("checkpoints") or {}
+    if saved.get("saved"):
+        each, size = sum(saved["save_s"]) / saved["saved"], saved["bytes"][-1] / 2**20
+        rows.append(["checkpoints saved", f"{saved['saved']} ({each:.2f} s, {size:,.1f} MB each)"])
     return f"### Trained {code(record['run'])}\n\n" + table(["", ""], rows, ["l", "r"])
 
 

@@ -31,6 +31,8 @@ class StudyResults:
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
     resources: pd.DataFrame = field(default_factory=pd.DataFrame)
     losses: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Per trained run, how much its validation loss fell over its last quarter (convergence.py).
+    convergence: pd.DataFrame = field(default_factory=pd.DataFrame)
     latency: pd.DataFrame = field(default_factory=pd.DataFrame)
     generation: pd.DataFrame = field(default_factory=pd.DataFrame)
 

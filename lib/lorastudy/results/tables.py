@@ -25,6 +25,7 @@ from ..study.runs import runs_of
 from ..study.schema import StudyConfig
 from ..util.files import atomic_path, read_json, read_jsonl
 from . import decisions, intervals, stats
+from .convergence import CONVERGENCE_COLUMNS, convergence_table
 from .costs import RESOURCE_COLUMNS, resource_table
 from .recorded import StudyResults, _check_aligned
 
@@ -78,6 +79,7 @@ def load(cfg: StudyConfig, paths: StudyPaths) -> StudyResults:
     res.comparisons = comparison_table(res)
     res.resources = resource_table(res)
     res.losses = loss_table(res)
+    res.convergence = convergence_table(res)
     res.latency = latency_table(res)
     res.generation = generation_table(res)
     return res
@@ -280,6 +282,7 @@ def write(res: StudyResults) -> dict[str, Path]:
         "resources.csv": (res.resources, RESOURCE_COLUMNS),
         "metrics_by_seed.csv": (res.metrics_by_seed, []),
         "losses.csv": (res.losses, []),
+        "convergence.csv": (res.convergence, CONVERGENCE_COLUMNS),
         "latency.csv": (res.latency, []),
         "generation.csv": (res.generation, []),
     }

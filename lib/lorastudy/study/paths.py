@@ -30,6 +30,15 @@ class StudyPaths:
     def loss_csv(self, run_name: str) -> Path:
         return self.run_dir / "train" / f"{run_name}.loss.csv"
 
+    def checkpoints(self, run_name: str) -> Path:
+        """The training step's folder: its Trainer checkpoints, while it runs or when kept."""
+        return self.run_dir / "train" / run_name
+
+    @property
+    def tracking(self) -> Path:
+        """What the trackers wrote (tensorboard/<run>/, mlflow/), when train.report_to names them."""
+        return self.run_dir / "tracking"
+
     def predictions(self, run_name: str, task: str) -> Path:
         return self.run_dir / "predictions" / run_name / f"{task}.jsonl"
 

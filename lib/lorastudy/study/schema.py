@@ -61,6 +61,9 @@ class DataConfig:
     # resolved to is recorded in the data summary and the report.
     revisions: dict[str, str] = field(default_factory=dict)
     train_samples: int = 1000
+    # Items of the training task held out of both training and evaluation, on which the
+    # validation loss is measured while training (train.eval_steps); 0: none.
+    validation_samples: int = 0
     max_seq_len: int = 512
     seed: int = 0
 
@@ -124,6 +127,30 @@ class TrainConfig:
     # How the processes hold the model: ddp, a full copy each; fsdp, sharded across them (for a
     # base too big for one device; QLoRA then stores its 4-bit weights in the compute dtype).
     distributed: Literal["ddp", "fsdp"] = "ddp"
+    # The validation loss on data.validation_samples every this many optimizer steps and at
+    # the end; 0: not measured.
+    eval_steps: int = 0
+    # A checkpoint (adapter, optimizer, scheduler, RNG states) every this many optimizer steps,
+    # from which a stopped training resumes on the next run; 0: none.
+    save_steps: int = 0
+    # Checkpoints are removed when a training finishes, unless this is true.
+    keep_checkpoints: bool = False
+    # The Trainer's tracking integrations, writing under runs/<study>/tracking/, offline.
+    report_to: tuple[Literal["none", "tensorboard", "mlflow"], ...] = ("none",)
+    # Batches of examples of similar length (less padding); TrainingArguments' name.
+    group_by_length: bool = False
+
+
+# Train settings that change neither the adapter nor the loss curve a training step writes (a
+# checkpoint is saved beside the run, a tracker copies its logs), so they are no part of the step's
+# identity: turning tracking on does not retrain, and a training resumes whatever save_steps it
+# was stopped with.
+OUTSIDE_IDENTITY = ("save_steps", "keep_checkpoints", "report_to")
+
+
+def identity_settings(train: dict[str, Any]) -> dict[str, Any]:
+    """A training's settings (TrainConfig as a dict) without those outside its identity."""
+    return {k: v for k, v in train.items() if k not in OUTSIDE_IDENTITY}
 
 
 @dataclass(frozen=True)
@@ -155,6 +182,10 @@ class ReportConfig:
         if isinstance(self.equivalence_margin, dict):
             return float(self.equivalence_margin.get(task, DEFAULT_MARGIN))
         return float(self.equivalence_margin)
+
+    # A training whose validation loss still fell by more than this share over the last
+    # quarter of its steps is flagged as possibly under-trained.
+    under_trained_drop: float = 0.02
 
 
 @dataclass(frozen=True)

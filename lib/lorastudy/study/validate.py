@@ -3,6 +3,7 @@ methods: one line per problem, before any model loads."""
 
 from __future__ import annotations
 
+import importlib.util
 import typing
 
 from .. import methods
@@ -44,6 +45,7 @@ def check(cfg: StudyConfig) -> list[str]:
     need(cfg.train.max_grad_norm > 0, "train.max_grad_norm: must be positive")
     need(cfg.train.logging_steps > 0, "train.logging_steps: must be positive")
     problems += _check_processes(cfg)
+    problems += _check_watching(cfg)
     need(cfg.eval.batch_size > 0, "eval.batch_size: must be positive")
     need(cfg.eval.generation_batch_size > 0, "eval.generation_batch_size: must be positive")
     need(cfg.eval.latency_items > 0, "eval.latency_items: must be positive")
@@ -108,6 +110,38 @@ def _check_processes(cfg: StudyConfig) -> list[str]:
                 f"{cfg.model.dtype} weights in one decoder block, and FSDP flattens each block into one dtype; set "
                 "quant.prepare_kbit: false (as sharded QLoRA does) or train.distributed: ddp"
                 + ("" if m.quantize else f", or leave {m.name} out")
+            )
+    return problems
+
+
+def _check_watching(cfg: StudyConfig) -> list[str]:
+    """Validation, checkpoints and tracking: each setting needs what it uses, and a tracker must be
+    installed, so a run does not fail at its first log line after the model has loaded."""
+    t, problems = cfg.train, []
+    for key, value in (("train.eval_steps", t.eval_steps), ("train.save_steps", t.save_steps)):
+        if value < 0:
+            problems.append(f"{key}: must be 0 (off) or positive, got {value}")
+    if cfg.data.validation_samples < 0:
+        problems.append(f"data.validation_samples: must be 0 or positive, got {cfg.data.validation_samples}")
+    if t.eval_steps > 0 and cfg.data.validation_samples == 0:
+        problems.append("train.eval_steps: the validation loss needs held-out items; set data.validation_samples")
+    if cfg.data.validation_samples > 0 and t.eval_steps == 0:
+        problems.append("data.validation_samples: nothing measures on them; set train.eval_steps (or 0 items)")
+    if t.keep_checkpoints and t.save_steps == 0:
+        problems.append("train.keep_checkpoints: there are no checkpoints to keep; set train.save_steps")
+    if t.save_steps > 0 and t.distributed == "fsdp" and t.processes > 1:
+        problems.append("train.save_steps: resuming a sharded (fsdp) training is not supported; use ddp or 0")
+    if not 0.0 < cfg.report.under_trained_drop < 1.0:
+        problems.append(f"report.under_trained_drop: must be in (0, 1), got {cfg.report.under_trained_drop}")
+    trackers = list(t.report_to)
+    if "none" in trackers and len(trackers) > 1:
+        problems.append(f"train.report_to: 'none' cannot be combined with {[x for x in trackers if x != 'none']}")
+    if len(set(trackers)) != len(trackers):
+        problems.append("train.report_to: a tracker is listed twice")
+    for tracker, module in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
+        if tracker in trackers and importlib.util.find_spec(module) is None:
+            problems.append(
+                f"train.report_to: {tracker} is not installed; pip install 'lorastudy[tracking]' (or set none)"
             )
     return problems
 

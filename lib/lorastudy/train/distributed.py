@@ -88,7 +88,11 @@ def trainer_arguments(train: TrainConfig) -> dict[str, Any]:
     return {"ddp_find_unused_parameters": False} if train.processes > 1 else {}
 
 
-def launch(cfg: StudyConfig, run, paths: StudyPaths, log: Callable[[str], None]) -> dict:
+# The training step's name and identity, handed to the launched processes (train.train's `step`, `identity`).
+STEP, IDENTITY = "LORASTUDY_STEP", "LORASTUDY_STEP_IDENTITY"
+
+
+def launch(cfg: StudyConfig, run, paths: StudyPaths, log: Callable[[str], None], step: str, identity: str) -> dict:
     """Train `run` in train.processes processes with `accelerate launch`; its record."""
     train = cfg.train
     if torch.cuda.is_available() and torch.cuda.device_count() < train.processes:
@@ -119,7 +123,8 @@ def launch(cfg: StudyConfig, run, paths: StudyPaths, log: Callable[[str], None])
             str(run.seed),
         ]
         log(f"training {run.name} in {train.processes} processes ({train.distributed}): accelerate launch")
-        _follow(command, {**os.environ, LAUNCHED: "1", "PYTHONUNBUFFERED": "1"}, log)
+        env = {**os.environ, LAUNCHED: "1", "PYTHONUNBUFFERED": "1", STEP: step, IDENTITY: identity}
+        _follow(command, env, log)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return read_json(paths.train_json(run.name))

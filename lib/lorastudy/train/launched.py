@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from ..study.load import load_config
 from ..study.paths import StudyPaths
 from ..study.runs import find_run
+from .distributed import IDENTITY, STEP
 from .loop import train
 
 
@@ -23,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     state = PartialState(cpu=not torch.cuda.is_available())
     cfg = load_config(spec)
     paths = StudyPaths(Path(cfg.root), cfg.study)
-    train(cfg, find_run(cfg, method, int(seed)), paths, log=print if state.is_main_process else _quiet)
+    log = print if state.is_main_process else _quiet
+    step, identity = os.environ.get(STEP, ""), os.environ.get(IDENTITY, "")
+    train(cfg, find_run(cfg, method, int(seed)), paths, log=log, step=step, identity=identity)
     state.wait_for_everyone()
     torch.distributed.destroy_process_group()
     return 0

@@ -12,26 +12,26 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import methods, resources, tasks
-from ..data.datasets import load_train, run_settings
+from ..data.datasets import load_train, load_validation, run_settings
 from ..methods.declaration import Method
 from ..models.loading import assistant_turn_end, load_model, load_tokenizer, torch_dtype, upcast_like_kbit_preparation
 from ..models.source import model_path
 from ..quantization.errors import reconstruction_error
 from ..study.paths import StudyPaths
-from ..study.schema import Run, StudyConfig, params_hash
+from ..study.schema import Run, StudyConfig, identity_settings, params_hash
 from ..tasks import example_ids
-from ..util.files import atomic_path, atomic_write_json, scratch_dir
-from . import distributed
+from ..util.files import atomic_path, atomic_write_json, sha256_file
+from . import checkpoints, distributed, tracking
+from .arguments import training_arguments
+from .callbacks import LOSS_COLUMNS, checkpoint_callback, loss_rows, progress_callback
 from .precision import ran_in, resolve_optim, resolve_precision
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 class OutOfMemoryAdvice(RuntimeError):
@@ -94,6 +94,7 @@ def prepare_model(cfg: StudyConfig, method: Method, path: str) -> tuple[Any, dic
     if fp32_params is not None:
         stages["prepare"] = {**_stage(model, prep), "fp32_params": fp32_params}
     model.config.use_cache = False
+    _keep_4bit_layout(model)
     model = _add_trained(cfg, method, model)
     stages["adapters"] = {"weights_bytes": resources.weights_bytes(model), **resources.current_bytes()}
     return model, stages
@@ -130,6 +131,16 @@ def _prepare(cfg: StudyConfig, method: Method, model) -> int | None:
     return _fp32_params(model) if method.upcast else None
 
 
+def _keep_4bit_layout(model) -> None:
+    """On a CPU with AVX512-BF16, bitsandbytes repacks a 4-bit layer's weights for its inference kernel
+    at the first forward pass without gradients (a validation) and unpacks them when a state dict is
+    taken (a checkpoint), and the round trip does not give the same quantization constants back:
+    validating or checkpointing would change what QLoRA trains on. Training keeps its layout."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def _fp32_params(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.dtype == torch.float32)
 
@@ -155,51 +166,27 @@ def _add_trained(cfg: StudyConfig, method: Method, model):
     return get_peft_model(model, lora)
 
 
-def _trainer_callback(losses: list[dict], log: Callable[[str], None], total_steps: int):
-    from transformers import TrainerCallback
-
-    class LossLog(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            # The last step is always logged, so a curve ends where training ended.
-            if state.global_step == state.max_steps:
-                control.should_log = True
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs:
-                return
-            loss = float(logs["loss"])
-            losses.append(
-                {
-                    "step": state.global_step,
-                    "epoch": round(state.epoch or 0.0, 4),
-                    "loss": loss,
-                    "learning_rate": logs.get("learning_rate"),
-                    "grad_norm": logs.get("grad_norm"),
-                }
-            )
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"training loss became {loss} at step {state.global_step}: lower train.learning_rate "
-                    f"(now {args.learning_rate}) or train.max_grad_norm, or use train.precision: fp32"
-                )
-            every = max(1, total_steps // 10)
-            if state.global_step % every == 0 or state.global_step == total_steps:
-                log(f"  step {state.global_step}/{total_steps}  loss {loss:.4f}")
-
-    return LossLog()
-
-
-def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], None] = print) -> dict:
+def train(
+    cfg: StudyConfig,
+    run: Run,
+    paths: StudyPaths,
+    log: Callable[[str], None] = print,
+    step: str = "",
+    identity: str = "",
+) -> dict:
     """Train one run as its method declares; write adapters/<run>/ (the adapter, or the whole model
-    for full fine-tuning), train/<run>.json and train/<run>.loss.csv."""
+    for full fine-tuning), train/<run>.json and train/<run>.loss.csv. `step` and `identity` are the
+    pipeline's name and identity of the training step: a checkpoint of that identity is resumed
+    (run by hand, the identity is a hash of the run's settings and data)."""
     from transformers import set_seed
 
     method = methods.get(run.method, cfg)
     if not method.trains:
         raise ValueError(f"method {run.method!r} trains nothing (it is evaluated as loaded)")
     if distributed.should_launch(method.settings(cfg).train):
-        return distributed.launch(cfg, run, paths, log)  # each launched process comes back here
-    # The run's settings from here on (its method's overrides); the study's found the method (maybe a grid cell).
+        return distributed.launch(cfg, run, paths, log, step, identity)  # each launched process comes back here
+    # The run's settings from here on (the method's overrides applied); the study's own were
+    # needed only to find the method, which may be a cell of the study's grid.
     cfg = run_settings(cfg, method, paths.data)
     set_seed(run.seed)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
@@ -207,6 +194,7 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
     examples, dropped = build_examples(load_train(paths.data), tokenizer, cfg.data.max_seq_len, cfg.data.train_task)
     if not examples:
         raise ValueError("data.max_seq_len: every training prompt is longer than it; raise it")
+    validation = build_examples(load_validation(paths.data), tokenizer, cfg.data.max_seq_len, cfg.data.train_task)[0]
     model, stages = prepare_model(cfg, method, path)
     counts = resources.count_parameters(model)
     if method.max_params is not None and counts["total_params"] > method.max_params:
@@ -219,31 +207,18 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
     log(
         f"training {run.name}: {len(examples)} examples, {total_steps} optimizer steps, "
         f"{counts['trainable_params']:,} trainable of {counts['total_params']:,} parameters"
+        + (f", validation loss on {len(validation)} held-out examples" if cfg.train.eval_steps else "")
     )
-    fit = distributed.combine(_fit(cfg, method, run, model, tokenizer, examples, total_steps, log))
+    data = Data(examples, validation if cfg.train.eval_steps else [], tokenizer)
+    job = Job(step or run.name, identity or fallback_identity(cfg, run, paths), paths.checkpoints(run.name))
+    fit = distributed.combine(_fit(cfg, method, run, model, data, total_steps, job, paths, log))
     adapter_state = fit.pop("adapter_state")
     if not distributed.is_main_process():
         return fit  # the first process writes the run's files
-    model.config.use_cache = True  # as the base had it: a fully fine-tuned model is saved whole
-    with atomic_path(paths.adapter(run.name)) as tmp:  # the adapter, or (full fine-tuning) the model evaluation loads
-        model.save_pretrained(tmp, safe_serialization=True, state_dict=adapter_state)
-    _write_losses(paths.loss_csv(run.name), fit["losses"])
-    record = {
-        "run": run.name,
-        "method": run.method,
-        "seed": run.seed,
-        "params_hash": params_hash(cfg.resolved()),
-        "model": path,
-        "device": resources.device_name(),
-        "train_examples": len(examples),
-        "dropped_examples": dropped,
-        **counts,
-        "pct_trainable": 100.0 * counts["trainable_params"] / counts["total_params"],
-        "adapter_bytes": resources.folder_bytes(paths.adapter(run.name)),
-        "stages": stages,
-        **{k: v for k, v in fit.items() if k != "losses"},
-    }
+    record = _write_run(cfg, run, paths, model, fit, adapter_state, path, len(examples), len(data.validation), dropped)
+    record["stages"] = stages
     atomic_write_json(paths.train_json(run.name), record)
+    checkpoints.finish(job.folder, keep=cfg.train.keep_checkpoints)
     log(
         f"trained {run.name} in {record['wall_s']:.1f} s: {record['tokens_seen']:,} tokens, peak "
         f"{record['peak_memory_mb']} MB ({record['memory_kind']}), final loss {record['final_loss']:.4f}"
@@ -251,67 +226,98 @@ def train(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str], No
     return record
 
 
-def training_arguments(cfg: StudyConfig, method: Method, seed: int, output_dir: str):
-    from transformers import TrainingArguments
-
-    precision = resolve_precision(cfg, method)
-    batch_size, grad_accum = distributed.per_process_batch(cfg.train)  # the study's own with one process
-    return TrainingArguments(
-        output_dir=output_dir,
-        per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=grad_accum,
-        learning_rate=cfg.train.learning_rate,
-        lr_scheduler_type=cfg.train.lr_scheduler,
-        # transformers 5 reads a warmup_steps below 1 as a share of the steps.
-        warmup_steps=cfg.train.warmup_ratio,
-        max_grad_norm=cfg.train.max_grad_norm,
-        weight_decay=cfg.train.weight_decay,
-        optim=resolve_optim(cfg),
-        num_train_epochs=cfg.train.epochs,
-        max_steps=cfg.train.max_steps,
-        logging_steps=cfg.train.logging_steps,
-        logging_first_step=True,
-        logging_nan_inf_filter=False,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not torch.cuda.is_available(),
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        seed=seed,
-        data_seed=seed,
-        remove_unused_columns=False,
-        dataloader_pin_memory=False,
-        include_num_input_tokens_seen="non_padding",
-        **distributed.trainer_arguments(cfg.train),
-    )
+def _write_run(cfg, run: Run, paths: StudyPaths, model, fit, adapter_state, path, n_train, n_validation, dropped):
+    """Save the adapter (or the whole model) and the loss log; the training record, not yet written."""
+    counts = resources.count_parameters(model)
+    model.config.use_cache = True  # as the base had it: a fully fine-tuned model is saved whole
+    with atomic_path(paths.adapter(run.name)) as tmp:
+        # An adapter's weights, or (full fine-tuning) the whole model, which evaluation loads as its base.
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=adapter_state)
+    _write_losses(paths.loss_csv(run.name), fit["losses"])
+    return {
+        "run": run.name,
+        "method": run.method,
+        "seed": run.seed,
+        "params_hash": params_hash(cfg.resolved()),
+        "model": path,
+        "device": resources.device_name(),
+        "train_examples": n_train,
+        "validation_examples": n_validation,
+        "dropped_examples": dropped,
+        **counts,
+        "pct_trainable": 100.0 * counts["trainable_params"] / counts["total_params"],
+        "adapter_bytes": resources.folder_bytes(paths.adapter(run.name)),
+        **{k: v for k, v in fit.items() if k != "losses"},
+    }
 
 
-def _fit(cfg: StudyConfig, method: Method, run: Run, model, tokenizer, examples: list[dict], total_steps: int, log):
-    """Run the Trainer, measuring time and peak memory; the figures for the training record.
-    `cfg` is the run's settings (the method's overrides applied)."""
+@dataclass(frozen=True)
+class Data:
+    examples: list[dict]
+    validation: list[dict]  # empty: no validation loss is measured
+    tokenizer: Any
+
+
+@dataclass(frozen=True)
+class Job:
+    step: str  # how the log names the training step
+    identity: str  # the only identity whose checkpoints it resumes
+    folder: Path  # the step's folder, where the Trainer writes its checkpoints
+
+
+def fallback_identity(cfg: StudyConfig, run: Run, paths: StudyPaths) -> str:
+    """A training's identity outside the pipeline: its settings (those that change what it writes)
+    and the SHA-256 of its data files."""
+    files = [paths.data / "train.jsonl", paths.data / "validation.jsonl"]
+    settings = {**cfg.resolved(), "train": identity_settings(cfg.to_dict()["train"])}
+    data = {f.name: sha256_file(f) for f in files if f.is_file()}
+    return params_hash({"settings": settings, "run": [run.method, run.seed], "data": data})
+
+
+def _fit(cfg: StudyConfig, method: Method, run: Run, model, data: Data, total_steps: int, job: Job, paths, log):
+    """Run the Trainer (from the step's last complete checkpoint of its identity, if any), measuring
+    time and peak memory; the figures for the training record. `cfg` is the run's settings."""
     from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer
 
-    scratch = scratch_dir("lorastudy-train-")
-    losses: list[dict] = []
+    resume = checkpoints.find_resumable(job.folder, job.identity)
+    for removed in resume.removed:
+        log(f"  removed checkpoint {removed} of {job.step}: not resumed")
+    if resume.checkpoint is not None:
+        log(f"resuming {job.step} from {resume.checkpoint.name}")
+    elif not cfg.train.save_steps:
+        shutil.rmtree(job.folder, ignore_errors=True)
+    costs: dict = {}
     trainer = Trainer(
         model=model,
-        args=training_arguments(cfg, method, run.seed, str(scratch)),
-        train_dataset=examples,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-        callbacks=[_trainer_callback(losses, log, total_steps)],
+        args=training_arguments(cfg, method, run.seed, str(job.folder), tracking.tracked_name(run)),
+        train_dataset=data.examples,
+        eval_dataset=data.validation or None,
+        data_collator=DataCollatorForSeq2Seq(data.tokenizer, padding=True, label_pad_token_id=-100),
+        callbacks=[
+            progress_callback(log, total_steps, bool(data.validation)),
+            checkpoint_callback(job.identity, resume.elapsed_s, costs),
+        ],
     )
     trainer.remove_callback(PrinterCallback)  # our callback logs a line every tenth of the run
+    trainer.add_callback(tracking.study_params_callback(cfg, trainer))
+    tracking.configure(trainer, cfg, run, paths, resuming=resume.checkpoint is not None)
     try:
-        with resources.measure() as phase:
-            start = time.perf_counter()
-            result = trainer.train()
-            wall_s = time.perf_counter() - start
+        with tracking.mlflow_run(cfg, run, paths, job.folder, resume.checkpoint is not None):
+            with resources.measure() as phase:
+                start = time.perf_counter()
+                result = trainer.train(resume_from_checkpoint=str(resume.checkpoint) if resume.checkpoint else None)
+                wall_s = time.perf_counter() - start
         adapter_state = distributed.full_state_dict(trainer)
     except torch.OutOfMemoryError as exc:
         raise OutOfMemoryAdvice(f"out of memory while training {run.name}: {memory_advice(cfg)}") from exc
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    # On any failure or interruption the step's folder stays: the next run resumes from it.
+    return _fit_figures(cfg, method, trainer, result, phase, wall_s + resume.elapsed_s, resume, costs, adapter_state)
+
+
+def _fit_figures(cfg, method, trainer, result, phase, wall_s, resume, costs, adapter_state) -> dict:
+    losses = loss_rows(trainer.state.log_history)
+    trained = [row for row in losses if row["loss"] is not None]
+    validated = [row["validation_loss"] for row in losses if row["validation_loss"] is not None]
     tokens_seen = int(trainer.state.num_input_tokens_seen)
     return {
         "losses": losses,
@@ -321,11 +327,18 @@ def _fit(cfg: StudyConfig, method: Method, run: Run, model, tokenizer, examples:
         "train_peak": phase.peak,
         "peak_memory_mb": resources.headline_peak_mb(phase.peak),
         "memory_kind": phase.peak["memory_kind"],
+        # A resumed run's time: this attempt's and its checkpoint's, not the work lost after it.
         "wall_s": wall_s,
+        "resumed_from": resume.checkpoint.name if resume.checkpoint else None,
         "optimizer_steps": int(result.global_step),
         "tokens_seen": tokens_seen,
         "tokens_per_s": tokens_seen / wall_s if wall_s > 0 else None,
-        "final_loss": losses[-1]["loss"] if losses else None,
+        "final_loss": trained[-1]["loss"] if trained else None,
+        "final_validation_loss": validated[-1] if validated else None,
+        "validation_s": sum(e.get("eval_runtime", 0.0) for e in trainer.state.log_history),
+        "checkpoints": {**costs, "save_steps": cfg.train.save_steps} if cfg.train.save_steps else None,
+        "group_by_length": cfg.train.group_by_length,
+        "tracking": tracking.trackers(cfg),
         "train_loss": float(result.training_loss),
         "adapter_state": adapter_state,
     }
@@ -333,6 +346,6 @@ def _fit(cfg: StudyConfig, method: Method, run: Run, model, tokenizer, examples:
 
 def _write_losses(path, losses: list[dict]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["step", "epoch", "loss", "learning_rate", "grad_norm"])
+        writer = csv.DictWriter(handle, fieldnames=LOSS_COLUMNS)
         writer.writeheader()
         writer.writerows(losses)
