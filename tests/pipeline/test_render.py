@@ -56,3 +56,26 @@ def test_the_report_renders_after_an_install_into_a_target_folder(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split(maxsplit=1) == ["1", "# A finding\n"]
+
+
+PAGE = """<html><head><title>t</title></head><body>
+<h1 id="Study">Study<a class="anchor-link" href="#Study">¶</a></h1>
+<h2 id="Executive-summary">Executive summary<a class="anchor-link" href="#Executive-summary">¶</a></h2>
+<table><tr><td style="text-align:left">QLoRA vs LoRA</td><td style="text-align:left"><strong>worse</strong>: −0.05</td>
+<td style="text-align:left">equivalent within ±0.02: +0.001</td></tr></table>
+<h3 id="ARC-&amp;-co">ARC &amp; <code>co</code><a class="anchor-link" href="#ARC-&amp;-co">¶</a></h3>
+</body></html>"""
+
+
+def test_the_page_opens_with_its_contents_and_colours_verdicts_beside_their_words():
+    from lorastudy.pipeline.page import html_page, markdown_page
+
+    page = html_page(PAGE)
+    nav = page[page.index("</h1>") : page.index("<h2")]
+    assert '<a href="#Executive-summary">Executive summary</a>' in nav
+    assert '<li class="sub"><a href="#ARC-&amp;-co">ARC &amp; co</a></li>' in nav
+    assert '<td style="text-align:left" class="verdict-worse"><strong>worse</strong>' in page
+    assert 'class="verdict-equivalent">equivalent within' in page
+    assert 'class="verdict-' not in page.split("QLoRA vs LoRA")[0]  # a method's name is not a verdict
+    assert page.index("<style>") < page.index("</head>")
+    assert markdown_page("# a\n\n\n\nb\n\n\n") == "# a\n\nb\n"

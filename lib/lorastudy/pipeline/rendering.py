@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..study.paths import StudyPaths
 from ..util.files import atomic_write_text
+from .page import html_page, markdown_page
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "report" / "templates"
 
@@ -51,6 +52,6 @@ def render(paths: StudyPaths, log: Callable[[str], None] = print) -> tuple[Path,
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
     html_path, md_path = paths.rendered / f"{stem}.html", paths.rendered / f"{stem}.md"
-    atomic_write_text(html_path, html)
-    atomic_write_text(md_path, markdown)
+    atomic_write_text(html_path, html_page(html))
+    atomic_write_text(md_path, markdown_page(markdown))
     return html_path, md_path
