@@ -120,13 +120,14 @@ def test_ties_are_said_in_words_and_never_shown_as_a_zero_width_interval(tmp_pat
     ) in text
 
 
-def test_the_executive_summary_opens_with_a_verdict_table(tmp_path):
+def test_the_executive_summary_opens_with_the_answer_then_the_verdict_table(tmp_path):
     res = study(tmp_path)
     summary = report.executive_summary(res)
     lines = summary.splitlines()
+    assert lines[2].startswith("**The answer.** QLoRA against LoRA, provisional on one training run each: ")
+    assert lines[4].startswith("**Recommendation.** ")
     table_start = next(i for i, line in enumerate(lines) if line.startswith("| comparison "))
-    first_sentence = next(i for i, line in enumerate(lines) if line.startswith("- "))
-    assert table_start < first_sentence
+    assert table_start == 6 and not any(line.startswith("- ") for line in lines)
     header = [cell.strip() for cell in lines[table_start].split("|")[1:-1]]
     assert [h.split(" (")[0] for h in header] == ["comparison", "ARC-Challenge", "OpenMath", "SQuAD v1.1"]
     # One row per comparison, in the declarations' order.
@@ -134,6 +135,11 @@ def test_the_executive_summary_opens_with_a_verdict_table(tmp_path):
     assert [r[0] for r in rows] == ["LoRA vs base", "QLoRA vs base", "QLoRA vs LoRA"]
     assert re.search(r"\*\*better\*\*: \+0\.\d{3} \[\+0\.\d{3}, \+0\.\d{3}\]", rows[0][2])
     assert "cannot separate the methods: both scored 0.000 on every item (\u0394 +0.000)" in rows[2][3]
+    # The answer says the same verdicts; each comparison's sentence is under Comparisons, once.
+    assert "cannot separate the methods on SQuAD v1.1 (both at the metric's floor on every item)" in lines[2]
+    comparisons = report.comparisons_table(res)
+    for sentence in ("LoRA vs the base model on ARC-Challenge, acc_norm", "QLoRA vs LoRA on SQuAD v1.1, f1"):
+        assert comparisons.count(f"- {sentence}") == 1 and sentence not in summary
 
 
 def test_the_comparisons_section_states_which_pairs_it_compares_and_why(tmp_path):

@@ -77,7 +77,10 @@ def test_one_run_per_method_makes_verdicts_between_trained_methods_provisional(t
     assert "provisional: worse" in qlora_lora and "**" not in qlora_lora
     lora_base = next(line for line in summary.splitlines() if line.startswith("| LoRA vs base"))
     assert "**better**" in lora_base  # against the base a verdict keeps its form
-    assert "another seed may reverse this verdict" in summary
+    assert "another seed may reverse this verdict" in report.comparisons_table(res)
+    answer = summary.splitlines()[2]
+    assert answer.startswith("**The answer.** QLoRA against LoRA, provisional on one training run each: ")
+    assert "worse on OpenMath (held out) (\u0394 \u2212" in answer and "**worse**" not in answer
     assert "**Recommendation.** Provisional, resting on one training run per method" in summary
 
 
@@ -152,15 +155,17 @@ def test_a_metric_at_its_floor_for_every_method_cannot_separate_them(tmp_path):
 def test_each_trained_method_shows_its_seed_spread_and_each_comparison_its_variance_by_source(tmp_path):
     res = study(tmp_path, seeds=(0, 1, 2))
     m, c = res.metrics, res.comparisons
-    summary = report.executive_summary(res)
     lora = m[(m.method == "lora") & (m.task == "openmath") & (m.metric == "exact_match")].iloc[0]
     per_seed = res.metrics_by_seed.query("method == 'lora' and task == 'openmath' and metric == 'exact_match'")
     assert lora.seed_sd == pytest.approx(np.std(per_seed.value, ddof=1))
-    scores = next(line for line in summary.splitlines() if line.startswith("| LoRA |"))
-    assert f"seed sd {lora.seed_sd:.3f} over 3 runs" in scores
-    assert "evaluated once" in next(line for line in summary.splitlines() if line.startswith("| base |"))
+    # Beside each score in the per-dataset table; the base, evaluated once, has no spread.
+    openmath = report.performance_tables(res).split("### OpenMath")[1]
+    primary = next(line for line in openmath.splitlines() if line.startswith("| exact_match"))
+    base, lora_cell = (cell.strip() for cell in primary.split("|")[2:4])
+    assert lora_cell.endswith(f"seed sd {lora.seed_sd:.3f}") and "seed sd" not in base
+    assert "Each trained method ran with 3 training seeds (0, 1, 2)" in report.comparisons_table(res)
     assert "A seed sets the adapter's initialisation, the dropout masks and the order of the training batches" in (
-        summary
+        report.comparisons_table(res)
     )
     seeded = c[c.ties == ""]
     assert seeded.seed_share.between(0, 1).all()

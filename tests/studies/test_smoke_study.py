@@ -123,6 +123,33 @@ def test_both_renderings_exist_and_stand_alone(smoke):
     assert (root / "runs" / "smoke" / "notebooks" / "02_train-qlora.ipynb").is_file()
 
 
+def words(markdown: str) -> list[str]:
+    """What a reader reads as words: table rules and pipes are not."""
+    return [w for w in markdown.split() if re.search(r"[A-Za-z0-9]", w)]
+
+
+def test_the_report_opens_with_the_answer_and_keeps_every_explanation_once(smoke):
+    root, _ = smoke
+    md = (root / "rendered" / "smoke.md").read_text()
+    assert md.startswith("# LoRA vs QLoRA") and "Warning" not in md  # no library's warning above the title
+    before_tables = md[: md.index("\n### ")]
+    summary = md[md.index("## Executive summary") : md.index("## Performance by dataset")]
+    answer = next(line for line in summary.splitlines() if line.startswith("**The answer.**"))
+    for needed in ("ARC-Challenge", "OpenMath", "SQuAD v1.1", "peak process memory", " MB vs ", " s vs "):
+        assert needed in answer
+    # The memory and time figures within the first 120 words, everything before the per-dataset
+    # tables under 350.
+    assert len(words(md[: md.index(answer) + answer.index(", time ") + len(", time ")])) < 120
+    assert len(words(before_tables)) < 350, len(words(before_tables))
+    assert not re.search(r"^- ", summary, re.M)  # the sentences are under Comparisons, each once
+    comparisons = md[md.index("## Comparisons") : md.index("## The model and the methods")]
+    for sentence in ("- LoRA vs the base model on ARC-Challenge", "- QLoRA vs LoRA on SQuAD v1.1"):
+        assert md.count(sentence) == 1 and sentence in comparisons
+    costs = md[md.index("## Model configurations and costs") :]
+    assert "- Memory: QLoRA's peak process memory (RSS, CPU) during training was" in costs.split("### Training")[0]
+    assert md.count("A seed sets the adapter's initialisation") == 1
+
+
 def test_provenance_names_the_checkouts_commit_and_a_command_any_checkout_runs(smoke):
     """The study's folder is outside the checkout here (as with --root elsewhere): the commit is
     still the code's, and the params path is the one inside a checkout."""

@@ -5,13 +5,14 @@ step's own summary (step_summaries.py) and the rendering templates (templates/).
 
 from .costs import resources_table
 from .reproducibility import provenance
-from .summary import executive_summary, title
+from .summary import executive_summary, model_section, title
 from .tables import comparisons_table, examples, performance_tables
 
 __all__ = [
     "comparisons_table",
     "examples",
     "executive_summary",
+    "model_section",
     "performance_tables",
     "provenance",
     "resources_table",

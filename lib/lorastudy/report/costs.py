@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from lorastudy import tasks
+from lorastudy import methods, tasks
 from lorastudy.report.charts import label
 from lorastudy.report.markdown import escape, table
-from lorastudy.report.recommendation import memory_kind_label
-from lorastudy.results.tables import StudyResults
+from lorastudy.report.recommendation import cost_sentences, memory_kind_label
+from lorastudy.results.tables import StudyResults, headline_pairs
 
 
 def _resource_rows(kind: str) -> list[tuple[str, str, object]]:
@@ -115,10 +115,16 @@ def resources_table(res: StudyResults) -> str:
             "also counts the libraries it shares with the others); its throughput counts every process's tokens."
         )
     return "\n".join(
-        [
-            "## Model configurations and costs",
-            "",
-            *tables,
-            *[f"- {n}" for n in notes],
-        ]
+        ["## Model configurations and costs", "", *_cost_comparison(res), *tables, *[f"- {n}" for n in notes]]
     )
+
+
+def _cost_comparison(res: StudyResults) -> list[str]:
+    """Each executive-summary pair's memory and time, relative to each other, in full."""
+    sentences = [
+        sentence
+        for a, b in headline_pairs(res.cfg)
+        if res.trained(a) and res.trained(b)
+        for sentence in cost_sentences(res.resources, methods.get(a, res.cfg), methods.get(b, res.cfg))[0]
+    ]
+    return [*[f"- {s}" for s in sentences], ""] if sentences else []

@@ -16,6 +16,7 @@ from ..results.method_space import (
     decomposition_table,
     decompositions,
     grid_table,
+    pareto_table,
     primary_metrics,
     quantization_by,
     quantized_methods,
@@ -52,7 +53,24 @@ def overview(res: StudyResults) -> str:
             "settings it changes; every one is trained by the one training path and evaluated like the others.",
             "",
             table(["method", "title", "trains; base", "settings it changes"], rows, ["l", "l", "l", "l"]),
+            *(["", front] if (front := front_sentence(res)) else []),
         ]
+    )
+
+
+def front_sentence(res: StudyResults) -> str:
+    """Which trained methods no other beats on both primary score and peak training memory, per
+    task, where more than two were trained (the Pareto chart draws them)."""
+    data = pareto_table(res)
+    if data.empty or data.method.nunique() <= 2:
+        return ""
+    fronts = "; ".join(
+        f"{tasks.get(task).title}: {', '.join(label(m, res.cfg) for m in rows[rows.on_front].method)}"
+        for task, rows in data.groupby("task", sort=False)
+    )
+    return (
+        "On the Pareto front of primary score against peak training memory (no other trained method scored as well "
+        f"with as little memory, on point estimates): {fronts}."
     )
 
 

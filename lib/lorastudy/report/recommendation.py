@@ -22,6 +22,11 @@ def _resource(resources: pd.DataFrame, method: str, phase: str) -> pd.Series | N
     return rows.iloc[0] if len(rows) else None
 
 
+def train_row(resources: pd.DataFrame, method: str) -> pd.Series | None:
+    """A method's training costs (resources.csv's train row), None where it did not train."""
+    return _resource(resources, method, "train")
+
+
 def memory_kind_label(kind: str) -> str:
     return "peak GPU memory used (device-wide, sampled)" if kind == "cuda" else "peak process memory (RSS, CPU)"
 
@@ -95,10 +100,7 @@ def recommendation(comparisons: pd.DataFrame, resources: pd.DataFrame, alpha: fl
     pairs = [row for _, row in own.iterrows()]
     advice = _advice(pairs, figures, a, b) + _equivalence_note(pairs)
     if any(bool(row.get("provisional", False)) for row in pairs):
-        return (
-            "Provisional, resting on one training run per method (run-to-run training variance is not "
-            f"measured; another seed may change the verdicts): {advice}"
-        )
+        return f"Provisional, resting on one training run per method: {advice}"
     return advice
 
 

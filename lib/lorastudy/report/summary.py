@@ -12,29 +12,46 @@ from __future__ import annotations
 from .. import methods, tasks
 from ..models.builtin import SMOLLM2, SMOLLM2_DIST, SMOLLM2_VERSION, TINY
 from ..quantization.formats import format_of
-from ..results.method_space import pareto_table
 from ..results.tables import StudyResults, headline_pairs, pairs
 from . import recommendation, verdicts
 from .charts import label
-from .format import margin, number
+from .format import interval, margin, number
 from .markdown import code, escape, table
-from .tables import _arrow, _token_limit_sentence
+from .tables import _arrow
 
 
 def title(res: StudyResults) -> str:
+    """The title, what was trained and evaluated in one sentence, and the model's caveat in one."""
     cfg = res.cfg
-    n = ", ".join(f"{tasks.get(t.name).title} n = {len(res.items[(res.runs[0].name, t.name)])}" for t in cfg.tasks)
+    n = [f"{tasks.get(t.name).title} (n = {len(res.items[(res.runs[0].name, t.name)])})" for t in cfg.tasks]
     trained = [label(m, res.cfg) for m in res.methods if res.trained(m)]
     train_task = cfg.data.train_task
     heading = " vs ".join(trained) if len(trained) <= 3 else f"The method space, {len(res.methods)} methods"
+    seeds = len(cfg.seeds)
     lines = [
         f"# {heading or 'Base model'}: study {code(cfg.study)}",
         "",
         f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets'][train_task]['train']:,} "
         f"{tasks.get(train_task).title} training items ({escape(cfg.data.source)} data) with "
-        f"{', '.join(trained) or 'no method'}, "
-        f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}; evaluated on {n}. "
-        + " ".join(methods.get(m, res.cfg).describe(methods.get(m, res.cfg).settings(cfg)) for m in res.methods),
+        f"{_and(trained) or 'no method'}, {seeds} seed{'s' if seeds > 1 else ''} each; evaluated on {_and(n)}.",
+    ]
+    caveat = MODEL_CAVEATS.get(cfg.model.name)
+    if caveat is not None:
+        lines += ["", caveat]
+    return "\n".join(lines)
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + (" and " + items[-1] if items else "")
+
+
+def model_section(res: StudyResults) -> str:
+    """What each method trains on which base, and what the study's built-in model is."""
+    cfg = res.cfg
+    lines = [
+        "## The model and the methods",
+        "",
+        " ".join(methods.get(m, cfg).describe(methods.get(m, cfg).settings(cfg)) for m in res.methods),
     ]
     note = MODEL_NOTES.get(cfg.model.name)
     if note is not None:
@@ -84,8 +101,15 @@ def _smollm2_note(res: StudyResults) -> str:
     return "".join(parts)
 
 
-# What the report says of a built-in base, beside its title.
+# What the report says of a built-in base: in full under "The model and the methods", and in
+# one sentence beside the title, so no reader takes its numbers for more than they are.
 MODEL_NOTES = {TINY.name: _tiny_note, SMOLLM2.name: _smollm2_note}
+MODEL_CAVEATS = {
+    TINY.name: "> **Smoke study:** a tiny model on synthetic data; its numbers show that every step works, not "
+    "how LoRA and QLoRA compare on a real model.",
+    SMOLLM2.name: "> **The base is a dequantized Q4_1 checkpoint** of SmolLM2-135M-Instruct, so QLoRA measures what "
+    'NF4 adds on top of Q4_1; the data are synthetic (see "The model and the methods").',
+}
 
 
 def _reconstruction(res: StudyResults) -> dict:
@@ -103,116 +127,78 @@ def _reconstruction(res: StudyResults) -> dict:
 
 
 def executive_summary(res: StudyResults) -> str:
+    """The answer first (each trained pair's verdicts, memory and time), the recommendation, then
+    the verdicts and scores at a glance; every explanation is in the section it explains."""
     rep = res.cfg.report
-    lines = ["## Executive summary", ""]
     headline = headline_pairs(res.cfg)
-    stated = [
-        (row, v)
-        for row, v in verdicts.primary_verdicts(res.comparisons, rep.alpha, rep.confidence, cfg=res.cfg)
-        if (row["method_a"], row["method_b"]) in headline
-    ]
-    lines += [seeds_sentence(res), "", score_table(res), ""]
-    if stated:
-        lines += [verdict_table(res, headline), ""]
-    for _, v in stated:
-        lines.append(f"- {v.sentence}")
-    if not stated:
-        lines.append("- The study has fewer than two methods, so nothing is compared.")
     trained_pairs = [
         (methods.get(a, res.cfg), methods.get(b, res.cfg)) for a, b in headline if res.trained(a) and res.trained(b)
     ]
-    for a, b in trained_pairs:
-        lines += [f"- {c}" for c in recommendation.cost_sentences(res.resources, a, b)[0]]
+    lines = ["## Executive summary", ""]
     for a, b in trained_pairs:
         advice = recommendation.recommendation(res.comparisons, res.resources, rep.alpha, a, b)
-        lines += ["", f"**Recommendation.** {advice}"]
+        lines += [f"**The answer.** {answer(res, a, b)}", "", f"**Recommendation.** {advice}", ""]
     if not trained_pairs:
-        lines += ["", "**Recommendation.** None: the study does not compare two fine-tuning methods."]
-    limits = _token_limit_sentence(res)
-    if limits:
-        lines.append(f"- {limits}")
-    front = _front_sentence(res)
-    if front:
-        lines.append(f"- {front}")
-    others = len(pairs(res.cfg)) - len(headline)
-    lines += [
-        "",
-        f'Verdicts use each task\'s primary metric; "better" and "worse" need a Holm-adjusted p below '
-        f"{rep.alpha} across all {len(res.comparisons)} comparisons in this study. Between two trained methods a "
-        f'difference within the task\'s margin ({_margins(res)}) counts as none: "equivalent" needs the whole '
-        "Holm-level interval inside it (two one-sided tests at half that level each), and an interval that crosses "
-        "it leaves the verdict inconclusive. No average across tasks is formed: the tasks' metrics differ in meaning."
-        + (
-            f" The study makes {others} further comparisons of its method space, each stated with its reason "
-            'and verdict under "The method space" below.'
-            if others
-            else ""
-        ),
-    ]
+        lines += [
+            "**The answer.** None: the study does not compare two fine-tuning methods"
+            + (", only each against the base below." if headline else "."),
+            "",
+        ]
+    compared = [p for p in headline if ((res.comparisons.method_a == p[0]) & (res.comparisons.method_b == p[1])).any()]
+    if compared:
+        lines.append(verdict_table(res, headline, "Tasks are not averaged; Comparisons explains each verdict."))
     return "\n".join(lines)
 
 
-def _margins(res: StudyResults) -> str:
-    return ", ".join(f"{tasks.get(t.name).title} {margin(res.cfg.report.margin(t.name))}" for t in res.cfg.tasks)
-
-
-def seeds_sentence(res: StudyResults) -> str:
-    """What the training seed changes, and how many each trained method ran with."""
-    seeds = res.cfg.seeds
-    runs = f"{len(seeds)} training seeds ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f"one seed ({seeds[0]})"
-    once = [methods.get(m, res.cfg).in_text for m in res.methods if len(res.method_runs(m)) == 1 and len(seeds) > 1]
-    return (
-        f"Each trained method ran with {runs}. A seed sets the adapter's initialisation, the dropout masks and "
-        "the order of the training batches; the training and evaluation items (data.seed) and greedy decoding do "
-        "not depend on it"
-        + (f", so {', '.join(once)} {'is' if len(once) == 1 else 'are'} evaluated once." if once else ".")
-        + (
-            " With one run per trained method, its seed-to-seed spread is not measured and verdicts between "
-            "trained methods are provisional."
-            if len(seeds) == 1
-            else ""
+def answer(res: StudyResults, a, b) -> str:
+    """Method a against method b in a few sentences: each task's verdict with its Holm-level
+    interval, and what a saved or cost in peak training memory and in training time."""
+    c = res.comparisons[res.comparisons["primary"]]
+    rows = [
+        hit.iloc[0]
+        for t in res.cfg.tasks
+        if not (hit := c[(c.task == t.name) & (c.method_a == a.name) & (c.method_b == b.name)]).empty
+    ]
+    by_words: dict[str, list[str]] = {}
+    for row in rows:
+        words, evidence = _answer_parts(row)
+        by_words.setdefault(words, []).append(f"{tasks.get(row['task']).title} ({evidence})")
+    said = "; ".join(f"{words} on {_and(where)}" for words, where in by_words.items())
+    provisional = any(bool(row.get("provisional", False)) for row in rows)
+    text = f"{a.title} against {b.title}" + (", provisional on one training run each" if provisional else "")
+    text += f": {said}." if said else ": not compared on any task."
+    _, figures = recommendation.cost_sentences(res.resources, a, b)
+    if figures:
+        ra, rb = (recommendation.train_row(res.resources, m.name) for m in (a, b))
+        text += (
+            f" Training: {recommendation.memory_kind_label(rb['memory_kind'])} {ra['peak_memory_mb']:,.1f} MB vs "
+            f"{rb['peak_memory_mb']:,.1f} MB ({_pct(figures['memory_pct'])}), time {ra['wall_s']:,.1f} s vs "
+            f"{rb['wall_s']:,.1f} s ({_pct(figures['time_pct'])})."
         )
-    )
+    return text
 
 
-def score_table(res: StudyResults) -> str:
-    """Each method's primary score per task, with its seed-to-seed spread beside it."""
-    m = res.metrics
-    rows = []
-    for method in res.methods:
-        cells = [label(method, res.cfg)]
-        for t in res.cfg.tasks:
-            primary = tasks.get(t.name).primary
-            hit = m[(m.method == method) & (m.task == t.name) & (m.metric == primary)]
-            if hit.empty:
-                cells.append("not defined")
-                continue
-            r = hit.iloc[0]
-            runs = len(res.method_runs(method))
-            if runs > 1:
-                spread = f"seed sd {number(r.seed_sd)} over {runs} runs"
-            else:
-                spread = "1 run, spread not measured" if res.trained(method) else "evaluated once"
-            cells.append(f"{number(r.value)} ({spread})")
-        rows.append(cells)
-    header = ["method"] + [f"{tasks.get(t.name).title} ({tasks.get(t.name).primary})" for t in res.cfg.tasks]
-    return table(header, rows, ["l"] * len(header))
+def _pct(value: float) -> str:
+    return f"{value:+.1f}%".replace("-", "\u2212")
 
 
-def _front_sentence(res: StudyResults) -> str:
-    """Which trained methods no other beats on both primary score and peak training memory, per
-    task, where more than two were trained (the Pareto chart draws them)."""
-    data = pareto_table(res)
-    if data.empty or data.method.nunique() <= 2:
-        return ""
-    fronts = "; ".join(
-        f"{tasks.get(task).title}: {', '.join(label(m, res.cfg) for m in rows[rows.on_front].method)}"
-        for task, rows in data.groupby("task", sort=False)
-    )
-    return (
-        "On the Pareto front of primary score against peak training memory (no other trained method scored as well "
-        f"with as little memory, on point estimates): {fronts}."
-    )
+def _answer_parts(row) -> tuple[str, str]:
+    """A verdict's words without what each task says for itself, and that task's evidence: its
+    delta and Holm-level interval (or why it has none)."""
+    kind, delta = row["verdict"], number(row["delta"], signed=True)
+    if kind == "cannot separate":
+        return "cannot separate the methods", f"both at the metric's {row['bound']} on every item"
+    if row.get("ties") == "all_tied":
+        evidence = f"all {int(row['n'])} items identical"
+    else:
+        evidence = f"\u0394 {delta} {interval(row['verdict_ci_low'], row['verdict_ci_high'])}"
+    if kind == "equivalent":
+        return f"equivalent within {margin(row['margin'])}", evidence
+    if kind == "inconclusive":
+        wide = row["verdict_ci_high"] - row["verdict_ci_low"] > 2 * row["margin"]
+        how = "wider than" if wide else "reaching beyond"
+        return f"inconclusive, the interval {how} the {margin(row['margin'])} margin", evidence
+    return kind, evidence
 
 
 def verdict_table(
@@ -241,9 +227,10 @@ def verdict_table(
         for t in res.cfg.tasks
     ]
     note = (
-        "\u0394 is the first method minus the second, with its interval at the comparison's Holm level (the "
-        "level its own p must reach under Holm's correction), which excludes 0 exactly when the verdict is "
-        "better or worse; \u2191 higher is better, \u2193 lower is better. Bold: a difference claimed over "
-        f"several training seeds; provisional: a verdict between methods trained once each. {explained}"
+        "Each task's primary metric; \u0394: the first method minus the second, with its interval at the "
+        f"comparison's Holm level over all {len(res.comparisons)} comparisons (\u03b1 = {res.cfg.report.alpha}), "
+        "which excludes 0 exactly when the verdict is better or worse; equivalent: that interval inside the task's "
+        "margin. \u2191 higher is better. Bold: claimed over several seeds; provisional: trained once each. "
+        + explained
     )
     return "\n".join([table(header, rows, ["l"] * len(header)), "", note])

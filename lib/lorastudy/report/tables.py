@@ -7,6 +7,7 @@ import pandas as pd
 from lorastudy import tasks
 from lorastudy.report import verdicts
 from lorastudy.report.charts import label
+from lorastudy.report.comparison_text import comparisons_in_words
 from lorastudy.report.markdown import escape, table
 from lorastudy.results.tables import StudyResults, comparisons_made, headline_pairs
 
@@ -83,16 +84,7 @@ def _generation_rows(res: StudyResults, task: str) -> list[list[str]]:
 
 def performance_tables(res: StudyResults) -> str:
     conf = f"{res.cfg.report.confidence:.0%}"
-    parts = [
-        "## Performance by dataset",
-        "",
-        f"Each cell is the score with its {conf} interval: exact (Clopper\u2013Pearson) for a 0/1 metric of one "
-        f"run; otherwise a percentile bootstrap over items ({res.cfg.report.bootstrap_resamples:,} resamples; "
-        "with several seeds, each item's score is its mean over seeds, and a median resamples items with all "
-        "their seeds). Where every item scored the same, the interval bounds the share of items that could "
-        "score otherwise instead of collapsing to a point. \u2191 higher is better, \u2193 lower is better. "
-        "Fractions are shown as fractions (0 to 1).",
-    ]
+    parts = ["## Performance by dataset", "", f"Each cell: the score with its {conf} interval (how: below the tables)."]
     m = res.metrics
     for t in res.cfg.tasks:
         task = tasks.get(t.name)
@@ -117,7 +109,16 @@ def performance_tables(res: StudyResults) -> str:
         # Tasks whose scorer records how each answer was found (OpenMath) show the shares.
         if any("answer_source" in it for it in res.items[(res.runs[0].name, t.name)]):
             parts += ["", answer_sources_table(res, t.name)]
-    return "\n".join(parts)
+    limits = _token_limit_sentence(res)
+    parts += ["", limits] if limits else []
+    how = (
+        f"The intervals: exact (Clopper\u2013Pearson) for a 0/1 metric of one run; otherwise a percentile bootstrap "
+        f"over items ({res.cfg.report.bootstrap_resamples:,} resamples; with several seeds, each item's score is its "
+        "mean over seeds, and a median resamples items with all their seeds). Where every item scored the same, the "
+        "interval bounds the share of items that could score otherwise instead of collapsing to a point. "
+        "\u2191 higher is better, \u2193 lower is better. Fractions are shown as fractions (0 to 1)."
+    )
+    return "\n".join([*parts, "", how])
 
 
 ANSWER_SOURCE_LABELS = {
@@ -183,7 +184,17 @@ def comparisons_table(res: StudyResults) -> str:
     header += ["CI at the Holm level", "verdict"]
     align = ["l", "l", "l"] + ["r"] * 4 + ["l"] + ["r"] * (len(header) - 10) + ["r", "l"]
     return "\n".join(
-        ["## Comparisons", "", comparisons_stated(res), "", _comparisons_caption(res), "", table(header, rows, align)]
+        [
+            "## Comparisons",
+            "",
+            comparisons_stated(res),
+            "",
+            _comparisons_caption(res),
+            "",
+            table(header, rows, align),
+            "",
+            comparisons_in_words(res),
+        ]
     )
 
 

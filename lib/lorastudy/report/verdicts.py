@@ -200,8 +200,12 @@ def verdict_cell(row: pd.Series) -> str:
     if row["verdict"] in CLAIMS and not bool(row.get("provisional", False)):
         words = f"**{words}**"
     delta = number(row["delta"], signed=True)
-    if row["verdict"] in ("inconclusive", "cannot separate"):
+    if row["verdict"] == "cannot separate":
         return f"{words} (\u0394 {delta})"
+    if row["verdict"] == "inconclusive":
+        # The table's cells stay short: its interval, and the answer above says against which margin.
+        undecided = "provisional: inconclusive" if bool(row.get("provisional", False)) else "inconclusive"
+        return f"{undecided}: {delta} {interval(row['verdict_ci_low'], row['verdict_ci_high'])}"
     if row.get("ties") == "all_tied":
         return f"{words}: all {int(row['n'])} items identical"
     if row.get("ties") == "constant":
