@@ -161,7 +161,7 @@ def grid_section(res: StudyResults) -> str:
         return ""
     settings = list(res.cfg.grid.settings)
     header = ["method", *settings, "trainable parameters", "peak training memory (MB)"]
-    header += [f"{tasks.get(t).title} {m}" for t, m in primary_metrics(res)]
+    header += [f"{tasks.get(t, res.cfg).title} {m}" for t, m in primary_metrics(res)]
     rows = []
     for r in data.to_dict("records"):
         cells = [label(r["method"], res.cfg)] + [escape(r[k]) for k in settings]
@@ -258,7 +258,7 @@ def quantized_method_table(res: StudyResults) -> str:
         return ""
     conf = f"{res.cfg.report.confidence:.0%}"
     header = ["method", "format", "format's error", "error on the trained base", "against"]
-    header += [f"\u0394 {tasks.get(t).title} {m}" for t, m in primary_metrics(res)]
+    header += [f"\u0394 {tasks.get(t, res.cfg).title} {m}" for t, m in primary_metrics(res)]
     rows = []
     for r in data.to_dict("records"):
         cells = [label(r["method"], res.cfg), next(f.title for f in FORMATS if f.name == r["format"])]

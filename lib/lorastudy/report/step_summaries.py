@@ -14,7 +14,7 @@ def data_section(summary: dict) -> str:
         skipped = "; ".join(f"{escape(reason)}: {count:,}" for reason, count in d.get("skipped", {}).items()) or "none"
         rows.append(
             [
-                tasks.get(name).title if name in tasks.TASKS else escape(name),
+                d.get("title") or (tasks.get(name).title if name in tasks.TASKS else escape(name)),
                 integer(d.get("loaded")),
                 skipped,
                 integer(d.get("train"), "\u2014"),
@@ -26,7 +26,7 @@ def data_section(summary: dict) -> str:
         [
             "## Data",
             "",
-            f"Source: {escape(summary['source'])}. Rows with missing fields or empty references are "
+            f"{_source_sentence(summary)} Rows with missing fields or empty references are "
             "skipped and counted; OpenMath evaluation keeps problems with numeric answers; held-out problems are "
             "never in the training set (overlap checked on normalised text). Every evaluation set is a seeded "
             "random sample of the usable items (its ids are in the predictions), never the head of a split.",
@@ -38,6 +38,18 @@ def data_section(summary: dict) -> str:
             ),
             *_length_lines(summary.get("train_lengths")),
         ]
+    )
+
+
+def _source_sentence(summary: dict) -> str:
+    """Where the rows came from: the study's data source, and its own training file where it names one
+    (whose duplicate rows and rows with an empty turn are skipped and counted like any other)."""
+    own = summary.get("train_data")
+    if own is None:
+        return f"Source: {escape(summary['source'])}."
+    return (
+        f"Training rows from {code(own['path'])} ({escape(own['format'])} format; its held-out rows are "
+        f"evaluated as a task of their own); other data: {escape(summary['source'])}, or each lm-eval task's own."
     )
 
 
@@ -105,7 +117,7 @@ def eval_summary(record: dict) -> str:
     """What one evaluation run measured, for the 03_evaluate notebook."""
     rows = [
         [
-            tasks.get(t).title,
+            r.get("title") or (tasks.get(t).title if t in tasks.TASKS else escape(t)),
             ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items()),
             str(r["n"]),
             f"{r['items_per_s']:,.1f}",

@@ -23,7 +23,7 @@ from .tables import _arrow, _token_limit_sentence
 
 def title(res: StudyResults) -> str:
     cfg = res.cfg
-    n = ", ".join(f"{tasks.get(t.name).title} n = {len(res.items[(res.runs[0].name, t.name)])}" for t in cfg.tasks)
+    n = ", ".join(f"{tasks.get(t.name, cfg).title} n = {len(res.items[(res.runs[0].name, t.name)])}" for t in cfg.tasks)
     trained = [label(m, res.cfg) for m in res.methods if res.trained(m)]
     train_task = cfg.data.train_task
     heading = " vs ".join(trained) if len(trained) <= 3 else f"The method space, {len(res.methods)} methods"
@@ -31,7 +31,7 @@ def title(res: StudyResults) -> str:
         f"# {heading or 'Base model'}: study {code(cfg.study)}",
         "",
         f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets'][train_task]['train']:,} "
-        f"{tasks.get(train_task).title} training items ({escape(cfg.data.source)} data) with "
+        f"{tasks.get(train_task, cfg).title} training items ({_data_source(cfg)}) with "
         f"{', '.join(trained) or 'no method'}, "
         f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}; evaluated on {n}. "
         + " ".join(methods.get(m, res.cfg).describe(methods.get(m, res.cfg).settings(cfg)) for m in res.methods),
@@ -40,6 +40,13 @@ def title(res: StudyResults) -> str:
     if note is not None:
         lines += ["", note(res)]
     return "\n".join(lines)
+
+
+def _data_source(cfg) -> str:
+    """Where the training items came from: the study's own file or hub dataset, else its data source."""
+    if cfg.data.train is not None:
+        return f"from {code(cfg.data.train.path)}"
+    return f"{escape(cfg.data.source)} data"
 
 
 def _tiny_note(res: StudyResults) -> str:
@@ -123,7 +130,7 @@ def executive_summary(res: StudyResults) -> str:
     for a, b in trained_pairs:
         lines += [f"- {c}" for c in verdicts.cost_sentences(res.resources, a, b)[0]]
     for a, b in trained_pairs:
-        advice = verdicts.recommendation(res.comparisons, res.resources, rep.alpha, a, b)
+        advice = verdicts.recommendation(res.comparisons, res.resources, rep.alpha, a, b, res.cfg)
         lines += ["", f"**Recommendation.** {advice}"]
     if not trained_pairs:
         lines += ["", "**Recommendation.** None: the study does not compare two fine-tuning methods."]
@@ -189,8 +196,8 @@ def verdict_table(
             cells.append(f"**{kind}**{cell[len(kind) :]}" if kind != "no detectable difference" else cell)
         rows.append(cells)
     header = ["comparison"] + [
-        f"{tasks.get(t.name).title} ({tasks.get(t.name).primary} "
-        f"{_arrow(tasks.get(t.name).metric(tasks.get(t.name).primary).higher_is_better)})"
+        f"{tasks.get(t.name, res.cfg).title} ({tasks.get(t.name, res.cfg).primary} "
+        f"{_arrow(tasks.get(t.name, res.cfg).metric(tasks.get(t.name, res.cfg).primary).higher_is_better)})"
         for t in res.cfg.tasks
     ]
     note = (

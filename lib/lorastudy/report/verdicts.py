@@ -68,13 +68,13 @@ def _why_not_claimed(row: pd.Series, alpha: float, confidence: float) -> str:
     return ""
 
 
-def _detectable(row: pd.Series, alpha: float) -> str:
+def _detectable(row: pd.Series, alpha: float, cfg: StudyConfig | None = None) -> str:
     """What size of difference this comparison could detect, at the level Holm demands of it."""
     mdd, level = row.get("mdd"), row.get("alpha_effective", alpha)
     if missing(mdd) or missing(level):
         return ""
     at = f"at this comparison's Holm level (\u03b1 = {level:.2g})"
-    if mdd >= 1.0 and tasks.get(row["task"]).metric(row["metric"]).is_fraction:
+    if mdd >= 1.0 and tasks.get(row["task"], cfg).metric(row["metric"]).is_fraction:
         # A difference of fractions cannot exceed 1: with so few items or seeds, none is detectable.
         return (
             f" {at[0].upper() + at[1:]}, not even the largest possible difference (\u00b11) would be detected with "
@@ -119,7 +119,7 @@ def verdict_kind(row: pd.Series, alpha: float) -> str:
 def verdict(row: pd.Series, alpha: float, confidence: float = 0.95, cfg: StudyConfig | None = None) -> Verdict:
     """Better / worse / no detectable difference for method_a against method_b (`cfg`: the
     study, whose grid cells a comparison may name)."""
-    task = tasks.get(row["task"])
+    task = tasks.get(row["task"], cfg)
     a, b = methods.get(row["method_a"], cfg).in_text, methods.get(row["method_b"], cfg).in_text
     kind = verdict_kind(row, alpha)
     where = f"{task.title}, {row['metric']} (n = {int(row['n'])})"
@@ -131,7 +131,7 @@ def verdict(row: pd.Series, alpha: float, confidence: float = 0.95, cfg: StudyCo
     if kind == "no detectable difference":
         sentence = (
             f"{a_cap} vs {b} on {where}: no detectable difference, {evidence}."
-            f"{_why_not_claimed(row, alpha, confidence)}{_detectable(row, alpha)}{_seed_note(row, kind)}"
+            f"{_why_not_claimed(row, alpha, confidence)}{_detectable(row, alpha, cfg)}{_seed_note(row, kind)}"
         )
     else:
         sentence = f"{a_cap} vs {b} on {where}: {kind}, {evidence}.{_seed_note(row, kind)}"
@@ -210,16 +210,23 @@ def cost_sentences(resources: pd.DataFrame, a: Method, b: Method) -> tuple[list[
     return sentences, figures
 
 
-def recommendation(comparisons: pd.DataFrame, resources: pd.DataFrame, alpha: float, a: Method, b: Method) -> str:
+def recommendation(
+    comparisons: pd.DataFrame,
+    resources: pd.DataFrame,
+    alpha: float,
+    a: Method,
+    b: Method,
+    cfg: StudyConfig | None = None,
+) -> str:
     """A recommendation between two trained methods (a, the cheaper candidate, against b) that
-    follows from the verdicts and costs."""
+    follows from the verdicts and costs (`cfg`: the study, whose tasks may be its own)."""
     _, figures = cost_sentences(resources, a, b)
     if not figures:
         return f"No recommendation between {b.title} and {a.title}: the study did not train both."
     own = comparisons[comparisons["primary"] & (comparisons.method_a == a.name) & (comparisons.method_b == b.name)]
-    pairs = [(row, verdict(row, alpha)) for _, row in own.iterrows()]
-    worse = [tasks.get(row["task"]).title for row, v in pairs if v.kind == "worse"]
-    better = [tasks.get(row["task"]).title for row, v in pairs if v.kind == "better"]
+    pairs = [(row, verdict(row, alpha, cfg=cfg)) for _, row in own.iterrows()]
+    worse = [tasks.get(row["task"], cfg).title for row, v in pairs if v.kind == "worse"]
+    better = [tasks.get(row["task"], cfg).title for row, v in pairs if v.kind == "better"]
     saving = -figures["memory_pct"]
     time_text = f"{abs(figures['time_pct']):.1f}% {'more' if figures['time_pct'] >= 0 else 'less'} training time"
     peak_change = f"{abs(saving):.1f}% {'lower' if saving >= 0 else 'higher'}"
