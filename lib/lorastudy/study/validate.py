@@ -169,7 +169,11 @@ def _check_names(cfg: StudyConfig) -> list[str]:
     need(len(set(cfg.methods)) == len(cfg.methods), "methods: a method is listed twice")
     need(len(cfg.seeds) > 0, "seeds: at least one seed is needed")
     need(len(set(cfg.seeds)) == len(cfg.seeds), "seeds: a seed is listed twice")
-    need(len(cfg.tasks) > 0, f"tasks: at least one of {', '.join(task_registry.TASKS.names())} is needed")
+    need(
+        len(cfg.tasks) > 0,
+        f"tasks: at least one task is needed: {', '.join(task_registry.TASKS.names())}, a task of "
+        "lm-evaluation-harness (tasks.<name>.lm_eval), or rows of data.train held out (data.train.held_out)",
+    )
     datasets = {cfg.data.train_task, *(t.name for t in cfg.tasks)}
     for name in cfg.data.revisions:
         need(

@@ -27,8 +27,13 @@ def last_reply(messages: list[dict]) -> int:
 
 
 def reply_prompt(tokenizer, messages: list[dict]) -> str:
-    """The conversation before its last reply, ending where the template starts an assistant's turn."""
-    return render(tokenizer, messages[: last_reply(messages)], add_generation_prompt=True)
+    """The conversation before its last reply, as training sees it: the rendered conversation up to
+    where that reply's text starts. (A template's generation prompt can differ from how it renders
+    a reply: the tiny Qwen3 template's adds empty thinking tags that its replies never show.)"""
+    k = last_reply(messages)
+    turns = messages[: k + 1]
+    text = render(tokenizer, turns)
+    return text[: assistant_spans(text, turns, "")[-1][0]]
 
 
 def assistant_spans(text: str, messages: list[dict], turn_end: str) -> list[tuple[int, int]]:

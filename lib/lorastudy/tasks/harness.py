@@ -224,20 +224,20 @@ def fingerprint(task: HarnessTask) -> str:
 
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    digest = hashlib.sha256(importlib.metadata.version("lm_eval").encode())
-    todo, seen = [task.yaml_path], set()
+    todo, yamls, functions = [task.yaml_path], [], set()
     while todo:
         path = todo.pop()
-        if path in seen or not path.is_file():
+        if path in yamls or not path.is_file():
             continue
-        seen.add(path)
-        digest.update(path.read_bytes())
+        yamls.append(path)
         raw = load_yaml(path, resolve_func=False, recursive=False)
         includes = raw.get("include") or []
         todo += [path.parent / p for p in (includes if isinstance(includes, list) else [includes])]
-        todo += [Path(v.rsplit(".", 1)[0] + ".py") for v in _strings(raw) if v.startswith(str(path.parent))]
-    for path in task.data_files():
-        digest.update(path.read_bytes())
+        # An unresolved `!function module.name` reads as the path of module.py beside the YAML, plus .name.
+        functions |= {Path(v.rsplit(".", 1)[0] + ".py") for v in _strings(raw) if v.startswith(str(path.parent))}
+    digest = hashlib.sha256(importlib.metadata.version("lm_eval").encode())
+    for path in [*yamls, *sorted(p for p in functions if p.is_file()), *task.data_files()]:
+        digest.update(str(path.name).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
