@@ -222,6 +222,15 @@ def fingerprint(task: HarnessTask) -> str:
     the Python files its `!function`s live in, and its local data files."""
     import importlib.metadata
 
+    digest = hashlib.sha256(importlib.metadata.version("lm_eval").encode())
+    for path in read_files(task):
+        digest.update(str(path.name).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def read_files(task: HarnessTask) -> list[Path]:
+    """The files the task reads: its YAML, the files it includes, the Python files of its
+    `!function`s, its local data files."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
     todo, yamls, functions = [task.yaml_path], [], set()
@@ -235,10 +244,7 @@ def fingerprint(task: HarnessTask) -> str:
         todo += [path.parent / p for p in (includes if isinstance(includes, list) else [includes])]
         # An unresolved `!function module.name` reads as the path of module.py beside the YAML, plus .name.
         functions |= {Path(v.rsplit(".", 1)[0] + ".py") for v in _strings(raw) if v.startswith(str(path.parent))}
-    digest = hashlib.sha256(importlib.metadata.version("lm_eval").encode())
-    for path in [*yamls, *sorted(p for p in functions if p.is_file()), *task.data_files()]:
-        digest.update(str(path.name).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
+    return [*yamls, *sorted(p for p in functions if p.is_file()), *task.data_files()]
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -264,9 +270,33 @@ def _not_scored(row: dict, output: Any, truncated: bool = False) -> dict:
 
 
 def declaration(name: str, spec: str, root: Path) -> Task:
-    """The lorastudy declaration of the lm-eval task `spec`, under the name the study gives it."""
+    """The lorastudy declaration of the lm-eval task `spec`, under the name the study gives it.
+    Derived again only when a file it read has changed since (the report asks for a declaration
+    many times, and a data file can be large)."""
+    key = (name, spec, str(root))
+    known = _DECLARED.get(key)
+    if known is not None and known[0] == _stamps(known[1]):
+        return known[2]
     task = locate(spec, root)
-    return _declaration(name, task, fingerprint(task))
+    files = read_files(task)
+    declared = _declaration(name, task, fingerprint(task))
+    _DECLARED[key] = (_stamps(files), files, declared)
+    return declared
+
+
+# Declarations by (name, spec, root): the stamps of the files each read, those files, the declaration.
+_DECLARED: dict[tuple[str, str, str], tuple[list, list[Path], Task]] = {}
+
+
+def _stamps(files: list[Path]) -> list[tuple[int, int] | None]:
+    return [(st.st_mtime_ns, st.st_size) if (st := _stat(p)) else None for p in files]
+
+
+def _stat(path: Path):
+    try:
+        return path.stat()
+    except OSError:
+        return None
 
 
 @cache
