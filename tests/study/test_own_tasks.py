@@ -75,9 +75,17 @@ def test_lm_eval_tasks_that_cannot_be_evaluated_per_item_name_their_key(tmp_path
         "task: bleu_task\ndataset_path: json\noutput_type: generate_until\nmetric_list:\n  - metric: bleu\n"
     )
     (tmp_path / "broken.yaml").write_text("task: broken\ninclude: nowhere.yaml\n")
+    # Refused by the harness's evaluator only when the evaluation runs: here, before anything trains.
+    (tmp_path / "image.yaml").write_text("task: image\ndataset_path: json\ndoc_to_image: [image]\n")
+    (tmp_path / "code.yaml").write_text("task: code\ndataset_path: json\nunsafe_code: true\n")
+    (tmp_path / "own_metric.yaml").write_text(
+        "task: own_metric\ndataset_path: json\nmetric_list:\n  - metric: !function scoring.score\n"
+        "    aggregation: mean\n"
+    )
     found = problems(
         tmp_path,
         "tasks:\n  r: {lm_eval: rolling.yaml}\n  b: {lm_eval: bleu.yaml}\n  x: {lm_eval: broken.yaml}\n"
+        "  i: {lm_eval: image.yaml}\n  c: {lm_eval: code.yaml}\n  f: {lm_eval: own_metric.yaml}\n"
         "  m: {lm_eval: missing.yaml}\n  n: {lm_eval: no_such_lm_eval_task}\n"
         f"  squad: {{lm_eval: {EXAMPLES / 'arithmetic_mc.yaml'}}}\n"
         f"  g: {{lm_eval: {EXAMPLES / 'arithmetic_gen.yaml'}, max_new_tokens: 4}}\n  unknown: {{n: 3}}\n",
@@ -86,6 +94,9 @@ def test_lm_eval_tasks_that_cannot_be_evaluated_per_item_name_their_key(tmp_path
         "tasks.r.lm_eval: output_type 'loglikelihood_rolling' is not supported",
         "tasks.b.lm_eval: metric_list: bleu aggregates by 'bleu', not by a mean over items",
         f"tasks.x.lm_eval: {tmp_path / 'broken.yaml'}: not an lm-eval task file the harness can read",
+        "tasks.i.lm_eval: doc_to_image: a multimodal task is not supported",
+        "tasks.c.lm_eval: unsafe_code: a task the harness marks unsafe (it runs generated code) is not supported",
+        "tasks.f.lm_eval: metric_list: !function scoring.score is not a metric name (a metric defined in Python",
         f"tasks.m.lm_eval: no file {tmp_path / 'missing.yaml'}",
         f"tasks.n.lm_eval: no file {tmp_path / 'no_such_lm_eval_task'}, and no task of that name in lm-eval's own",
         "tasks.squad: the name of a built-in task",

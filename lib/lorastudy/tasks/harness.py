@@ -143,13 +143,24 @@ def problems(task: HarnessTask) -> list[str]:
     output_type = config.get("output_type", "generate_until")
     if output_type not in KINDS:
         return [f"output_type {output_type!r} is not supported (supported: {', '.join(KINDS)})"]
+    # The harness's own evaluator refuses these too, but only once the evaluation runs, after training.
+    media = [key for key in ("doc_to_image", "doc_to_audio") if config.get(key)]
+    if media:
+        return [f"{media[0]}: a multimodal task is not supported (lorastudy evaluates text models)"]
+    if config.get("unsafe_code", False) is not False:
+        return ["unsafe_code: a task the harness marks unsafe (it runs generated code) is not supported"]
     out = []
     for metric in _metric_list(config):
         name, aggregation = (
             metric.get("metric"),
             metric.get("aggregation") or _default_aggregation(metric.get("metric")),
         )
-        if not isinstance(name, str):
+        if isinstance(name, str) and Path(name).is_absolute():  # `!function`, unresolved: the function's path
+            out.append(
+                f"metric_list: !function {Path(name).name} is not a metric name (a metric defined in Python is not "
+                "supported)"
+            )
+        elif not isinstance(name, str):
             out.append(f"metric_list: {name!r} is not a metric name (a metric defined in Python is not supported)")
         elif aggregation != "mean":
             out.append(
