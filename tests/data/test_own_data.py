@@ -176,6 +176,29 @@ def test_held_out_rows_never_train_and_dropped_rows_are_counted(tmp_path, tiny_m
     assert len(examples) == 8 and dropped == 0
 
 
+def test_a_held_out_row_overlaps_training_only_when_it_asks_what_a_training_row_asks(tmp_path):
+    """Overlap is on the user's turns up to the scored reply: conversations that end in the same
+    follow-up after different questions do not overlap; the same questions with a system turn do."""
+    rows = [chat(i, follow_up=True) for i in range(12)]
+    path = write_rows(tmp_path / "chat.jsonl", rows)
+    cfg = load_config(own_study(tmp_path, f"{{path: {path}, format: messages, held_out: 4}}"), root=tmp_path)
+    summary = prepare(cfg, tmp_path / "data", log=lambda _: None)
+    assert summary["datasets"][HELD_OUT]["overlap_with_train"] == 0
+    write_rows(path, rows + [chat(i, system=True, follow_up=True) for i in range(12)])
+    cfg = load_config(
+        own_study(tmp_path, f"{{path: {path}, format: messages, held_out: 4}}", train_samples=20), root=tmp_path
+    )
+    summary = prepare(cfg, tmp_path / "data", log=lambda _: None)
+
+    def users(row: dict) -> list[str]:
+        return [t["content"] for t in row["messages"] if t["role"] == "user"]
+
+    trained = [users(r) for r in read_jsonl(tmp_path / "data" / "train.jsonl")]
+    twins = sum(users(r) in trained for r in read_jsonl(tmp_path / "data" / "eval" / "held_out.jsonl"))
+    assert summary["datasets"][HELD_OUT]["overlap_with_train"] == twins > 0
+    assert summary["datasets"][HELD_OUT]["from"] == "data.train"
+
+
 @pytest.mark.parametrize("suffix", [".json", ".parquet"])
 def test_json_and_parquet_files_are_read_as_jsonl_is(tmp_path, suffix):
     import pyarrow as pa

@@ -114,6 +114,14 @@ def conversation_key(row: dict) -> str:
     return "\n".join(f"{t['role']}: {t['content']}" for t in row["messages"])
 
 
+def asked(row: dict) -> str:
+    """What the user asked up to the reply a row is scored on, its user turns in order (system
+    turns aside): a held-out row that asks what a training conversation asks overlaps it, while a
+    follow-up such as "And that times 2?" after another question does not."""
+    before = row["messages"][: last_reply(row["messages"])]
+    return "\n".join(t["content"] for t in before if t["role"] == "user")
+
+
 def question(row: dict) -> str:
     """The turn a reader recognises a held-out row by: the last user turn before its reply."""
     before = row["messages"][: last_reply(row["messages"])]
@@ -154,7 +162,7 @@ def declaration(train: TrainDataConfig) -> Task:
         prompt=lambda tokenizer, row: reply_prompt(tokenizer, row["messages"]),
         score=score,
         question=question,
-        overlap_keys=lambda row: (conversation_key(row), question(row)),
+        overlap_keys=lambda row: (conversation_key(row), asked(row)),
         max_new_tokens=train.max_new_tokens,
         train_messages=lambda row: row["messages"],
         reference=reference,
