@@ -178,9 +178,20 @@ def prepare(
         write_jsonl(data_dir / "eval" / f"{task.name}.jsonl", rows)
     for name, info in summary["datasets"].items():
         info["title"] = task_of(cfg, name).title
+        info["from"] = source_of(cfg, task_of(cfg, name))
         info["revision"] = dataset_identity(cfg, task_of(cfg, name), source_dir)
     atomic_write_json(data_dir / "summary.json", summary)
     return summary
+
+
+def source_of(cfg: StudyConfig, task: Task) -> str:
+    """Where a task's rows come from: the study's data.train, an lm-eval task's own files, else
+    the study's data.source (hub, local, synthetic)."""
+    if task.name == cfg.data.train_task and cfg.data.train is not None:
+        return "data.train"
+    if task.harness is not None:
+        return "lm-eval"
+    return cfg.data.source
 
 
 def dataset_identity(cfg: StudyConfig, task: Task, source_dir: Path | None) -> dict:

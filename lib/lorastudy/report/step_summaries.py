@@ -26,10 +26,11 @@ def data_section(summary: dict) -> str:
         [
             "## Data",
             "",
-            f"{_source_sentence(summary)} Rows with missing fields or empty references are "
-            "skipped and counted; OpenMath evaluation keeps problems with numeric answers; held-out problems are "
-            "never in the training set (overlap checked on normalised text). Every evaluation set is a seeded "
-            "random sample of the usable items (its ids are in the predictions), never the head of a split.",
+            f"{_source_sentence(summary)} Rows with missing fields or empty references are skipped and counted; "
+            + ("OpenMath evaluation keeps problems with numeric answers; " if "openmath" in summary["datasets"] else "")
+            + "held-out problems are never in the training set (overlap checked on normalised text). Every "
+            "evaluation set is a seeded random sample of the usable items (its ids are in the predictions), never "
+            "the head of a split.",
             "",
             table(
                 ["dataset", "rows loaded", "skipped (reason: count)", "train", "evaluated", "overlap with training"],
@@ -47,10 +48,19 @@ def _source_sentence(summary: dict) -> str:
     own = summary.get("train_data")
     if own is None:
         return f"Source: {escape(summary['source'])}."
-    return (
+    text = (
         f"Training rows from {code(own['path'])} ({escape(own['format'])} format; its held-out rows are "
-        f"evaluated as a task of their own); other data: {escape(summary['source'])}, or each lm-eval task's own."
+        "evaluated as a task of their own)"
     )
+    datasets = summary["datasets"].values()
+    if any("from" not in d for d in datasets):  # written before each dataset named where it came from
+        return f"{text}; other data: {escape(summary['source'])}, or each lm-eval task's own."
+    others = [escape(d.get("title") or "") for d in datasets if d["from"] == summary["source"]]
+    if others:
+        text += f"; {', '.join(others)}: {escape(summary['source'])} data"
+    if any(d["from"] == "lm-eval" for d in datasets):
+        text += "; each lm-eval task's documents from its own files"
+    return text + "."
 
 
 def _length_lines(lengths: dict | None) -> list[str]:

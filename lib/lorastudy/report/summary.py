@@ -10,10 +10,12 @@ in words rather than showing a zero or a blank.
 from __future__ import annotations
 
 from .. import methods, tasks
+from ..data.datasets import synthetic_sizes
 from ..models.builtin import SMOLLM2, SMOLLM2_DIST, SMOLLM2_VERSION, TINY
 from ..quantization.formats import format_of
 from ..results.method_space import pareto_table
 from ..results.tables import StudyResults, headline_pairs, pairs
+from ..study.schema import HELD_OUT
 from . import verdicts
 from .charts import label
 from .format import number
@@ -25,13 +27,11 @@ def title(res: StudyResults) -> str:
     cfg = res.cfg
     n = ", ".join(f"{tasks.get(t.name, cfg).title} n = {len(res.items[(res.runs[0].name, t.name)])}" for t in cfg.tasks)
     trained = [label(m, res.cfg) for m in res.methods if res.trained(m)]
-    train_task = cfg.data.train_task
     heading = " vs ".join(trained) if len(trained) <= 3 else f"The method space, {len(res.methods)} methods"
     lines = [
         f"# {heading or 'Base model'}: study {code(cfg.study)}",
         "",
-        f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets'][train_task]['train']:,} "
-        f"{tasks.get(train_task, cfg).title} training items ({_data_source(cfg)}) with "
+        f"Model **{escape(cfg.model.name)}** fine-tuned on {_training_items(res)} with "
         f"{', '.join(trained) or 'no method'}, "
         f"{len(cfg.seeds)} seed{'s' if len(cfg.seeds) > 1 else ''}; evaluated on {n}. "
         + " ".join(methods.get(m, res.cfg).describe(methods.get(m, res.cfg).settings(cfg)) for m in res.methods),
@@ -42,6 +42,22 @@ def title(res: StudyResults) -> str:
     return "\n".join(lines)
 
 
+def _training_items(res: StudyResults) -> str:
+    """What the adapters trained on: so many rows of the study's own file (whose task is named
+    for the rows it holds out), else so many items of the training task."""
+    cfg, train_task = res.cfg, res.cfg.data.train_task
+    n = res.data_summary["datasets"][train_task]["train"]
+    if train_task == HELD_OUT and cfg.data.train is not None:
+        return f"{n:,} rows of {code(cfg.data.train.path)} ({escape(cfg.data.train.format)} format)"
+    return f"{n:,} {tasks.get(train_task, cfg).title} training items ({_data_source(cfg)})"
+
+
+def _synthetic(cfg) -> bool:
+    """Whether any of the study's data is the synthetic data in the real datasets' schemas (not
+    when every task brings its own: data.train, lm-eval task files)."""
+    return cfg.data.source == "synthetic" and bool(synthetic_sizes(cfg))
+
+
 def _data_source(cfg) -> str:
     """Where the training items came from: the study's own file or hub dataset, else its data source."""
     if cfg.data.train is not None:
@@ -50,12 +66,12 @@ def _data_source(cfg) -> str:
 
 
 def _tiny_note(res: StudyResults) -> str:
+    evaluated = ", evaluated on synthetic data in the real datasets' schemas" if _synthetic(res.cfg) else ""
     return (
         "> **Smoke study.** This is the offline study: a tiny Qwen3-architecture model that "
-        "lorastudy builds and pretrains on synthetic text, evaluated on synthetic data in the real "
-        "datasets' schemas. Its numbers show that every step works and is measured; they say "
-        "nothing about how LoRA and QLoRA compare on a real model. Memory on a CPU is dominated "
-        "by the Python process itself, not by this model's weights."
+        f"lorastudy builds and pretrains on synthetic text{evaluated}. Its numbers show that every step works "
+        "and is measured; they say nothing about how LoRA and QLoRA compare on a real model. Memory on a "
+        "CPU is dominated by the Python process itself, not by this model's weights."
     )
 
 
@@ -85,9 +101,11 @@ def _smollm2_note(res: StudyResults) -> str:
         parts.append(
             f" {quant.quant_type.upper()}'s reconstruction error was not measured: the study has no QLoRA run."
         )
-    parts.append(
-        " The data are synthetic, in the real datasets' schemas, so the scores are not comparable with published ones."
-    )
+    if _synthetic(res.cfg):
+        parts.append(
+            " The data are synthetic, in the real datasets' schemas, so the scores are not comparable with published "
+            "ones."
+        )
     return "".join(parts)
 
 
