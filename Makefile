@@ -9,7 +9,8 @@ TORCH ?= torch==2.13.0
 # A machine without a network installs from a folder of wheels made elsewhere: make install WHEELS=dir.
 WHEELS ?=
 WHEEL_PYTHON ?= 3.12
-# Optional extras besides dev, comma-separated: make install EXTRAS=cluster adds Ray (lorastudy run --executor ray).
+# Optional extras besides dev, comma-separated: EXTRAS=cluster adds Ray (lorastudy run --executor ray),
+# EXTRAS=lm_eval lm-evaluation-harness (tasks.<name>.lm_eval in a params file), EXTRAS=cluster,lm_eval both.
 EXTRAS ?=
 comma := ,
 PACKAGE := .[dev$(if $(EXTRAS),$(comma)$(EXTRAS))]
@@ -22,7 +23,7 @@ STAMP := $(VENV)/.installed$(if $(EXTRAS),-$(subst $(comma),-,$(EXTRAS)))
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: PARAMS=$(PARAMS)  ARGS='-p key=value --force'  TORCH=$(TORCH)  WHEELS=dir (offline install)"
-	@echo "             EXTRAS=cluster (Ray, for lorastudy run --executor ray)"
+	@echo "             EXTRAS=cluster (Ray, for lorastudy run --executor ray), EXTRAS=lm_eval (lm-eval task files), EXTRAS=cluster,lm_eval"
 
 # The install also builds the built-in offline models once, as a download would be, cached
 # in runs/_models (a study builds its model itself when it is missing): the smoke study's tiny
@@ -42,7 +43,7 @@ endif
 	$(BIN)/lorastudy build-model
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv, install lorastudy with everything it needs, build the offline models (EXTRAS=cluster: Ray too)
+install: $(STAMP) ## create .venv, install lorastudy with everything it needs, build the offline models (EXTRAS=cluster,lm_eval: Ray, lm-eval)
 
 report: $(STAMP) ## run the study in PARAMS and render rendered/<study>.html and .md
 	$(BIN)/lorastudy run $(PARAMS) $(ARGS)

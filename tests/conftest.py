@@ -92,15 +92,31 @@ def study_root(tmp_path: Path, study_folder) -> Path:
     return study_folder(tmp_path)
 
 
+# Optional extras whose tests are marked: the module each needs, how to install it, and the variable
+# with which CI says it must be there.
+EXTRAS = {
+    "cluster": (
+        "ray",
+        "needs Ray: pip install -e '.[cluster]' (or make install EXTRAS=cluster)",
+        "LORASTUDY_REQUIRE_CLUSTER",
+    ),
+    "lm_eval": (
+        "lm_eval",
+        "needs lm-evaluation-harness: pip install -e '.[lm_eval]' (or make install EXTRAS=lm_eval)",
+        "LORASTUDY_REQUIRE_LM_EVAL",
+    ),
+}
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A `cluster` test needs Ray, an optional extra: without it the test is skipped with the reason
-    (pytest -ra lists it), or fails where LORASTUDY_REQUIRE_CLUSTER=1 says Ray must be there (CI)."""
-    if item.get_closest_marker("cluster") is None:
-        return
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        reason = "needs Ray: pip install -e '.[cluster]' (or make install EXTRAS=cluster)"
-        if os.environ.get("LORASTUDY_REQUIRE_CLUSTER") == "1":
+    """A test of an optional extra (marked `cluster` or `lm_eval`) needs it installed: without it the
+    test is skipped with the reason (pytest -ra lists it), or fails where the extra's variable says
+    it must be there (CI sets LORASTUDY_REQUIRE_CLUSTER=1 and LORASTUDY_REQUIRE_LM_EVAL=1)."""
+    import importlib.util
+
+    for marker, (module, reason, required) in EXTRAS.items():
+        if item.get_closest_marker(marker) is None or importlib.util.find_spec(module) is not None:
+            continue
+        if os.environ.get(required) == "1":
             pytest.fail(reason)
         pytest.skip(reason)

@@ -79,3 +79,24 @@ def test_the_page_opens_with_its_contents_and_colours_verdicts_beside_their_word
     assert 'class="verdict-' not in page.split("QLoRA vs LoRA")[0]  # a method's name is not a verdict
     assert page.index("<style>") < page.index("</head>")
     assert markdown_page("# a\n\n\n\nb\n\n\n") == "# a\n\nb\n"
+
+
+def test_what_a_library_writes_to_stderr_is_left_out_of_the_report(tmp_path):
+    """A warning an import prints (tqdm's, when lm-eval loads in the report's kernel) is no part of
+    the report: the executed notebook keeps it, the rendered pages do not."""
+    from lorastudy.pipeline.rendering import render
+    from lorastudy.study.paths import StudyPaths
+
+    notebooks = tmp_path / "runs" / "t" / "notebooks"
+    notebooks.mkdir(parents=True)
+    cell = nbformat.v4.new_code_cell("setup()")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="TqdmWarning: IProgress not found\n"),
+        nbformat.v4.new_output("display_data", data={"text/markdown": "# A finding"}),
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), notebooks / "04_report.ipynb")
+    html, md = render(StudyPaths(tmp_path, "t"), log=lambda _: None)
+    for page in (html.read_text(), md.read_text()):
+        assert "A finding" in page and "TqdmWarning" not in page
+    kept = nbformat.read(notebooks / "04_report.ipynb", as_version=4)
+    assert kept.cells[0].outputs[0].name == "stderr"

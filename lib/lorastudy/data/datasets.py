@@ -21,8 +21,10 @@ from typing import Any
 from .. import tasks
 from ..methods.declaration import Method
 from ..study.schema import StudyConfig
-from ..tasks import Cleaned, Task, example_ids
+from ..tasks import Cleaned, Task
 from ..util.files import atomic_write_json, read_json, read_jsonl, sha256_file, write_jsonl
+from . import own
+from .lengths import CUT_WARNING_SHARE, training_lengths
 
 # A streamed training split is read this many times the rows needed, to leave room for the
 # rows cleaning and de-duplication drop, through a shuffle buffer of this many rows.
@@ -38,6 +40,10 @@ SYNTHETIC_DEFAULT_N = 200
 
 class DataError(ValueError):
     pass
+
+
+def task_of(cfg: StudyConfig, name: str) -> Task:
+    return tasks.get(name, cfg)
 
 
 def normalise_text(text: str) -> str:
@@ -91,13 +97,16 @@ def eval_size(cfg: StudyConfig, name: str) -> int | None:
     task_cfg = next((t for t in cfg.tasks if t.name == name), None)
     if task_cfg is None:
         return 0
-    return task_cfg.n if task_cfg.n is not None else tasks.get(name).default_n
+    return task_cfg.n if task_cfg.n is not None else task_of(cfg, name).default_n
 
 
 def synthetic_sizes(cfg: StudyConfig) -> dict[str, int]:
-    """Rows to generate per task: the training task's pool holds the training and the held-out items."""
+    """Rows to generate per task: the training task's pool holds the training and the held-out items.
+    A task with data of its own (data.train, an lm-eval file) gets none."""
     sizes = {}
     for name in dict.fromkeys([cfg.data.train_task, *(t.name for t in cfg.tasks)]):
+        if not task_of(cfg, name).study_data or (name == cfg.data.train_task and cfg.data.train is not None):
+            continue
         n = eval_size(cfg, name)
         n = SYNTHETIC_DEFAULT_N if n is None else n
         training = cfg.data.train_samples + cfg.data.validation_samples
@@ -108,7 +117,7 @@ def synthetic_sizes(cfg: StudyConfig) -> dict[str, int]:
 def write_synthetic(directory: Path, cfg: StudyConfig) -> None:
     """Write the synthetic source files; each task's seed differs, and from pretraining's."""
     for name, n in synthetic_sizes(cfg).items():
-        task = tasks.get(name)
+        task = task_of(cfg, name)
         seed = cfg.data.seed * 1000 + _synthetic_offset(name)
         write_jsonl(directory / f"{task.local_name}.jsonl", task.synthetic(n, seed))
 
@@ -142,6 +151,8 @@ def prepare(
     data_dir.mkdir(parents=True, exist_ok=True)
     source_dir = _source_dir(cfg, data_dir)
     summary: dict[str, Any] = {"source": cfg.data.source, "model": model, "datasets": {}}
+    if cfg.data.train is not None:
+        summary["train_data"] = {"path": cfg.data.train.path, "format": cfg.data.train.format}
     train, validation, held_out, summary["datasets"][cfg.data.train_task] = split_training_pool(cfg, source_dir)
     write_jsonl(data_dir / "train.jsonl", train)
     write_jsonl(data_dir / "validation.jsonl", validation)
@@ -152,12 +163,14 @@ def prepare(
                 f"warning: data.max_seq_len ({cfg.data.max_seq_len}) cuts {lengths['cut']} of {lengths['examples']} "
                 f"training examples (the longest has {lengths['max']} tokens): raise it"
             )
-    train_task = tasks.get(cfg.data.train_task)
+    train_task = task_of(cfg, cfg.data.train_task)
     train_keys = {normalise_text(key) for row in train for key in train_task.overlap_keys(row)}
     for task_cfg in cfg.tasks:
-        task = tasks.get(task_cfg.name)
+        task = task_of(cfg, task_cfg.name)
         if task.name == train_task.name:
             rows = held_out
+        elif task.harness is not None:
+            rows, summary["datasets"][task.name] = harness_rows(cfg, task)
         else:
             rows, summary["datasets"][task.name] = eval_rows(cfg, task, source_dir)
         _check_enough(task.name, rows)
@@ -167,13 +180,32 @@ def prepare(
             log(f"warning: {overlap} {task.name} items also appear in the training data")
         write_jsonl(data_dir / "eval" / f"{task.name}.jsonl", rows)
     for name, info in summary["datasets"].items():
-        info["revision"] = dataset_identity(cfg, tasks.get(name), source_dir)
+        info["title"] = task_of(cfg, name).title
+        info["from"] = source_of(cfg, task_of(cfg, name))
+        info["revision"] = dataset_identity(cfg, task_of(cfg, name), source_dir)
     atomic_write_json(data_dir / "summary.json", summary)
     return summary
 
 
+def source_of(cfg: StudyConfig, task: Task) -> str:
+    """Where a task's rows come from: the study's data.train, an lm-eval task's own files, else
+    the study's data.source (hub, local, synthetic)."""
+    if task.name == cfg.data.train_task and cfg.data.train is not None:
+        return "data.train"
+    if task.harness is not None:
+        return "lm-eval"
+    return cfg.data.source
+
+
 def dataset_identity(cfg: StudyConfig, task: Task, source_dir: Path | None) -> dict:
-    """What a task's data resolved to: the hub dataset's commit, or the SHA-256 of the local file."""
+    """What a task's data resolved to: the hub dataset's commit, or the SHA-256 of the local file
+    (data.train's, for the training task; an lm-eval task's data files, for such a task)."""
+    if task.name == cfg.data.train_task and cfg.data.train is not None:
+        return own.identity(cfg)
+    if task.harness is not None:
+        from .harness import harness_identity
+
+        return harness_identity(task)
     if cfg.data.source != "hub":
         path = local_file(source_dir, task)
         return {"resolved": sha256_file(path), "kind": f"sha256 of {path.name}"}
@@ -215,11 +247,16 @@ def split_training_pool(cfg: StudyConfig, source_dir: Path | None) -> tuple[list
     appear in training: the held-out items are a seeded random sample of the evaluable ones,
     training the first of the rest, and the validation slice the next of the rest (so it is
     neither trained on nor evaluated)."""
-    task = tasks.get(cfg.data.train_task)
+    task = task_of(cfg, cfg.data.train_task)
     n_eval, n_val = eval_size(cfg, task.name) or 0, cfg.data.validation_samples
     want = cfg.data.train_samples + n_val + n_eval
-    limit = int(want * STREAM_MARGIN) if cfg.data.source == "hub" and task.hub.streaming else None
-    pool = task.clean(load_raw(cfg, task, source_dir, limit))
+    if cfg.data.train is not None:
+        pool = task.clean(own.read_rows(cfg))
+        if pool.problems:
+            raise own.OwnDataError(own.problems_of(pool.problems, cfg))
+    else:
+        limit = int(want * STREAM_MARGIN) if cfg.data.source == "hub" and task.hub.streaming else None
+        pool = task.clean(load_raw(cfg, task, source_dir, limit))
     unique, seen = [], set()
     for row in pool.rows:
         key = normalise_text(task.overlap_keys(row)[0])
@@ -234,9 +271,10 @@ def split_training_pool(cfg: StudyConfig, source_dir: Path | None) -> tuple[list
     rest = [r for r in unique if r["id"] not in held_ids]
     train, validation = rest[: cfg.data.train_samples], rest[cfg.data.train_samples :][:n_val]
     if len(train) < cfg.data.train_samples:
+        where = f"{cfg.data.train.path} has" if cfg.data.train is not None else f"the {task.name} source has"
         raise DataError(
             f"data.train_samples: asked for {cfg.data.train_samples} training items, "
-            f"the {task.name} source has {len(train)} after cleaning"
+            f"{where} {len(train)} beside the {len(held_out)} held out, after cleaning"
         )
     if len(validation) < n_val:
         raise DataError(
@@ -259,6 +297,20 @@ def split_training_pool(cfg: StudyConfig, source_dir: Path | None) -> tuple[list
     return train, validation, held_out, info
 
 
+def own_data_problems(cfg: StudyConfig) -> list[str]:
+    """What keeps data.train from giving the study its training and held-out rows, one line per
+    problem (file, row and field), found as the data step would find them, before any model loads."""
+    if cfg.data.train is None:
+        return []
+    try:
+        split_training_pool(cfg, None)
+    except own.OwnDataError as exc:
+        return exc.problems
+    except DataError as exc:
+        return [str(exc)]
+    return []
+
+
 def eval_rows(cfg: StudyConfig, task: Task, source_dir: Path | None) -> tuple[list[dict], dict]:
     """A task's evaluation items, cleaned, and the counts for the data summary."""
     n = eval_size(cfg, task.name)
@@ -275,42 +327,28 @@ def eval_rows(cfg: StudyConfig, task: Task, source_dir: Path | None) -> tuple[li
     return rows, {"loaded": cleaned.loaded, "skipped": cleaned.skipped, "eval": len(rows), "sampled_from": len(usable)}
 
 
+def harness_rows(cfg: StudyConfig, task: Task) -> tuple[list[dict], dict]:
+    """An lm-eval task's evaluation items: a seeded random sample of the harness's own evaluation
+    documents (data/harness.py), and the counts for the data summary."""
+    from . import harness
+
+    try:
+        loaded = harness.load(task)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    total, n = len(loaded.eval_docs), eval_size(cfg, task.name)
+    if n is not None and n > total:
+        raise DataError(f"tasks.{task.name}.n: asked for {n} items, {task.harness.spec} has {total}")
+    rows = harness.rows_for(loaded, sample(list(range(total)), n, cfg.data.seed, task.name))
+    split = "test" if loaded.has_test_docs() else "validation"
+    return rows, {"loaded": total, "skipped": {}, "eval": len(rows), "sampled_from": total, "split": split}
+
+
 def _check_enough(task: str, rows: list[dict]) -> None:
     if not rows:
         raise DataError(f"tasks.{task}: no usable items left after cleaning")
     if len(rows) < 2:
         raise DataError(f"tasks.{task}: only 1 usable item left after cleaning; paired tests need at least 2")
-
-
-def training_lengths(cfg: StudyConfig, rows: list[dict], tokenizer) -> dict[str, Any]:
-    """The training examples' lengths in the model's own tokenizer (prompt with its chat
-    template, answer, turn end), and how many data.max_seq_len cuts: a cut answer loses its
-    final answer and its end token, so the model learns neither."""
-    from ..models.loading import assistant_turn_end
-
-    task, turn_end = tasks.get(cfg.data.train_task), assistant_turn_end(tokenizer)
-    pairs = [example_ids(tokenizer, task, row, turn_end) for row in rows]
-    lengths = sorted(len(p) + len(a) for p, a in pairs)
-    cut = sum(n > cfg.data.max_seq_len for n in lengths)
-
-    def quantile(q: float) -> int:
-        return lengths[min(len(lengths) - 1, int(q * len(lengths)))]
-
-    return {
-        "examples": len(lengths),
-        "median": quantile(0.5),
-        "p90": quantile(0.9),
-        "p99": quantile(0.99),
-        "max": lengths[-1],
-        "max_seq_len": cfg.data.max_seq_len,
-        "cut": cut,
-        "cut_share": cut / len(lengths),
-        "prompt_too_long": sum(len(p) >= cfg.data.max_seq_len - 1 for p, _ in pairs),
-    }
-
-
-# More than this share of training examples cut by data.max_seq_len is warned about.
-CUT_WARNING_SHARE = 0.01
 
 
 def load_train(data_dir: Path) -> list[dict]:

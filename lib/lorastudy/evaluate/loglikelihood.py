@@ -22,9 +22,16 @@ def continuation_tokens(tokenizer, context: str, continuation: str) -> tuple[lis
     return whole[: len(context_ids)], whole[len(context_ids) :]
 
 
-@torch.no_grad()
 def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]]) -> list[float]:
-    """Summed log-probability of each continuation given its context.
+    """Summed log-probability of each continuation given its context, both text, split into
+    tokens as lm-evaluation-harness splits them (continuation_tokens)."""
+    pairs = [continuation_tokens(tokenizer, c, x) for c, x in requests]
+    return token_loglikelihoods(model, tokenizer.pad_token_id, pairs)
+
+
+@torch.no_grad()
+def token_loglikelihoods(model, pad_token_id: int, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+    """Summed log-probability of each continuation's token ids given its context's.
 
     Choices of one question share its context, so the context runs once: a first pass over the
     distinct contexts (left-padded) keeps their KV cache and the log-probabilities of the next
@@ -32,10 +39,9 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]]) -> list[fl
     are taken only where a continuation token is predicted, never over the whole sequence
     (with a 150k-token vocabulary, those would dwarf the weights). Equal, up to float rounding,
     to scoring each context + continuation whole as lm-evaluation-harness does."""
-    pairs = [continuation_tokens(tokenizer, c, x) for c, x in requests]
     contexts = list(dict.fromkeys(tuple(ctx) for ctx, _ in pairs))
     which = torch.tensor([contexts.index(tuple(ctx)) for ctx, _ in pairs], device=model.device)
-    ids, mask = _padded([list(c) for c in contexts], tokenizer.pad_token_id, model.device, left=True)
+    ids, mask = _padded([list(c) for c in contexts], pad_token_id, model.device, left=True)
     out = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask), use_cache=True, logits_to_keep=1)
     next_token = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
     first = torch.tensor([cont[0] for _, cont in pairs], device=model.device)
@@ -46,7 +52,7 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]]) -> list[fl
     name = cache_field(out)
     cache = out[name]
     cache.batch_select_indices(which[longer])
-    tails, tail_mask = _padded([pairs[i][1][:-1] for i in longer], tokenizer.pad_token_id, model.device, left=False)
+    tails, tail_mask = _padded([pairs[i][1][:-1] for i in longer], pad_token_id, model.device, left=False)
     start = mask[which[longer]].sum(dim=1, keepdim=True)
     logits = model(
         input_ids=tails,

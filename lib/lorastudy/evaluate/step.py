@@ -23,10 +23,12 @@ from ..models.source import model_path
 from ..study.paths import StudyPaths
 from ..study.runs import trained_run
 from ..study.schema import ModelConfig, QuantConfig, Run, StudyConfig, params_hash
-from ..tasks import Task
+from ..tasks import REFERENCE_KEY, Task
 from ..util.files import atomic_write_json, write_jsonl
 from .generation import generate, measure_latency
+from .harness import harness_items
 from .loglikelihood import score_choices
+from .replies import reference_scores
 
 
 def load_for_eval(path: str, model_cfg: ModelConfig, quant: QuantConfig | None, adapter: Path | None):
@@ -54,9 +56,23 @@ def run_task(
     progress = _progress_log(task.name, len(rows), log)
     resources.synchronize()
     start = time.perf_counter()
+    items = task_items(model, tokenizer, task, rows, batch_size, max_new_tokens, progress)
+    resources.synchronize()
+    wall_s = time.perf_counter() - start
+    metrics = {m.name: m.aggregate(items) for m in task.metrics}
+    metrics = {name: value for name, value in metrics.items() if value is not None}
+    return {"metrics": metrics, "n": len(items), "wall_s": wall_s, "items_per_s": len(items) / wall_s, "items": items}
+
+
+def task_items(model, tokenizer, task: Task, rows: list[dict], batch_size: int, max_new_tokens, progress) -> list[dict]:
+    """Each item's prediction and scores, as the task's declaration says: by lm-evaluation-harness
+    (an lm-eval task), by the choices' log-likelihoods, by a generated output, and (a task with a
+    reference reply) by that reply's negative log-likelihood per token."""
+    if task.harness is not None:
+        return harness_items(model, tokenizer, task, rows, batch_size, progress)
     if task.kind == "loglikelihood":
-        items = score_choices(model, tokenizer, task, rows, batch_size, progress)
-    else:
+        return score_choices(model, tokenizer, task, rows, batch_size, progress)
+    if task.kind == "generate":
         prompts = [task.prompt(tokenizer, r) for r in rows]
         max_new = max_new_tokens or task.max_new_tokens
         outputs = generate(model, tokenizer, prompts, max_new, task.stop_strings, batch_size, progress)
@@ -70,11 +86,31 @@ def run_task(
             }
             for r, p, o in zip(rows, prompts, outputs)
         ]
-    resources.synchronize()
-    wall_s = time.perf_counter() - start
-    metrics = {m.name: m.aggregate(items) for m in task.metrics}
-    metrics = {name: value for name, value in metrics.items() if value is not None}
-    return {"metrics": metrics, "n": len(items), "wall_s": wall_s, "items_per_s": len(items) / wall_s, "items": items}
+    else:
+        items = [
+            {
+                "id": r["id"],
+                "question": task.question(r),
+                "prompt": task.prompt(tokenizer, r),
+                "output": "",
+                "extracted": None,
+                "references": [task.reference(r)],
+                "scores": {},
+            }
+            for r in rows
+        ]
+    if task.reference is not None:
+        scored = reference_scores(
+            model, tokenizer, task, rows, batch_size, progress if task.kind == "reference" else _quiet
+        )
+        for item, extra in zip(items, scored):
+            item["scores"][REFERENCE_KEY] = extra.pop(REFERENCE_KEY)
+            item.update(extra)
+    return items
+
+
+def _quiet(n: int) -> None:
+    return None
 
 
 def _progress_log(name: str, total: int, log: Callable[[str], None]) -> Callable[[int], None]:
@@ -121,7 +157,7 @@ def evaluate(cfg: StudyConfig, run: Run, paths: StudyPaths, log: Callable[[str],
         write_jsonl(paths.predictions(run.name, task), items)
     atomic_write_json(paths.eval_json(run.name), record)
     summary = ", ".join(
-        f"{t} {tasks.get(t).primary} {r['metrics'].get(tasks.get(t).primary, float('nan')):.3f}"
+        f"{t} {tasks.get(t, cfg).primary} {r['metrics'].get(tasks.get(t, cfg).primary, float('nan')):.3f}"
         for t, r in record["tasks"].items()
     )
     log(f"evaluated {run.name} in {wall_s:.1f} s: {summary}")
@@ -180,12 +216,13 @@ def _evaluate_tasks(cfg, run: Run, paths: StudyPaths, model, tokenizer, record: 
     for task_cfg in cfg.tasks:
         rows = load_eval(paths.data, task_cfg.name)
         log(f"evaluating {run.name} on {task_cfg.name} ({len(rows)} items)")
-        task = tasks.get(task_cfg.name)
-        batch = cfg.eval.batch_size if task.kind == "loglikelihood" else cfg.eval.generation_batch_size
+        task = tasks.get(task_cfg.name, cfg)
+        batch = cfg.eval.generation_batch_size if task.kind == "generate" else cfg.eval.batch_size
         with resources.measure() as phase:
             result = run_task(model, tokenizer, task, rows, batch, task_cfg.max_new_tokens, log)
         predictions[task_cfg.name] = result.pop("items")
         record["tasks"][task_cfg.name] = {
+            "title": task.title,
             **result,
             "batch_size": batch,
             "peak": phase.peak,
@@ -197,6 +234,6 @@ def _evaluate_tasks(cfg, run: Run, paths: StudyPaths, model, tokenizer, record: 
         log(f"timing {len(rows)} {latency} items one at a time")
         max_new = cfg.task(latency).max_new_tokens
         with resources.measure() as phase:
-            record["latency"] = measure_latency(model, tokenizer, tasks.get(latency), rows, max_new)
+            record["latency"] = measure_latency(model, tokenizer, tasks.get(latency, cfg), rows, max_new)
         record["latency"]["peak"] = phase.peak
     return predictions

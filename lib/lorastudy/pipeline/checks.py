@@ -5,7 +5,7 @@ the study's settings fit together. Each problem is one line naming the key or fi
 from __future__ import annotations
 
 from .. import methods, tasks
-from ..data.datasets import count_rows, eval_size, local_file
+from ..data.datasets import count_rows, eval_size, local_file, own_data_problems
 from ..models.builtin import BUILTIN_MODELS, builtin_model
 from ..study.paths import StudyPaths
 from ..study.schema import ConfigError, StudyConfig, is_local
@@ -17,14 +17,15 @@ def study_problems(cfg: StudyConfig) -> list[str]:
         problems += size_problems(cfg)
     if cfg.data.source == "local" and cfg.data.local_dir is not None:
         problems += local_data_problems(cfg)
+    problems += own_data_problems(cfg)
     if cfg.data.source == "hub":
         for t in cfg.tasks:
-            task, n = tasks.get(t.name), eval_size(cfg, t.name)
+            task, n = tasks.get(t.name, cfg), eval_size(cfg, t.name)
             if task.hub.size is not None and n is not None and n > task.hub.size:
                 problems.append(
                     f"tasks.{t.name}.n: asked for {n} items, {task.hub.id} {task.hub.split} has {task.hub.size}"
                 )
-    generative = [t.name for t in cfg.tasks if tasks.get(t.name).kind == "generate"]
+    generative = [t.name for t in cfg.tasks if tasks.get(t.name, cfg).kind == "generate"]
     if generative and cfg.eval.latency_task not in generative:
         problems.append(
             f"eval.latency_task: {cfg.eval.latency_task!r} is not one of the study's "
@@ -87,7 +88,9 @@ def local_data_problems(cfg: StudyConfig) -> list[str]:
         return [f"data.local_dir: folder {directory} does not exist"]
     problems = []
     for name in dict.fromkeys([cfg.data.train_task, *(t.name for t in cfg.tasks)]):
-        task = tasks.get(name)
+        task = tasks.get(name, cfg)
+        if not task.study_data or (name == cfg.data.train_task and cfg.data.train is not None):
+            continue  # its data is its own: data.train, an lm-eval task file
         path = local_file(directory, task)
         if path is None:
             problems.append(f"data.local_dir: {directory} has no {task.local_name}.jsonl, .json or .parquet")

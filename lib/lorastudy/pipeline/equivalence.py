@@ -15,7 +15,7 @@ from ..study.schema import StudyConfig
 
 
 def _comparison_count(cfg: StudyConfig) -> int:
-    compared = sum(sum(m.compared for m in tasks.get(t.name).metrics) for t in cfg.tasks)
+    compared = sum(sum(m.compared for m in tasks.get(t.name, cfg).metrics) for t in cfg.tasks)
     return len(comparisons_made(cfg)) * compared
 
 
@@ -52,7 +52,7 @@ def equivalence_plan(cfg: StudyConfig) -> str:
     ]
     for a, b in pairs:
         for t in cfg.tasks:
-            task = tasks.get(t.name)
+            task = tasks.get(t.name, cfg)
             m = cfg.report.margin(t.name)
             v = planning.assumed()
             if finished is not None:

@@ -119,9 +119,9 @@ def plan(cfg: StudyConfig, n_params: int | None, device: Device) -> list[dict]:
 def _evaluation(cfg: StudyConfig, n_params: int | None, device: Device) -> dict:
     items, tokens, flops, decode_steps = 0, 0, 0.0, 0
     for t in cfg.tasks:
-        task, n = tasks.get(t.name), eval_size(cfg, t.name) or 0
+        task, n = tasks.get(t.name, cfg), eval_size(cfg, t.name) or 0
         items += n
-        if task.kind == "loglikelihood":
+        if task.kind != "generate":  # choices, or a reference reply, scored by likelihood
             tokens += n * 4 * ARC_ROW_TOKENS
             flops += 2 * n * 4 * ARC_ROW_TOKENS
             continue
@@ -132,7 +132,7 @@ def _evaluation(cfg: StudyConfig, n_params: int | None, device: Device) -> dict:
         decode_steps += batches * limit
     latency = next((t for t in cfg.tasks if t.name == cfg.eval.latency_task), None)
     if latency is not None:
-        limit = latency.max_new_tokens or tasks.get(latency.name).max_new_tokens
+        limit = latency.max_new_tokens or tasks.get(latency.name, cfg).max_new_tokens
         decode_steps += cfg.eval.latency_items * limit
         flops += 2 * cfg.eval.latency_items * limit
     seconds = None

@@ -32,6 +32,11 @@ def render(paths: StudyPaths, log: Callable[[str], None] = print) -> tuple[Path,
     from nbconvert import HTMLExporter, MarkdownExporter
 
     notebook = nbformat.read(paths.notebooks / "04_report.ipynb", as_version=4)
+    for cell in notebook.cells:
+        # What a library wrote to stderr while the report ran (a warning from an import) is no
+        # part of the report; the executed notebook keeps it.
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.get("name") == "stderr")]
     own = nbconvert_templates()
     options = dict(
         exclude_input=True,

@@ -71,7 +71,7 @@ def plan(cfg: StudyConfig, paths: StudyPaths) -> list[Step]:
         if notebook not in code:
             code[notebook] = code_identity(NOTEBOOKS_DIR / notebook)
         fields = TASK_FIELDS[notebook]
-        versions = {t: {"version": tasks.get(t).version, "code": task_identity(t, fields)} for t in sorted(set(used))}
+        versions = {t: _task_code(cfg, t, fields) for t in sorted(set(used))}
         return Step(id, notebook, extra, params, inputs, versions, code[notebook], outputs, devices)
 
     c, studied, train_task = cfg.to_dict(), [t.name for t in cfg.tasks], cfg.data.train_task
@@ -129,17 +129,37 @@ def _method_params(cfg: StudyConfig, run) -> dict[str, Any]:
     }
 
 
-def local_files(cfg: StudyConfig) -> dict[str, str]:
-    """A hash of each local data file the data step reads, so that editing one redoes it.
-    (Hub datasets are named by id; synthetic data by its generator, which is code.)"""
-    from ..data.datasets import local_file
+def _task_code(cfg: StudyConfig, name: str, fields: tuple[str, ...]) -> dict:
+    """A task's version and the code of it a kind of step runs: the parts of a built-in declaration
+    it uses (task_identity), or for a task the params declare, the hash of what it reads outside
+    the package (an lm-eval YAML, its includes and functions); its code inside is hashed as code."""
+    task = tasks.get(name, cfg)
+    return {"version": task.version, "code": task_identity(name, fields) or task.fingerprint}
 
-    if cfg.data.source != "local" or cfg.data.local_dir is None:
-        return {}
-    directory = cfg.resolve(cfg.data.local_dir)
-    names = sorted({cfg.data.train_task} | {t.name for t in cfg.tasks})
-    files = {name: local_file(directory, tasks.get(name)) for name in names}
-    return {name: sha256_file(path)[:16] for name, path in files.items() if path is not None}
+
+def local_files(cfg: StudyConfig) -> dict[str, str]:
+    """A hash of each local file the data step reads, so that editing one redoes it: the local data
+    folder's files, data.train's file, and each lm-eval task's YAML (with what it includes and its
+    functions) and data files. (Hub datasets are named by id; synthetic data by its generator, which
+    is code.)"""
+    from ..data.datasets import local_file
+    from ..data.own import file_hash
+
+    files = {}
+    if cfg.data.source == "local" and cfg.data.local_dir is not None:
+        directory = cfg.resolve(cfg.data.local_dir)
+        for name in sorted({cfg.data.train_task} | {t.name for t in cfg.tasks}):
+            task = tasks.get(name, cfg)
+            read = task.study_data and not (name == cfg.data.train_task and cfg.data.train is not None)
+            path = local_file(directory, task) if read else None
+            if path is not None:
+                files[name] = sha256_file(path)[:16]
+    if file_hash(cfg) is not None:
+        files["data.train"] = file_hash(cfg)
+    for t in cfg.tasks:
+        if t.lm_eval is not None:
+            files[f"tasks.{t.name}.lm_eval"] = tasks.get(t.name, cfg).fingerprint
+    return files
 
 
 def _run(run) -> dict[str, Any]:

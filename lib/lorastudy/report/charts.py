@@ -58,12 +58,13 @@ def chart_primary(res: StudyResults):
             capsize=5,
         )
         ax.set_xticks(x, [label(mm, res.cfg) for mm in rows["method"]])
-        metric = tasks.get(task).primary
+        metric = tasks.get(task, res.cfg).primary
         ax.set_title(
-            f"{tasks.get(task).title}\n{metric} "
-            f"({'higher' if tasks.get(task).metric(metric).higher_is_better else 'lower'} is better)"
+            f"{tasks.get(task, res.cfg).title}\n{metric} "
+            f"({'higher' if tasks.get(task, res.cfg).metric(metric).higher_is_better else 'lower'} is better)"
         )
-        ax.set_ylim(0, 1)
+        if tasks.get(task, res.cfg).metric(metric).is_fraction:
+            ax.set_ylim(0, 1)  # a quantity on its own scale (a log-likelihood) keeps its own axis
     fig.tight_layout()
     caption = (
         f"Primary metric per task and method, with the {res.cfg.report.confidence:.0%} intervals of the tables "
@@ -92,7 +93,7 @@ def chart_score_vs_memory(res: StudyResults):
             yerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
             fmt="o",
             capsize=4,
-            label=f"{tasks.get(task).title} ({tasks.get(task).primary})",
+            label=f"{tasks.get(task, res.cfg).title} ({tasks.get(task, res.cfg).primary})",
         )
         for _, row in rows.iterrows():
             ax.annotate(
@@ -206,7 +207,7 @@ def chart_seeds(res: StudyResults):
     s = res.metrics_by_seed
     if s.empty or s.seed.nunique() < 2:
         return None, ""
-    primary = s[s.apply(lambda row: row.metric == tasks.get(row.task).primary, axis=1)]
+    primary = s[s.apply(lambda row: row.metric == tasks.get(row.task, res.cfg).primary, axis=1)]
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     sns.stripplot(
         data=_labelled(primary, res.cfg),
@@ -253,15 +254,16 @@ def chart_pareto(res: StudyResults):
             ax.annotate(
                 label(row.method, res.cfg), (row.peak_memory_mb, row.value), xytext=(5, 4), textcoords="offset points"
             )
-        metric = tasks.get(task).primary
-        ax.set_title(f"{tasks.get(task).title}\n{metric}")
+        metric = tasks.get(task, res.cfg).primary
+        ax.set_title(f"{tasks.get(task, res.cfg).title}\n{metric}")
         ax.set_xlabel("peak training memory (MB)")
     axes[0][0].set_ylabel("primary metric")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06 * math.ceil(len(labels) / 5), 1, 1))
     fronts = "; ".join(
-        f"{tasks.get(t).title}: {', '.join(label(m, res.cfg) for m in data[(data.task == t) & data.on_front].method)}"
+        f"{tasks.get(t, res.cfg).title}: "
+        + ", ".join(label(m, res.cfg) for m in data[(data.task == t) & data.on_front].method)
         for t in names
     )
     return fig, (
@@ -296,7 +298,7 @@ def chart_grid(res: StudyResults):
                 capsize=3,
                 **style,
             )
-            ax.set_title(f"{tasks.get(task).title}: {tasks.get(task).primary}")
+            ax.set_title(f"{tasks.get(task, res.cfg).title}: {tasks.get(task, res.cfg).primary}")
         axes[0][-1].plot(rows[setting], rows["peak_memory_mb"], **style)
         axes[0][-1].set_title("peak training memory (MB)")
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in data[setting])

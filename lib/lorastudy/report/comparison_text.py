@@ -29,7 +29,8 @@ def seeds_sentence(res: StudyResults) -> str:
 
 
 def _margins(res: StudyResults) -> str:
-    return ", ".join(f"{tasks.get(t.name).title} {margin(res.cfg.report.margin(t.name))}" for t in res.cfg.tasks)
+    cfg = res.cfg
+    return ", ".join(f"{tasks.get(t.name, cfg).title} {margin(cfg.report.margin(t.name))}" for t in cfg.tasks)
 
 
 def rules(res: StudyResults) -> str:

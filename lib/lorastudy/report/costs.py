@@ -84,9 +84,9 @@ def resources_table(res: StudyResults) -> str:
         return fmt(value)
 
     by_task = [
-        (f"peak while evaluating {tasks.get(c.split('.', 1)[1]).title} (MB)", c, lambda v: f"{v:,.1f}")
+        (f"peak while evaluating {tasks.get(c.split('.', 1)[1], res.cfg).title} (MB)", c, lambda v: f"{v:,.1f}")
         for c in r.columns
-        if c.startswith("peak_memory_mb.") and c.split(".", 1)[1] in tasks.TASKS
+        if c.startswith("peak_memory_mb.") and tasks.known(c.split(".", 1)[1], res.cfg)
     ]
     tables = []
     for phase, heading in (("train", "Training"), ("eval", "Evaluation")):

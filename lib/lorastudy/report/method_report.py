@@ -65,7 +65,7 @@ def front_sentence(res: StudyResults) -> str:
     if data.empty or data.method.nunique() <= 2:
         return ""
     fronts = "; ".join(
-        f"{tasks.get(task).title}: {', '.join(label(m, res.cfg) for m in rows[rows.on_front].method)}"
+        f"{tasks.get(task, res.cfg).title}: {', '.join(label(m, res.cfg) for m in rows[rows.on_front].method)}"
         for task, rows in data.groupby("task", sort=False)
     )
     return (
@@ -179,7 +179,7 @@ def grid_section(res: StudyResults) -> str:
         return ""
     settings = list(res.cfg.grid.settings)
     header = ["method", *settings, "trainable parameters", "peak training memory (MB)"]
-    header += [f"{tasks.get(t).title} {m}" for t, m in primary_metrics(res)]
+    header += [f"{tasks.get(t, res.cfg).title} {m}" for t, m in primary_metrics(res)]
     rows = []
     for r in data.to_dict("records"):
         cells = [label(r["method"], res.cfg)] + [escape(r[k]) for k in settings]
@@ -276,7 +276,7 @@ def quantized_method_table(res: StudyResults) -> str:
         return ""
     conf = f"{res.cfg.report.confidence:.0%}"
     header = ["method", "format", "format's error", "error on the trained base", "against"]
-    header += [f"\u0394 {tasks.get(t).title} {m}" for t, m in primary_metrics(res)]
+    header += [f"\u0394 {tasks.get(t, res.cfg).title} {m}" for t, m in primary_metrics(res)]
     rows = []
     for r in data.to_dict("records"):
         cells = [label(r["method"], res.cfg), next(f.title for f in FORMATS if f.name == r["format"])]

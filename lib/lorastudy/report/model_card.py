@@ -45,8 +45,8 @@ def card_data(res: StudyResults, run: Run):
     evals = [
         EvalResult(
             task_type="text-generation",
-            dataset_type=tasks.get(row["task"]).hub.id if tasks.get(row["task"]).hub else row["task"],
-            dataset_name=tasks.get(row["task"]).title,
+            dataset_type=tasks.get(row["task"], res.cfg).hub.id if tasks.get(row["task"], res.cfg).hub else row["task"],
+            dataset_name=tasks.get(row["task"], res.cfg).title,
             metric_type=row["metric"],
             metric_name=row["metric"],
             metric_value=row["value"],
@@ -93,7 +93,7 @@ def _settings_lines(res: StudyResults, run: Run) -> list[str]:
 
 def _data_lines(res: StudyResults, run: Run) -> list[str]:
     cfg, record = res.cfg, res.train[run.name]
-    task = tasks.get(cfg.data.train_task)
+    task = tasks.get(cfg.data.train_task, cfg)
     info = res.data_summary.get("datasets", {}).get(task.name, {})
     revision = (info.get("revision") or {}).get("resolved")
     source = {"synthetic": "synthetic rows in its schema", "local": "local files", "hub": "the hub"}[cfg.data.source]
@@ -115,7 +115,7 @@ def _results_lines(res: StudyResults, run: Run) -> list[str]:
     level = f"{res.cfg.report.confidence:.0%}"
     rows = [
         [
-            markdown.escape(tasks.get(r["task"]).title),
+            markdown.escape(tasks.get(r["task"], res.cfg).title),
             r["metric"],
             number(r["value"]),
             interval(r["ci_low"], r["ci_high"], signed=False),
@@ -126,7 +126,7 @@ def _results_lines(res: StudyResults, run: Run) -> list[str]:
     lines = [markdown.table(["task", "metric", "value", f"{level} interval", "n"], rows), ""]
     compared = [
         [
-            markdown.escape(tasks.get(r["task"]).title),
+            markdown.escape(tasks.get(r["task"], res.cfg).title),
             methods.get(r["method_b"], res.cfg).title,
             number(r["delta"], signed=True),
             interval(r["ci_low"], r["ci_high"]),

@@ -71,25 +71,27 @@ def cost_sentences(resources: pd.DataFrame, a: Method, b: Method) -> tuple[list[
     return sentences, figures
 
 
-def _titles(pairs: list[pd.Series], kind: str) -> list[str]:
-    return [tasks.get(row["task"]).title for row in pairs if row["verdict"] == kind]
+def _titles(pairs: list[pd.Series], kind: str, cfg=None) -> list[str]:
+    return [tasks.get(row["task"], cfg).title for row in pairs if row["verdict"] == kind]
 
 
-def _equivalence_note(pairs: list[pd.Series]) -> str:
+def _equivalence_note(pairs: list[pd.Series], cfg=None) -> str:
     """Where the verdicts between the two said the methods are equivalent, and where the study
     could not tell."""
     parts = []
     equivalent = [r for r in pairs if r["verdict"] == "equivalent"]
     if equivalent:
-        margins = ", ".join(f"{tasks.get(r['task']).title} (within {margin(r['margin'])})" for r in equivalent)
+        margins = ", ".join(f"{tasks.get(r['task'], cfg).title} (within {margin(r['margin'])})" for r in equivalent)
         parts.append(f"equivalent on {margins}")
-    open_ = _titles(pairs, "inconclusive") + _titles(pairs, "cannot separate")
+    open_ = _titles(pairs, "inconclusive", cfg) + _titles(pairs, "cannot separate", cfg)
     if open_:
         parts.append(f"undecided on {', '.join(open_)}, where a difference beyond the margin is not ruled out")
     return f" The primary metrics are {'; '.join(parts)}." if parts else ""
 
 
-def recommendation(comparisons: pd.DataFrame, resources: pd.DataFrame, alpha: float, a: Method, b: Method) -> str:
+def recommendation(
+    comparisons: pd.DataFrame, resources: pd.DataFrame, alpha: float, a: Method, b: Method, cfg=None
+) -> str:
     """A recommendation between two trained methods (a, the cheaper candidate, against b) that
     follows from the verdicts and costs; with one training run per method it says that it
     rests on one run."""
@@ -98,14 +100,14 @@ def recommendation(comparisons: pd.DataFrame, resources: pd.DataFrame, alpha: fl
         return f"No recommendation between {b.title} and {a.title}: the study did not train both."
     own = comparisons[comparisons["primary"] & (comparisons.method_a == a.name) & (comparisons.method_b == b.name)]
     pairs = [row for _, row in own.iterrows()]
-    advice = _advice(pairs, figures, a, b) + _equivalence_note(pairs)
+    advice = _advice(pairs, figures, a, b, cfg) + _equivalence_note(pairs, cfg)
     if any(bool(row.get("provisional", False)) for row in pairs):
         return f"Provisional, resting on one training run per method: {advice}"
     return advice
 
 
-def _advice(pairs: list[pd.Series], figures: dict[str, float], a: Method, b: Method) -> str:
-    worse, better = _titles(pairs, "worse"), _titles(pairs, "better")
+def _advice(pairs: list[pd.Series], figures: dict[str, float], a: Method, b: Method, cfg=None) -> str:
+    worse, better = _titles(pairs, "worse", cfg), _titles(pairs, "better", cfg)
     saving = -figures["memory_pct"]
     time_text = f"{abs(figures['time_pct']):.1f}% {'more' if figures['time_pct'] >= 0 else 'less'} training time"
     peak_change = f"{abs(saving):.1f}% {'lower' if saving >= 0 else 'higher'}"

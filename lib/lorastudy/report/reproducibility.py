@@ -45,7 +45,7 @@ def input_rows(summary: dict) -> list[list[str]]:
 
     rows = [["model", f"{escape((summary.get('model') or {}).get('name', ''))}: {resolved(summary.get('model'))}"]]
     for name, info in summary["datasets"].items():
-        title = tasks.get(name).title if name in tasks.TASKS else escape(name)
+        title = info.get("title") or (tasks.get(name).title if name in tasks.TASKS else escape(name))
         rows.append([f"data: {title}", resolved(info.get("revision"))])
     return rows
 

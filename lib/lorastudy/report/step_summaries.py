@@ -14,7 +14,7 @@ def data_section(summary: dict) -> str:
         skipped = "; ".join(f"{escape(reason)}: {count:,}" for reason, count in d.get("skipped", {}).items()) or "none"
         rows.append(
             [
-                tasks.get(name).title if name in tasks.TASKS else escape(name),
+                d.get("title") or (tasks.get(name).title if name in tasks.TASKS else escape(name)),
                 integer(d.get("loaded")),
                 skipped,
                 integer(d.get("train"), "\u2014"),
@@ -26,10 +26,11 @@ def data_section(summary: dict) -> str:
         [
             "## Data",
             "",
-            f"Source: {escape(summary['source'])}. Rows with missing fields or empty references are "
-            "skipped and counted; OpenMath evaluation keeps problems with numeric answers; held-out problems are "
-            "never in the training set (overlap checked on normalised text). Every evaluation set is a seeded "
-            "random sample of the usable items (its ids are in the predictions), never the head of a split.",
+            f"{_source_sentence(summary)} Rows with missing fields or empty references are skipped and counted; "
+            + "".join(f"{note}; " for note in _evaluable_notes(summary))
+            + "held-out problems are never in the training set (overlap checked on normalised text). Every "
+            "evaluation set is a seeded random sample of the usable items (its ids are in the predictions), never "
+            "the head of a split.",
             "",
             table(
                 ["dataset", "rows loaded", "skipped (reason: count)", "train", "evaluated", "overlap with training"],
@@ -39,6 +40,33 @@ def data_section(summary: dict) -> str:
             *_length_lines(summary.get("train_lengths")),
         ]
     )
+
+
+
+def _evaluable_notes(summary: dict) -> list[str]:
+    """What each built-in task's evaluation keeps of its rows, where it keeps fewer than all."""
+    declared = [tasks.get(name) for name in summary["datasets"] if name in tasks.TASKS]
+    return [task.evaluable_note for task in declared if task.evaluable_note]
+
+def _source_sentence(summary: dict) -> str:
+    """Where the rows came from: the study's data source, and its own training file where it names one
+    (whose duplicate rows and rows with an empty turn are skipped and counted like any other)."""
+    own = summary.get("train_data")
+    if own is None:
+        return f"Source: {escape(summary['source'])}."
+    text = (
+        f"Training rows from {code(own['path'])} ({escape(own['format'])} format; its held-out rows are "
+        "evaluated as a task of their own)"
+    )
+    datasets = summary["datasets"].values()
+    if any("from" not in d for d in datasets):  # written before each dataset named where it came from
+        return f"{text}; other data: {escape(summary['source'])}, or each lm-eval task's own."
+    others = [escape(d.get("title") or "") for d in datasets if d["from"] == summary["source"]]
+    if others:
+        text += f"; {', '.join(others)}: {escape(summary['source'])} data"
+    if any(d["from"] == "lm-eval" for d in datasets):
+        text += "; each lm-eval task's documents from its own files"
+    return text + "."
 
 
 def _length_lines(lengths: dict | None) -> list[str]:
@@ -113,7 +141,7 @@ def eval_summary(record: dict) -> str:
     """What one evaluation run measured, for the 03_evaluate notebook."""
     rows = [
         [
-            tasks.get(t).title,
+            r.get("title") or (tasks.get(t).title if t in tasks.TASKS else escape(t)),
             ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items()),
             str(r["n"]),
             f"{r['items_per_s']:,.1f}",

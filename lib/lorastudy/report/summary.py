@@ -10,9 +10,11 @@ in words rather than showing a zero or a blank.
 from __future__ import annotations
 
 from .. import methods, tasks
+from ..data.datasets import synthetic_sizes
 from ..models.builtin import SMOLLM2, SMOLLM2_DIST, SMOLLM2_VERSION, TINY
 from ..quantization.formats import format_of
 from ..results.tables import StudyResults, headline_pairs, pairs
+from ..study.schema import HELD_OUT
 from . import recommendation, verdicts
 from .charts import label
 from .format import interval, margin, number
@@ -23,22 +25,43 @@ from .tables import _arrow
 def title(res: StudyResults) -> str:
     """The title, what was trained and evaluated in one sentence, and the model's caveat in one."""
     cfg = res.cfg
-    n = [f"{tasks.get(t.name).title} (n = {len(res.items[(res.runs[0].name, t.name)])})" for t in cfg.tasks]
+    n = [f"{tasks.get(t.name, cfg).title} (n = {len(res.items[(res.runs[0].name, t.name)])})" for t in cfg.tasks]
     trained = [label(m, res.cfg) for m in res.methods if res.trained(m)]
-    train_task = cfg.data.train_task
     heading = " vs ".join(trained) if len(trained) <= 3 else f"The method space, {len(res.methods)} methods"
     seeds = len(cfg.seeds)
     lines = [
         f"# {heading or 'Base model'}: study {code(cfg.study)}",
         "",
-        f"Model **{escape(cfg.model.name)}** fine-tuned on {res.data_summary['datasets'][train_task]['train']:,} "
-        f"{tasks.get(train_task).title} training items ({escape(cfg.data.source)} data) with "
+        f"Model **{escape(cfg.model.name)}** fine-tuned on {_training_items(res)} with "
         f"{_and(trained) or 'no method'}, {seeds} seed{'s' if seeds > 1 else ''} each; evaluated on {_and(n)}.",
     ]
     caveat = MODEL_CAVEATS.get(cfg.model.name)
     if caveat is not None:
-        lines += ["", caveat]
+        lines += ["", caveat(_synthetic(cfg))]
     return "\n".join(lines)
+
+
+def _training_items(res: StudyResults) -> str:
+    """What the adapters trained on: so many rows of the study's own file (whose task is named
+    for the rows it holds out), else so many items of the training task."""
+    cfg, train_task = res.cfg, res.cfg.data.train_task
+    n = res.data_summary["datasets"][train_task]["train"]
+    if train_task == HELD_OUT and cfg.data.train is not None:
+        return f"{n:,} rows of {code(cfg.data.train.path)} ({escape(cfg.data.train.format)} format)"
+    return f"{n:,} {tasks.get(train_task, cfg).title} training items ({_data_source(cfg)})"
+
+
+def _synthetic(cfg) -> bool:
+    """Whether any of the study's data is the synthetic data in the real datasets' schemas (not
+    when every task brings its own: data.train, lm-eval task files)."""
+    return cfg.data.source == "synthetic" and bool(synthetic_sizes(cfg))
+
+
+def _data_source(cfg) -> str:
+    """Where the training items came from: the study's own file or hub dataset, else its data source."""
+    if cfg.data.train is not None:
+        return f"from {code(cfg.data.train.path)}"
+    return f"{escape(cfg.data.source)} data"
 
 
 def _and(items: list[str]) -> str:
@@ -60,12 +83,12 @@ def model_section(res: StudyResults) -> str:
 
 
 def _tiny_note(res: StudyResults) -> str:
+    evaluated = ", evaluated on synthetic data in the real datasets' schemas" if _synthetic(res.cfg) else ""
     return (
         "> **Smoke study.** This is the offline study: a tiny Qwen3-architecture model that "
-        "lorastudy builds and pretrains on synthetic text, evaluated on synthetic data in the real "
-        "datasets' schemas. Its numbers show that every step works and is measured; they say "
-        "nothing about how LoRA and QLoRA compare on a real model. Memory on a CPU is dominated "
-        "by the Python process itself, not by this model's weights."
+        f"lorastudy builds and pretrains on synthetic text{evaluated}. Its numbers show that every step works "
+        "and is measured; they say nothing about how LoRA and QLoRA compare on a real model. Memory on a "
+        "CPU is dominated by the Python process itself, not by this model's weights."
     )
 
 
@@ -95,9 +118,11 @@ def _smollm2_note(res: StudyResults) -> str:
         parts.append(
             f" {quant.quant_type.upper()}'s reconstruction error was not measured: the study has no QLoRA run."
         )
-    parts.append(
-        " The data are synthetic, in the real datasets' schemas, so the scores are not comparable with published ones."
-    )
+    if _synthetic(res.cfg):
+        parts.append(
+            " The data are synthetic, in the real datasets' schemas, so the scores are not comparable with published "
+            "ones."
+        )
     return "".join(parts)
 
 
@@ -105,10 +130,11 @@ def _smollm2_note(res: StudyResults) -> str:
 # one sentence beside the title, so no reader takes its numbers for more than they are.
 MODEL_NOTES = {TINY.name: _tiny_note, SMOLLM2.name: _smollm2_note}
 MODEL_CAVEATS = {
-    TINY.name: "> **Smoke study:** a tiny model on synthetic data; its numbers show that every step works, not "
-    "how LoRA and QLoRA compare on a real model.",
-    SMOLLM2.name: "> **The base is a dequantized Q4_1 checkpoint** of SmolLM2-135M-Instruct, so QLoRA measures what "
-    'NF4 adds on top of Q4_1; the data are synthetic (see "The model and the methods").',
+    TINY.name: lambda synthetic: f"> **Smoke study:** a tiny model{' on synthetic data' if synthetic else ''}; its "
+    "numbers show that every step works, not how LoRA and QLoRA compare on a real model.",
+    SMOLLM2.name: lambda synthetic: "> **The base is a dequantized Q4_1 checkpoint** of SmolLM2-135M-Instruct, so "
+    f"QLoRA measures what NF4 adds on top of Q4_1{'; the data are synthetic' if synthetic else ''} (see \"The model "
+    'and the methods").',
 }
 
 
@@ -136,7 +162,7 @@ def executive_summary(res: StudyResults) -> str:
     ]
     lines = ["## Executive summary", ""]
     for a, b in trained_pairs:
-        advice = recommendation.recommendation(res.comparisons, res.resources, rep.alpha, a, b)
+        advice = recommendation.recommendation(res.comparisons, res.resources, rep.alpha, a, b, res.cfg)
         lines += [f"**The answer.** {answer(res, a, b)}", "", f"**Recommendation.** {advice}", ""]
     if not trained_pairs:
         lines += [
@@ -162,7 +188,7 @@ def answer(res: StudyResults, a, b) -> str:
     by_words: dict[str, list[str]] = {}
     for row in rows:
         words, evidence = _answer_parts(row)
-        by_words.setdefault(words, []).append(f"{tasks.get(row['task']).title} ({evidence})")
+        by_words.setdefault(words, []).append(f"{tasks.get(row['task'], res.cfg).title} ({evidence})")
     said = "; ".join(f"{words} on {_and(where)}" for words, where in by_words.items())
     provisional = any(bool(row.get("provisional", False)) for row in rows)
     text = f"{a.title} against {b.title}" + (", provisional on one training run each" if provisional else "")
@@ -222,8 +248,8 @@ def verdict_table(
             cells.append(verdicts.verdict_cell(hit.iloc[0]))
         rows.append(cells)
     header = ["comparison"] + [
-        f"{tasks.get(t.name).title} ({tasks.get(t.name).primary} "
-        f"{_arrow(tasks.get(t.name).metric(tasks.get(t.name).primary).higher_is_better)})"
+        f"{tasks.get(t.name, res.cfg).title} ({tasks.get(t.name, res.cfg).primary} "
+        f"{_arrow(tasks.get(t.name, res.cfg).metric(tasks.get(t.name, res.cfg).primary).higher_is_better)})"
         for t in res.cfg.tasks
     ]
     note = (

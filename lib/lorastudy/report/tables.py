@@ -53,7 +53,7 @@ def _token_limit_sentence(res: StudyResults) -> str:
         counts = ", ".join(
             f"{label(r.method, res.cfg)} {int(r.hit_token_limit)} of {int(r.outputs)}" for r in rows.itertuples()
         )
-        parts.append(f"{tasks.get(task).title} ({int(rows.max_new_tokens.iloc[0])} tokens): {counts}")
+        parts.append(f"{tasks.get(task, res.cfg).title} ({int(rows.max_new_tokens.iloc[0])} tokens): {counts}")
     return (
         "Outputs that hit the token limit (no end token and no stop string within it), a truncated "
         "answer being scored as it stands: " + "; ".join(parts) + "."
@@ -87,7 +87,7 @@ def performance_tables(res: StudyResults) -> str:
     parts = ["## Performance by dataset", "", f"Each cell: the score with its {conf} interval (how: below the tables)."]
     m = res.metrics
     for t in res.cfg.tasks:
-        task = tasks.get(t.name)
+        task = tasks.get(t.name, res.cfg)
         rows = []
         for metric in task.metrics:
             cells = []
@@ -163,7 +163,7 @@ def comparisons_table(res: StudyResults) -> str:
     for _, r in c.iterrows():
         v = verdicts.verdict(r, rep.alpha, rep.confidence, cfg=res.cfg)
         row = [
-            f"{tasks.get(r.task).title}",
+            f"{tasks.get(r.task, res.cfg).title}",
             f"{r.metric} {_arrow(r.higher_is_better)}",
             f"{label(r.method_a, res.cfg)} \u2212 {label(r.method_b, res.cfg)}",
             number(r.delta),
@@ -172,7 +172,7 @@ def comparisons_table(res: StudyResults) -> str:
             p_value(r.p_holm, bare=True),
             test_name(r.test),
             f"{r.alpha_effective:.2g}",
-            _mdd_cell(r),
+            _mdd_cell(r, res.cfg),
             str(int(r.n)),
         ]
         if seeded:
@@ -198,10 +198,10 @@ def comparisons_table(res: StudyResults) -> str:
     )
 
 
-def _mdd_cell(r) -> str:
+def _mdd_cell(r, cfg) -> str:
     if pd.isna(r.mdd):
         return "n/a (no spread)"
-    if r.mdd >= 1.0 and tasks.get(r.task).metric(r.metric).is_fraction:
+    if r.mdd >= 1.0 and tasks.get(r.task, cfg).metric(r.metric).is_fraction:
         return f"\u00b1{number(r.mdd)} (beyond \u00b11: none detectable)"
     return f"\u00b1{number(r.mdd)}"
 
@@ -271,8 +271,8 @@ def examples(res: StudyResults, limit: int | None = None) -> str:
         ]
     first = {m: res.method_runs(m)[0].name for m in shown_methods}
     for t in res.cfg.tasks:
-        primary = tasks.get(t.name).primary
-        key = tasks.get(t.name).metric(primary).key
+        primary = tasks.get(t.name, res.cfg).primary
+        key = tasks.get(t.name, res.cfg).metric(primary).key
         items = {m: res.items[(run, t.name)] for m, run in first.items()}
         n = len(next(iter(items.values())))
         differing = [i for i in range(n) if len({items[m][i]["scores"][key] for m in shown_methods}) > 1]
@@ -280,7 +280,8 @@ def examples(res: StudyResults, limit: int | None = None) -> str:
         # Only the first seed's outputs are shown, so the count is of those runs, and says so.
         runs = f" in seed {res.cfg.seeds[0]}'s runs" if len(res.cfg.seeds) > 1 else ""
         parts.append(
-            f"### {tasks.get(t.name).title}: the methods' {primary} differs on {len(differing)} of {n} items{runs}"
+            f"### {tasks.get(t.name, res.cfg).title}: the methods' {primary} differs on {len(differing)} of {n} "
+            f"items{runs}"
         )
         rows = []
         for i in shown:

@@ -96,13 +96,13 @@ def _why_not_claimed(row: pd.Series, alpha: float, confidence: float) -> str:
     return ""
 
 
-def _detectable(row: pd.Series, alpha: float) -> str:
+def _detectable(row: pd.Series, alpha: float, cfg: StudyConfig | None = None) -> str:
     """What size of difference this comparison could detect, at the level Holm demands of it."""
     mdd, holm = row.get("mdd"), row.get("alpha_effective", alpha)
     if missing(mdd) or missing(holm):
         return ""
     at = f"at this comparison's Holm level (\u03b1 = {holm:.2g})"
-    if mdd >= 1.0 and tasks.get(row["task"]).metric(row["metric"]).is_fraction:
+    if mdd >= 1.0 and tasks.get(row["task"], cfg).metric(row["metric"]).is_fraction:
         # A difference of fractions cannot exceed 1: with so few items or seeds, none is detectable.
         return (
             f" {at[0].upper() + at[1:]}, not even the largest possible difference (\u00b11) would be detected with "
@@ -172,7 +172,7 @@ def _margin_note(row: pd.Series) -> str:
 def verdict(row: pd.Series, alpha: float, confidence: float = 0.95, cfg: StudyConfig | None = None) -> Verdict:
     """The verdict on method_a against method_b in words (`cfg`: the study, whose grid cells a
     comparison may name)."""
-    task = tasks.get(row["task"])
+    task = tasks.get(row["task"], cfg)
     a, b = methods.get(row["method_a"], cfg).in_text, methods.get(row["method_b"], cfg).in_text
     kind, words = row["verdict"], verdict_words(row)
     where = f"{task.title}, {row['metric']} (n = {int(row['n'])})"
@@ -187,7 +187,7 @@ def verdict(row: pd.Series, alpha: float, confidence: float = 0.95, cfg: StudyCo
             "difference on it is unknown, not zero."
         )
     elif kind == "no detectable difference":
-        why = _why_not_claimed(row, alpha, confidence) + _detectable(row, alpha)
+        why = _why_not_claimed(row, alpha, confidence) + _detectable(row, alpha, cfg)
     else:
         why = _margin_note(row)
     return Verdict(kind, words, lead + why + _seed_note(row), bool(row.get("provisional", False)))

@@ -33,7 +33,7 @@ VERDICTS = ("better", "worse", "equivalent", "inconclusive", "no detectable diff
 
 def bound_reached(res: StudyResults, row: pd.Series) -> str:
     """ "floor" or "ceiling" when both methods scored every item at it in every run, else ""."""
-    metric = tasks.get(row["task"]).metric(row["metric"])
+    metric = tasks.get(row["task"], res.cfg).metric(row["metric"])
     if not metric.is_fraction:
         return ""
     scores = [res.run_scores(m, row["task"], row["metric"]) for m in (row["method_a"], row["method_b"])]
@@ -56,7 +56,7 @@ def verdict_of(row: pd.Series, alpha: float) -> str:
 
 
 def _interval(res: StudyResults, row: pd.Series) -> tuple[float, float]:
-    metric = tasks.get(row["task"]).metric(row["metric"])
+    metric = tasks.get(row["task"], res.cfg).metric(row["metric"])
     a, b = (res.run_scores(m, row["task"], row["metric"]) for m in (row["method_a"], row["method_b"]))
     scale = (0.0, 1.0) if metric.is_fraction else None
     return verdict_interval(a, b, test=metric.test, level=row["alpha_effective"], scale=scale)
@@ -83,7 +83,7 @@ def decide(res: StudyResults, table: pd.DataFrame) -> pd.DataFrame:
     ends = [_interval(res, row) for _, row in table.iterrows()]
     table["verdict_ci_low"], table["verdict_ci_high"] = [e[0] for e in ends], [e[1] for e in ends]
     both_trained = table["trained"] == 2
-    fraction = [tasks.get(t).metric(m).is_fraction for t, m in zip(table["task"], table["metric"])]
+    fraction = [tasks.get(t, res.cfg).metric(m).is_fraction for t, m in zip(table["task"], table["metric"])]
     table["margin"] = [
         rep.margin(task) if trained and frac else np.nan
         for task, trained, frac in zip(table["task"], both_trained, fraction)

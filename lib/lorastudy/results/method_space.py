@@ -30,7 +30,7 @@ COSTS = {
 
 
 def primary_metrics(res: StudyResults) -> list[tuple[str, str]]:
-    return [(t.name, tasks.get(t.name).primary) for t in res.cfg.tasks]
+    return [(t.name, tasks.get(t.name, res.cfg).primary) for t in res.cfg.tasks]
 
 
 def paired(res: StudyResults, a: str, b: str, task: str, metric: str) -> dict:
@@ -117,7 +117,7 @@ def decomposition_table(res: StudyResults) -> pd.DataFrame:
     of, and its share of that total. Each path's parts add up to the total."""
     rows = []
     for d in decompositions(res):
-        measures = [("score", f"{t}/{m}", f"{tasks.get(t).title} {m}") for t, m in primary_metrics(res)]
+        measures = [("score", f"{t}/{m}", f"{tasks.get(t, res.cfg).title} {m}") for t, m in primary_metrics(res)]
         if all(res.trained(m) for m in d.methods):
             measures += [("cost", key, name) for key, name in COSTS.items()]
         rows += _rows(res, d, measures)
@@ -179,7 +179,7 @@ def pareto_table(res: StudyResults) -> pd.DataFrame:
         data = m[["method", "value", "ci_low", "ci_high"]].merge(train[["method", "peak_memory_mb"]], on="method")
         data.insert(0, "task", task)
         data.insert(1, "metric", metric)
-        higher = tasks.get(task).metric(metric).higher_is_better
+        higher = tasks.get(task, res.cfg).metric(metric).higher_is_better
         data["on_front"] = pareto_front(list(data.peak_memory_mb), list(data.value), higher)
         frames.append(data)
     return pd.concat(frames, ignore_index=True)

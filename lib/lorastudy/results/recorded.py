@@ -52,7 +52,7 @@ class StudyResults:
 
     def run_scores(self, method: str, task: str, metric: str) -> np.ndarray:
         """Per-item scores of a method, one row per seed's run: (runs, items)."""
-        key = tasks.get(task).metric(metric).key
+        key = tasks.get(task, self.cfg).metric(metric).key
         per_run = [[it["scores"][key] for it in self.items[(r.name, task)]] for r in self.method_runs(method)]
         return np.array(per_run, dtype=float).reshape(len(per_run), -1)
 

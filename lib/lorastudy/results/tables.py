@@ -88,7 +88,7 @@ def load(cfg: StudyConfig, paths: StudyPaths) -> StudyResults:
 def metric_table(res: StudyResults) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, seed_rows = [], []
     for method, t in itertools.product(res.methods, res.cfg.tasks):
-        task = tasks.get(t.name)
+        task = tasks.get(t.name, res.cfg)
         runs = res.method_runs(method)
         for metric in task.metrics:
             if metric.aggregation == "median":
@@ -182,7 +182,7 @@ def comparison_table(res: StudyResults) -> pd.DataFrame:
     rep = res.cfg.report
     rows = []
     for (a, b, why), t in itertools.product(comparisons_made(res.cfg), res.cfg.tasks):
-        for metric in tasks.get(t.name).metrics:
+        for metric in tasks.get(t.name, res.cfg).metrics:
             if not metric.compared:
                 continue
             x, y = res.run_scores(a, t.name, metric.name), res.run_scores(b, t.name, metric.name)
@@ -253,7 +253,7 @@ def generation_table(res: StudyResults) -> pd.DataFrame:
     answers is read as such. Runs recorded before the limit was tracked give no row."""
     rows = []
     for method, t in itertools.product(res.methods, res.cfg.tasks):
-        if tasks.get(t.name).kind != "generate":
+        if tasks.get(t.name, res.cfg).kind != "generate":
             continue
         items = [it for r in res.method_runs(method) for it in res.items[(r.name, t.name)]]
         if not items or any("hit_token_limit" not in it for it in items):
@@ -263,7 +263,7 @@ def generation_table(res: StudyResults) -> pd.DataFrame:
             {
                 "method": method,
                 "task": t.name,
-                "max_new_tokens": t.max_new_tokens or tasks.get(t.name).max_new_tokens,
+                "max_new_tokens": t.max_new_tokens or tasks.get(t.name, res.cfg).max_new_tokens,
                 "outputs": len(items),
                 "hit_token_limit": hits,
                 "hit_token_limit_share": hits / len(items),

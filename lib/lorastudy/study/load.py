@@ -13,7 +13,7 @@ import yaml
 from .. import methods
 from .. import tasks as task_registry
 from .coerce import coerce, type_name
-from .schema import ConfigError, StudyConfig, TaskConfig
+from .schema import DEFAULT_TRAIN_TASK, HELD_OUT, ConfigError, StudyConfig, TaskConfig
 from .validate import check
 
 
@@ -38,10 +38,28 @@ def load_config(
         raw["root"] = str(root)
     cfg = _build(StudyConfig, raw, "", problems)
     if cfg is not None:
+        cfg = with_user_data(cfg)
         problems += check(cfg)
     if problems:
         raise ConfigError(problems)
     return methods.expand_grid(cfg)
+
+
+def with_user_data(cfg: StudyConfig) -> StudyConfig:
+    """The study with its own training data (`data.train` in the messages or prompt_completion
+    format) as the task the adapters train on, and its held-out rows as a task every method is
+    evaluated on, as if both had been listed."""
+    train = cfg.data.train
+    if train is None or not train.conversations or cfg.data.train_task == HELD_OUT:
+        return cfg
+    tasks = cfg.tasks
+    if train.held_out > 0 and not any(t.name == HELD_OUT for t in tasks):
+        max_new = train.max_new_tokens if train.exact_match else None
+        tasks = (*tasks, TaskConfig(HELD_OUT, n=train.held_out, max_new_tokens=max_new))
+    # data.train_task left at its default is replaced; any other value is refused by validation.
+    own = dataclasses.replace(cfg.data, train_task=HELD_OUT)
+    data = own if cfg.data.train_task == DEFAULT_TRAIN_TASK else cfg.data
+    return dataclasses.replace(cfg, data=data, tasks=tasks)
 
 
 def parse_overrides(overrides: dict[str, Any] | list[str] | None, problems: list[str]) -> dict[str, Any]:
@@ -92,8 +110,11 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
                 problems.append(f"{prefix}{name}: required")
             continue
         value, tp = raw[name], hints[name]
-        if dataclasses.is_dataclass(tp):
-            built = _build(tp, value, f"{prefix}{name}.", problems)
+        section = _optional_section(tp)
+        if value is None and section is not tp:
+            kwargs[name] = None
+        elif dataclasses.is_dataclass(section):
+            built = _build(section, value, f"{prefix}{name}.", problems)
             if built is not None:
                 kwargs[name] = built
         elif cls is StudyConfig and name == "tasks":
@@ -110,6 +131,14 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
         return None  # a required field is missing; already reported
 
 
+def _optional_section(tp: Any) -> Any:
+    """The dataclass of a section that may be left out (`TrainDataConfig | None`), else `tp`."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(args) == 1 and type(None) in typing.get_args(tp) and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return tp
+
+
 def _build_tasks(value: Any, problems: list[str]) -> tuple[TaskConfig, ...]:
     if isinstance(value, list):  # `tasks: [openmath, squad]` takes each task's defaults
         value = {name: {} for name in value}
@@ -118,9 +147,16 @@ def _build_tasks(value: Any, problems: list[str]) -> tuple[TaskConfig, ...]:
         return ()
     tasks = []
     for name, settings in value.items():
-        if name not in task_registry.TASKS:
+        declared = isinstance(settings, dict) and settings.get("lm_eval") is not None
+        if name == HELD_OUT and not declared:
+            problems.append(f"tasks.{name}: the rows data.train.held_out keeps out of training; set their number there")
+            continue
+        if name not in task_registry.TASKS and not declared:
             known = ", ".join(task_registry.TASKS.names())
-            problems.append(f"tasks.{name}: unknown task (expected one of {known})")
+            problems.append(
+                f"tasks.{name}: unknown task (expected one of {known}, or a task of your own: "
+                f"tasks.{name}.lm_eval: an lm-evaluation-harness YAML file or task name)"
+            )
             continue
         built = _build(TaskConfig, {"name": name, **(settings or {})}, f"tasks.{name}.", problems)
         if built is not None:

@@ -26,6 +26,15 @@ DEFAULT_MARGIN = 0.02
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+# The task a study derives from `data.train` (a messages or prompt_completion file): the adapters
+# train on its rows and every method is evaluated on the rows it holds out.
+HELD_OUT = "held_out"
+
+
+# The task the adapters train on unless the params say otherwise (OpenMathInstruct-2's problems).
+DEFAULT_TRAIN_TASK = "openmath"
+
+
 class ConfigError(ValueError):
     """A params file or override is invalid; `problems` holds one line per problem."""
 
@@ -49,6 +58,30 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class TrainDataConfig:
+    # A JSONL, JSON or Parquet file (relative to the study's root), or a hub dataset id.
+    path: str
+    # messages: a `messages` list of {role, content} turns, rendered with the model's chat template,
+    # the loss on the assistant turns; prompt_completion: `prompt` and `completion` strings, one user
+    # and one assistant turn; openmath: rows in OpenMathInstruct-2's schema (the built-in training).
+    format: Literal["messages", "prompt_completion", "openmath"] = "openmath"
+    # A hub dataset's split, and its branch, tag or commit (resolved and recorded by the data step).
+    split: str = "train"
+    revision: str | None = None
+    # Rows kept out of training and evaluated for every method (messages and prompt_completion):
+    # the negative log-likelihood per token of each row's last assistant reply.
+    held_out: int = 0
+    # Also generate a reply to each held-out row and score its exact match with the reference.
+    exact_match: bool = False
+    max_new_tokens: int = 128
+
+    @property
+    def conversations(self) -> bool:
+        """Rows of the user's own conversations (messages, prompt_completion), not a built-in task's."""
+        return self.format in ("messages", "prompt_completion")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     # synthetic: generated offline in the real datasets' schemas; hub: downloaded by id;
     # local: JSONL or Parquet files in local_dir named after the datasets (see data/datasets.py).
@@ -56,7 +89,7 @@ class DataConfig:
     local_dir: str | None = None
     # The task whose data the adapters are trained on (its declaration says how a row becomes
     # a training example); its evaluation items are held out of the same pool.
-    train_task: str = "openmath"
+    train_task: str = DEFAULT_TRAIN_TASK
     # A hub dataset's branch, tag or commit, per task name (hub source); the commit each
     # resolved to is recorded in the data summary and the report.
     revisions: dict[str, str] = field(default_factory=dict)
@@ -66,6 +99,8 @@ class DataConfig:
     validation_samples: int = 0
     max_seq_len: int = 512
     seed: int = 0
+    # The training data as a file or hub dataset of its own (None: the train_task's, from `source`).
+    train: TrainDataConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +109,9 @@ class TaskConfig:
     # Items evaluated; None means the whole evaluation split.
     n: int | None = None
     max_new_tokens: int | None = None
+    # A task declared in an lm-evaluation-harness YAML file (relative to the study's root), or the
+    # name of a task an installed lm-eval ships; evaluated with the harness's own semantics.
+    lm_eval: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import typing
+from pathlib import Path
 
 from .. import methods
 from .. import tasks as task_registry
+from ..tasks import harness
 from .coerce import coerce, type_name
-from .schema import SAFE_NAME, StudyConfig
+from .schema import HELD_OUT, SAFE_NAME, StudyConfig
 
 
 def check(cfg: StudyConfig) -> list[str]:
@@ -44,7 +46,7 @@ def check(cfg: StudyConfig) -> list[str]:
     need(0.0 <= cfg.train.warmup_ratio < 1.0, "train.warmup_ratio: must be in [0, 1)")
     need(cfg.train.max_grad_norm > 0, "train.max_grad_norm: must be positive")
     need(cfg.train.logging_steps > 0, "train.logging_steps: must be positive")
-    problems += _check_processes(cfg)
+    problems += _check_processes(cfg) + _check_own_data(cfg) + _check_lm_eval_tasks(cfg)
     problems += _check_watching(cfg)
     need(cfg.eval.batch_size > 0, "eval.batch_size: must be positive")
     need(cfg.eval.generation_batch_size > 0, "eval.generation_batch_size: must be positive")
@@ -146,6 +148,62 @@ def _check_watching(cfg: StudyConfig) -> list[str]:
     return problems
 
 
+def _check_own_data(cfg: StudyConfig) -> list[str]:
+    """data.train: the held-out rows and generated replies apply to the formats of a user's own
+    conversations; OpenMath's held-out problems are tasks.openmath.n."""
+    train = cfg.data.train
+    if train is None:
+        return []
+    problems = []
+    if not train.path.strip():
+        problems.append("data.train.path: name a JSONL, JSON or Parquet file, or a hub dataset id")
+    if not train.conversations:
+        if train.held_out or train.exact_match:
+            problems.append(
+                "data.train.held_out: the openmath format holds out its evaluation problems as tasks.openmath.n; "
+                "held_out and exact_match are for the messages and prompt_completion formats"
+            )
+        return problems
+    if train.held_out == 1 or train.held_out < 0:
+        problems.append(
+            "data.train.held_out: must be 0 or at least 2 (paired tests and intervals need two items), "
+            f"got {train.held_out}"
+        )
+    if train.exact_match and train.held_out <= 0:
+        problems.append("data.train.exact_match: needs data.train.held_out rows to generate replies for")
+    if train.max_new_tokens <= 0:
+        problems.append("data.train.max_new_tokens: must be positive")
+    if cfg.data.train_task != HELD_OUT:
+        problems.append(
+            f"data.train_task: {cfg.data.train_task!r} is not used with data.train in the {train.format} format "
+            "(the adapters train on data.train): leave it out"
+        )
+    return problems
+
+
+def _check_lm_eval_tasks(cfg: StudyConfig) -> list[str]:
+    """Each tasks.<name>.lm_eval: a task the harness can read, of an output type and with metrics that
+    lorastudy can evaluate per item, under a name of its own."""
+    problems = []
+    for t in cfg.tasks:
+        if t.lm_eval is None:
+            continue
+        key = f"tasks.{t.name}"
+        if t.name in task_registry.TASKS or t.name == HELD_OUT:
+            problems.append(f"{key}: the name of a built-in task; give the lm-eval task a name of its own")
+        elif not SAFE_NAME.match(t.name):
+            problems.append(f"{key}: not a safe file name (letters, digits, '.', '_', '-'; at most 64)")
+        if t.max_new_tokens is not None:
+            problems.append(f"{key}.max_new_tokens: an lm-eval task's limit is its generation_kwargs' max_gen_toks")
+        try:
+            located = harness.locate(t.lm_eval, Path(cfg.root))
+        except harness.HarnessError as exc:
+            problems.append(f"{key}.lm_eval: {exc}")
+            continue
+        problems += [f"{key}.lm_eval: {p}" for p in harness.problems(located)]
+    return problems
+
+
 def _check_names(cfg: StudyConfig) -> list[str]:
     """The study's name, and the methods, seeds, tasks and datasets it names."""
     problems = []
@@ -165,16 +223,22 @@ def _check_names(cfg: StudyConfig) -> list[str]:
     need(len(set(cfg.methods)) == len(cfg.methods), "methods: a method is listed twice")
     need(len(cfg.seeds) > 0, "seeds: at least one seed is needed")
     need(len(set(cfg.seeds)) == len(cfg.seeds), "seeds: a seed is listed twice")
-    need(len(cfg.tasks) > 0, f"tasks: at least one of {', '.join(task_registry.TASKS.names())} is needed")
+    need(
+        len(cfg.tasks) > 0,
+        f"tasks: at least one task is needed: {', '.join(task_registry.TASKS.names())}, a task of "
+        "lm-evaluation-harness (tasks.<name>.lm_eval), or rows of data.train held out (data.train.held_out)",
+    )
     datasets = {cfg.data.train_task, *(t.name for t in cfg.tasks)}
     for name in cfg.data.revisions:
         need(
             name in datasets,
             f"data.revisions.{name}: not a dataset of this study (its tasks: {', '.join(sorted(datasets))})",
         )
+    train, train_task = cfg.data.train, cfg.data.train_task
+    own = train is not None and train.conversations and train_task == HELD_OUT
     need(
-        cfg.data.train_task in task_registry.TASKS and task_registry.get(cfg.data.train_task).train_example is not None,
-        f"data.train_task: {cfg.data.train_task!r} is not a task that declares training examples",
+        own or (train_task in task_registry.TASKS and task_registry.get(train_task).train_example is not None),
+        f"data.train_task: {train_task!r} is not a task that declares training examples",
     )
     known = [m for m in cfg.methods if m in methods.METHODS]
     for m in known:

@@ -13,6 +13,11 @@ from ..util.registry import Registry
 # ------------------------------------------------------------------------- declarations
 
 
+# The per-item score of a task with a reference reply (Task.reference): its negative log-likelihood
+# per token, which the evaluation step measures and the task's metric of that name aggregates.
+REFERENCE_KEY = "nll_per_token"
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
@@ -69,11 +74,14 @@ class HubSource:
 
 @dataclass
 class Cleaned:
-    """Rows that passed a task's cleaner, with counts of those skipped and why."""
+    """Rows that passed a task's cleaner, with counts of those skipped and why, and the problems
+    that make the data unusable as it stands (a row that is not in the declared format), which
+    are errors rather than skips: each names the row and the field."""
 
     rows: list[dict] = field(default_factory=list)
     loaded: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -85,7 +93,9 @@ class Task:
     title: str
     # Bump when the prompt, the scorer or the cleaning changes, so recorded results are redone.
     version: int
-    kind: Literal["loglikelihood", "generate"]
+    # loglikelihood: every choice scored as a continuation; generate: a generated output scored;
+    # reference: only the likelihood of each item's reference reply (see `reference`).
+    kind: Literal["loglikelihood", "generate", "reference"]
     metrics: tuple[Metric, ...]
     hub: HubSource
     clean: Callable[[Iterable[dict]], Cleaned]
@@ -101,8 +111,9 @@ class Task:
     question: Callable[[dict], str]
     # Texts that identify an item: one equal (normalised) to a training item's is an overlap.
     overlap_keys: Callable[[dict], tuple[str, ...]]
-    # n rows in the task's schema from a seed, for studies without a network.
-    synthetic: Callable[[int, int], list[dict]]
+    # n rows in the task's schema from a seed, for studies without a network (None: the task's
+    # data is never synthetic, see `study_data`).
+    synthetic: Callable[[int, int], list[dict]] | None = None
     choices: Callable[[dict], list[str]] | None = None
     # Items evaluated when the study gives no n; None: the whole split.
     default_n: int | None = None
@@ -113,6 +124,23 @@ class Task:
     train_example: Callable[[dict], tuple[str, str]] | None = None
     # Whether a clean row can be evaluated (e.g. OpenMath needs a numeric reference answer).
     evaluable: Callable[[dict], bool] = lambda row: True
+    # What `evaluable` keeps, in words for the report's data section ("" where it keeps every row).
+    evaluable_note: str = ""
+    # A task trained on as a conversation: a row's {role, content} turns, rendered with the model's
+    # chat template, the loss on every assistant turn (instead of `train_example`'s one answer).
+    train_messages: Callable[[dict], list[dict]] | None = None
+    # The reply whose negative log-likelihood per token (given `prompt`) each item is scored by, as
+    # `nll_per_token`; with kind "generate", the generated output is scored by `score` too.
+    reference: Callable[[dict], str] | None = None
+    # A task of lm-evaluation-harness (tasks/harness.py): the harness builds its requests and
+    # scores them, on the method's model; `clean`, `prompt` and `score` are then not used.
+    harness: Any = None
+    # Where its items come from: True, the study's data.source (hub, local folder, synthetic);
+    # False, a source its declaration names (the study's data.train, an lm-eval task file).
+    study_data: bool = True
+    # A hash of what the declaration reads outside this package (an lm-eval YAML, its includes and
+    # functions), standing for its code in a step's identity.
+    fingerprint: str | None = None
 
     def metric(self, name: str) -> Metric:
         return next(m for m in self.metrics if m.name == name)
@@ -147,6 +175,17 @@ def example_ids(tokenizer, task: Task, row: dict, turn_end: str) -> tuple[list[i
     return prompt, tokenizer(answer + turn_end, add_special_tokens=False).input_ids
 
 
+def training_ids(tokenizer, task: Task, row: dict, turn_end: str) -> tuple[list[int], list[int]]:
+    """A training row as (input ids, labels), the labels -100 where no loss is taken: a
+    conversation's assistant turns (train_messages), or a prompt and its answer (train_example)."""
+    if task.train_messages is not None:
+        from .chat import conversation_ids
+
+        return conversation_ids(tokenizer, task.train_messages(row), turn_end)
+    prompt, answer = example_ids(tokenizer, task, row, turn_end)
+    return prompt + answer, [-100] * len(prompt) + answer
+
+
 def text(value: Any) -> str | None:
     """A stripped, non-empty string, or None."""
     return value.strip() if isinstance(value, str) and value.strip() else None
@@ -172,8 +211,12 @@ ACC_NORM = Metric(
 def _check(task: Task) -> None:
     if sum(m.primary for m in task.metrics) != 1:
         raise ValueError(f"task {task.name!r}: exactly one metric must be primary")
-    if task.kind == "loglikelihood" and task.choices is None:
+    if task.kind == "loglikelihood" and task.choices is None and task.harness is None:
         raise ValueError(f"task {task.name!r}: a log-likelihood task declares its choices")
+    if task.kind == "reference" and task.reference is None:
+        raise ValueError(f"task {task.name!r}: a reference task declares the reply it scores")
+    if task.study_data and task.synthetic is None:
+        raise ValueError(f"task {task.name!r}: a task read from the study's data.source needs a synthetic generator")
 
 
 TASKS: Registry[Task] = Registry("task", _check)

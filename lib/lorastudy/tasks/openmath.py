@@ -101,4 +101,5 @@ TASK = Task(
     max_new_tokens=512,
     train_example=lambda row: (user_message(row["problem"]), row["generated_solution"]),
     evaluable=lambda row: parse_expected_answer(row["expected_answer"]) is not None,
+    evaluable_note="OpenMath evaluation keeps problems with numeric answers",
 )

@@ -20,13 +20,14 @@ import torch
 
 from .. import methods, resources, tasks
 from ..data.datasets import load_train, load_validation, run_settings
+from ..data.lengths import first_label
 from ..methods.declaration import Method
 from ..models.loading import assistant_turn_end, load_model, load_tokenizer, torch_dtype, upcast_like_kbit_preparation
 from ..models.source import model_path
 from ..quantization.errors import reconstruction_error
 from ..study.paths import StudyPaths
 from ..study.schema import Run, StudyConfig, identity_settings, params_hash
-from ..tasks import example_ids
+from ..tasks import training_ids
 from ..util.files import atomic_path, atomic_write_json, sha256_file
 from . import checkpoints, distributed, tracking
 from .arguments import training_arguments
@@ -58,21 +59,24 @@ def memory_advice(cfg: StudyConfig) -> str:
     return "; or ".join(advice)
 
 
-def build_examples(rows: list[dict], tokenizer, max_seq_len: int, task: str = "openmath") -> tuple[list[dict], int]:
+def build_examples(
+    rows: list[dict], tokenizer, max_seq_len: int, task: str = "openmath", cfg: StudyConfig | None = None
+) -> tuple[list[dict], int]:
     """Tokenised examples (the task's declaration says how a row becomes a user message and an
-    answer) whose labels mask the prompt, so the loss is on the answer only; each answer ends
-    with the token that closes an assistant's turn in the model's chat template, so the
-    fine-tuned model learns to stop. Returns the examples and how many rows were dropped
-    because the prompt alone is too long."""
-    declared, turn_end = tasks.get(task), assistant_turn_end(tokenizer)
+    answer, or a conversation) whose labels mask the prompt, so the loss is on the answers only;
+    each answer ends with the token that closes an assistant's turn in the model's chat template,
+    so the fine-tuned model learns to stop. Returns the examples and how many rows were dropped
+    because the prompt alone is too long. With the study's `cfg`, the task is its training task
+    (which may be one its params declare)."""
+    declared = tasks.get(cfg.data.train_task if cfg is not None else task, cfg)
+    turn_end = assistant_turn_end(tokenizer)
     examples, dropped = [], 0
     for row in rows:
-        prompt_ids, answer_ids = example_ids(tokenizer, declared, row, turn_end)
-        if len(prompt_ids) >= max_seq_len - 1:
+        ids, labels = training_ids(tokenizer, declared, row, turn_end)
+        if first_label(labels) >= max_seq_len - 1:
             dropped += 1
             continue
-        input_ids = (prompt_ids + answer_ids)[:max_seq_len]
-        labels = ([-100] * len(prompt_ids) + answer_ids)[:max_seq_len]
+        input_ids, labels = ids[:max_seq_len], labels[:max_seq_len]
         examples.append({"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels})
     return examples, dropped
 
@@ -191,17 +195,12 @@ def train(
     set_seed(run.seed)
     path = model_path(cfg.model, paths.models, cfg.resolve, log)
     tokenizer = load_tokenizer(path, cfg.model)
-    examples, dropped = build_examples(load_train(paths.data), tokenizer, cfg.data.max_seq_len, cfg.data.train_task)
+    examples, dropped = build_examples(load_train(paths.data), tokenizer, cfg.data.max_seq_len, cfg=cfg)
     if not examples:
         raise ValueError("data.max_seq_len: every training prompt is longer than it; raise it")
-    validation = build_examples(load_validation(paths.data), tokenizer, cfg.data.max_seq_len, cfg.data.train_task)[0]
+    validation = build_examples(load_validation(paths.data), tokenizer, cfg.data.max_seq_len, cfg=cfg)[0]
     model, stages = prepare_model(cfg, method, path)
-    counts = resources.count_parameters(model)
-    if method.max_params is not None and counts["total_params"] > method.max_params:
-        raise ValueError(
-            f"method {method.name}: the model has {counts['total_params']:,} parameters, more than the "
-            f"{method.max_params:,} this method is offered for"
-        )
+    counts = _check_size(method, resources.count_parameters(model))
     steps_per_epoch = math.ceil(len(examples) / (cfg.train.batch_size * cfg.train.grad_accum))
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else math.ceil(steps_per_epoch * cfg.train.epochs)
     log(
@@ -224,6 +223,16 @@ def train(
         f"{record['peak_memory_mb']} MB ({record['memory_kind']}), final loss {record['final_loss']:.4f}"
     )
     return record
+
+
+def _check_size(method: Method, counts: dict) -> dict:
+    """The model's parameter counts, once they are within what the method is offered for."""
+    if method.max_params is not None and counts["total_params"] > method.max_params:
+        raise ValueError(
+            f"method {method.name}: the model has {counts['total_params']:,} parameters, more than the "
+            f"{method.max_params:,} this method is offered for"
+        )
+    return counts
 
 
 def _write_run(cfg, run: Run, paths: StudyPaths, model, fit, adapter_state, path, n_train, n_validation, dropped):
