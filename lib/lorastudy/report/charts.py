@@ -128,7 +128,9 @@ def chart_latency(res: StudyResults):
         return None, "Latency was not measured (the study has no generation task)."
     data = _labelled(res.latency, res.cfg)
     order = [label(m, res.cfg) for m in res.methods]
-    fig, axes = plt.subplots(1, len(LATENCY_PANELS), figsize=(10, 0.5 + 0.55 * max(len(order), 3)), sharey=True)
+    lengths = data["tokens"].dropna() if "tokens" in data.columns else pd.Series(dtype=float)
+    tokens = int(lengths.iloc[0]) if len(lengths) else None
+    fig, axes = plt.subplots(1, len(LATENCY_PANELS), figsize=(10, 1.0 + 0.5 * max(len(order), 3)), sharey=True)
     for ax, (column, axis) in zip(axes, LATENCY_PANELS):
         measured = data.dropna(subset=[column]) if column in data.columns else data.iloc[:0]
         if measured.empty:
@@ -147,11 +149,11 @@ def chart_latency(res: StudyResults):
             )
             sns.stripplot(data=measured, x=column, y="method", order=order, color="black", size=4, ax=ax)
             ax.set_xlim(0, measured[column].max() * 1.1)
-        ax.set_xlabel(axis)
+        # The fixed-length panels name their length on the axis too, so a copied chart keeps it.
+        fixed = column != "latency_ms" and tokens is not None
+        ax.set_xlabel(axis.replace(" (ms)", f" (ms; {tokens} tokens)") if fixed else axis)
         ax.set_ylabel("")
     fig.tight_layout()
-    lengths = data["tokens"].dropna() if "tokens" in data.columns else pd.Series(dtype=float)
-    tokens = int(lengths.iloc[0]) if len(lengths) else None
     return fig, (
         f"Generation latency at batch size 1 on the first {res.cfg.eval.latency_items} {res.cfg.eval.latency_task} "
         "items (dots), with quartiles (boxes): each whole answer, whose length is the method's own, then "
