@@ -48,31 +48,33 @@ def test_ttft_and_tpot_are_positive_ordered_and_add_up_to_the_generation(model_a
 
 
 def test_ttft_is_the_prefill_and_first_token_and_tpot_each_later_step(model_and_tokenizer, prompts):
-    """A model whose prefill takes 200 ms and each later decoding step 30 ms (sleeps far above
-    the tiny model's own compute): TTFT and TPOT must find them, and TPOT must not hold any of
-    the prefill (spread over 7 steps it would add 29 ms to each)."""
+    """A model whose prefill takes 400 ms and each later decoding step 100 ms (sleeps far above the
+    tiny model's own compute, even on a loaded machine): TTFT and TPOT must find them, and TPOT
+    must hold none of the prefill (spread over 5 steps it would add 80 ms to each)."""
     model, tokenizer = model_and_tokenizer
 
     def slow(module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
-        time.sleep(0.200 if ids.shape[1] > 1 else 0.030)
+        time.sleep(0.400 if ids.shape[1] > 1 else 0.100)
 
-    hook = model.register_forward_pre_hook(slow, with_kwargs=True)
+    hook, threads = model.register_forward_pre_hook(slow, with_kwargs=True), torch.get_num_threads()
+    torch.set_num_threads(1)  # threads that spin while other jobs hold the cores only add noise here
     try:
-        fixed = fixed_length_latency(model, tokenizer, prompts[:4], 8)
-        covered, plain = _interleaved(model, tokenizer, prompts[:4], 8)
+        fixed = fixed_length_latency(model, tokenizer, prompts[:4], 6)
+        covered, plain = _interleaved(model, tokenizer, prompts[:4], 6)
     finally:
         hook.remove()
-    assert 200.0 <= fixed["ttft_p50_ms"] < 200.0 + 40.0, fixed
-    assert 30.0 <= fixed["tpot_p50_ms"] < 30.0 + 20.0, fixed
+        torch.set_num_threads(threads)
+    assert 400.0 <= fixed["ttft_p50_ms"] < 400.0 + 60.0, fixed
+    assert 100.0 <= fixed["tpot_p50_ms"] < 100.0 + 40.0, fixed
     assert fixed["ttft_p95_ms"] >= fixed["ttft_p50_ms"] and fixed["tpot_p95_ms"] >= fixed["tpot_p50_ms"]
-    # Each generation's whole time is its TTFT and 7 steps of TPOT, to within the work after the
-    # last token (well under a millisecond; 10 ms leaves room for another process taking the CPU).
+    # Each generation's whole time is its TTFT and 5 steps of TPOT, to within the work after the
+    # last token (well under a millisecond; 20 ms leaves room for another process taking the CPU).
     for ttft, tpot, total in zip(fixed["ttft_ms"], fixed["tpot_ms"], fixed["total_ms"]):
-        assert 0.0 <= total - (ttft + 7 * tpot) < 10.0, fixed
+        assert 0.0 <= total - (ttft + 5 * tpot) < 20.0, fixed
     # TTFT + TPOT x (K - 1) against the same generations timed whole with no streamer; the fastest
     # of each, as other work on a shared machine only ever slows one down.
-    assert min(covered) == pytest.approx(min(plain), rel=0.2), (covered, plain)
+    assert min(covered) == pytest.approx(min(plain), rel=0.15), (covered, plain)
 
 
 def _interleaved(model, tokenizer, prompts: list[str], tokens: int) -> tuple[list[float], list[float]]:
