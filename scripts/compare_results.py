@@ -19,8 +19,8 @@ import pandas as pd
 FILES = ("metrics.csv", "comparisons.csv", "resources.csv")
 # What load and the machine move between two runs of the same code; and the adapter folder's
 # size, whose config names the study's folder (a longer root path is a few bytes more).
-MEASURED = ("wall_s", "tokens_per_s", "latency", "peak", "memory", "rss", "items_per_s", "_mb")
-KEPT = {"memory_kind", "weights_mb", "weights_after_prepare_mb", "weights_with_adapters_mb"}
+MEASURED = ("wall_s", "tokens_per_s", "latency", "ttft", "tpot", "peak", "memory", "rss", "items_per_s", "_mb")
+KEPT = {"memory_kind", "latency_tokens", "weights_mb", "weights_after_prepare_mb", "weights_with_adapters_mb"}
 
 
 def comparable(frame: pd.DataFrame) -> pd.DataFrame:

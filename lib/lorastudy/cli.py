@@ -40,7 +40,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems = device_problems(cfg, args.allow_cpu)
     device = estimate.CUDA if torch.cuda.is_available() else estimate.CPU
     n_params = estimate.parameters(cfg, model_folder(cfg.model, Path(args.root) / "runs" / "_models", cfg.resolve))
-    print(estimate.format_plan(estimate.plan(cfg, n_params, device), device, n_params))
+    measured = estimate.measured_latency(cfg, device)
+    print(estimate.format_plan(estimate.plan(cfg, n_params, device, measured), device, n_params))
+    print(estimate.latency_line(cfg, device, n_params, measured))
     from .pipeline.equivalence import equivalence_plan
 
     print(equivalence_plan(cfg))

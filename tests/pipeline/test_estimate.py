@@ -76,3 +76,35 @@ def test_check_prints_the_plan_and_a_hub_model_needs_allow_cpu_here():
     assert "qlora vs lora, openmath exact_match within \u00b10.020 (assumed before the first run)" in allowed.stdout
     run = lorastudy("run", str(ROOT / "params" / "qwen3-0.6b.yaml"), "--root", "/nonexistent-root")
     assert run.returncode == 2 and "--allow-cpu" in run.stderr  # refused before any step starts
+
+
+def test_the_latency_passes_are_planned_at_the_fixed_length_and_a_finished_runs_latency_replaces_them(tmp_path):
+    cfg = load_config(ROOT / "params" / "smoke.yaml", root=tmp_path)
+    longer = load_config(ROOT / "params" / "smoke.yaml", ["eval.latency_tokens=512"], root=tmp_path)
+
+    def evaluation(c, measured=None):
+        return {r["step"]: r["seconds"] for r in estimate.plan(c, 100_000_000, estimate.CPU, measured)}
+
+    assumed = evaluation(cfg)
+    # 480 more decoding steps for each of the 8 items and the warm-up, at the assumed TPOT.
+    _, tpot = estimate.assumed_latency(100_000_000, estimate.CPU)
+    assert evaluation(longer)["03_evaluate-base"] - assumed["03_evaluate-base"] == pytest.approx(9 * 480 * tpot)
+    results = tmp_path / "runs" / "smoke" / "results"
+    results.mkdir(parents=True)
+    (results / "resources.csv").write_text(
+        "method,phase,memory_kind,latency_ms_p50,ttft_ms_p50,tpot_ms_p50,latency_tokens\n"
+        "lora,train,cpu_rss,,,,\n"
+        "lora,eval,cpu_rss,500.0,40.0,10.0,16\n"
+        "qlora,eval,cuda,500.0,40.0,10.0,16\n"  # another kind of device: not this machine's figures
+        "base,eval,cpu_rss,,,,\n"  # recorded before TTFT and TPOT
+    )
+    measured = estimate.measured_latency(cfg, estimate.CPU)
+    assert list(measured) == ["lora"]
+    planned = evaluation(cfg, measured)
+    tasks_only = assumed["03_evaluate-lora"] - estimate._latency_seconds(cfg, 100_000_000, estimate.CPU, None)
+    # Whole answers, then TTFT and 31 steps of TPOT at the study's 32 tokens, for 8 items and a warm-up.
+    assert planned["03_evaluate-lora"] - tasks_only == pytest.approx(9 * (500.0 + 40.0 + 10.0 * 31) / 1000)
+    assert planned["03_evaluate-base"] == assumed["03_evaluate-base"]
+    line = estimate.latency_line(cfg, estimate.CPU, 100_000_000, measured)
+    assert "exactly 32 tokens" in line and "lora TTFT 40.0 ms, TPOT 10.00 ms a token (at 16 tokens)" in line
+    assert "assumed on CPU" in estimate.latency_line(cfg, estimate.CPU, 100_000_000, {})

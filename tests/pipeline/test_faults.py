@@ -168,6 +168,8 @@ BAD_INPUTS = [
     ("data:\n  source: local\n  local_dir: /no/such/data\n", "data.local_dir: folder /no/such/data does not exist"),
     ("tasks:\n  squad: {n: 999}\ndata: {source: local, local_dir: DATA}\n", "tasks.squad.n: asked for 999 items"),
     ("study: ../escape\n", "study: '../escape' is not a safe folder name"),
+    ("eval:\n  latency_tokens: 1\n", "eval.latency_tokens: must be at least 2"),
+    ("eval:\n  latency_tokens: many\n", "eval.latency_tokens: expected an integer"),
 ]
 
 

@@ -89,9 +89,38 @@ def test_every_resource_figure_is_measured(smoke):
     assert train_rows.bits_per_quantized_weight["qlora"] == pytest.approx(4.127, abs=0.01)
     eval_rows = r[r.phase == "eval"]
     assert (eval_rows.latency_ms_p50 > 0).all() and (eval_rows.latency_ms_p50 <= eval_rows.latency_ms_p95).all()
+    assert (eval_rows.latency_tokens == 32).all()
+    for figure in ("ttft", "tpot"):
+        p50, p95 = eval_rows[f"{figure}_ms_p50"], eval_rows[f"{figure}_ms_p95"]
+        assert (p50 > 0).all() and (p50 <= p95).all(), figure
+    assert r[r.phase == "train"][["ttft_ms_p50", "tpot_ms_p50", "latency_tokens"]].isna().all().all()
     assert (eval_rows.items_per_s > 0).all()
     losses = pd.read_csv(root / "runs" / "smoke" / "train" / "qlora.loss.csv")
     assert len(losses) > 1 and losses.loss.notna().all()
+
+
+def test_every_method_generated_exactly_the_fixed_length_whatever_it_would_have_answered(smoke):
+    root, _ = smoke
+    natural = []
+    for method in ("base", "lora", "qlora"):
+        latency = read_json(root / "runs" / "smoke" / "eval" / f"{method}.json")["latency"]
+        fixed = latency["fixed_length"]
+        assert fixed["tokens"] == 32 and fixed["generated"] == [32] * latency["items"] == [32] * 8, method
+        assert len(fixed["ttft_ms"]) == len(fixed["tpot_ms"]) == len(latency["ms"]) == 8
+        natural += latency["item_tokens"]
+    print(f"whole answers' lengths at the latency items: {natural}")
+    assert min(natural) < 32  # some answers stop early on their own: the fixed length is forced, not natural
+    md = (root / "rendered" / "smoke.md").read_text()
+    costs = md[md.index("## Model configurations and costs") :]
+    for row in (
+        "time to first token (TTFT) p50 at batch 1 (ms; generating 32 tokens)",
+        "time to first token (TTFT) p95 at batch 1 (ms; generating 32 tokens)",
+        "time per output token (TPOT) p50 at batch 1 (ms; tokens 2 to 32)",
+        "time per output token (TPOT) p95 at batch 1 (ms; tokens 2 to 32)",
+    ):
+        line = next(line for line in costs.splitlines() if line.startswith(f"| {row} |"))
+        assert "not measured" not in line and "n/a" not in line, line
+    assert "generating exactly 32 tokens" in md  # the chart's caption names the length too
 
 
 def test_both_renderings_exist_and_stand_alone(smoke):

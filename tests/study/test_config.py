@@ -65,6 +65,7 @@ def test_unknown_top_level_key(tmp_path):
         ("model:\n  dtype: float8\n", "model.dtype: expected one of"),
         ("seeds: [0, one]\n", "seeds: expected a list of an integer"),
         ("lora: 8\n", "lora: expected a section"),
+        ("eval:\n  latency_tokens: 32.5\n", "eval.latency_tokens: expected an integer"),
     ],
 )
 def test_wrong_type_names_the_key(tmp_path, line, key):
@@ -81,6 +82,9 @@ def test_wrong_type_names_the_key(tmp_path, line, key):
         ("study: ../../etc\n", "study: '../../etc' is not a safe folder name"),
         ("report:\n  bootstrap_resamples: 100\n", "report.bootstrap_resamples: must be at least 1000"),
         ("lora:\n  dropout: 1.5\n", "lora.dropout: must be in [0, 1)"),
+        # TPOT is the decoding steps after the first token: one token leaves none to time.
+        ("eval:\n  latency_tokens: 1\n", "eval.latency_tokens: must be at least 2"),
+        ("eval:\n  latency_tokens: 0\n", "eval.latency_tokens: must be at least 2"),
     ],
 )
 def test_impossible_values_name_the_key(tmp_path, line, key):

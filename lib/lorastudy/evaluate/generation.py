@@ -1,17 +1,13 @@
 """Generation tasks (OpenMath, SQuAD): batched greedy generation that stops on the model's end
-tokens, and latency at batch size 1."""
+tokens (latency at batch size 1 is in latency.py)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from .. import resources
 from ..models.loading import end_token_ids
-from ..tasks import Task
 
 
 @torch.no_grad()
@@ -72,28 +68,3 @@ def _generated(tokenizer, ids: list[int], ends: list[int], stop_strings: tuple[s
     for stop in stop_strings:
         text = text.split(stop)[0]
     return {"output": text.strip(), "generated_tokens": len(ids), "hit_token_limit": end_at is None and not stopped}
-
-
-@torch.no_grad()
-def measure_latency(model, tokenizer, task: Task, rows: list[dict], max_new_tokens: int | None) -> dict:
-    """Per-item latency at batch size 1 on a fixed subset (after one untimed warm-up item)."""
-    prompts = [task.prompt(tokenizer, r) for r in rows]
-    max_new = max_new_tokens or task.max_new_tokens
-    generate(model, tokenizer, prompts[:1], max_new, task.stop_strings, 1)
-    latencies, tokens = [], []
-    for prompt in prompts:
-        resources.synchronize()
-        start = time.perf_counter()
-        out = generate(model, tokenizer, [prompt], max_new, task.stop_strings, 1)[0]
-        resources.synchronize()
-        latencies.append(1000.0 * (time.perf_counter() - start))
-        tokens.append(out["generated_tokens"])
-    return {
-        "task": task.name,
-        "items": len(prompts),
-        "ms": latencies,
-        "p50_ms": float(np.percentile(latencies, 50)),
-        "p95_ms": float(np.percentile(latencies, 95)),
-        "generated_tokens": int(sum(tokens)),
-        "generated_tokens_per_s": 1000.0 * sum(tokens) / sum(latencies),
-    }

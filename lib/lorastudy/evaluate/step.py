@@ -1,7 +1,7 @@
 """Evaluation of one run on the study's tasks, as each task's declaration says: log-likelihood
 tasks (ARC, as lm-evaluation-harness scores arc_challenge) by scoring every choice as a
 continuation of the context, generation tasks (OpenMath, SQuAD) by batched greedy generation;
-then latency at batch size 1 and throughput.
+then latency at batch size 1 (per item, and TTFT and TPOT at a fixed length) and throughput.
 
 A method is evaluated the way it was trained: its adapter on the base its declaration loads. A
 cross-evaluation runs another method's adapter (the same seed's) on its own declaration's base;
@@ -25,8 +25,9 @@ from ..study.runs import trained_run
 from ..study.schema import ModelConfig, QuantConfig, Run, StudyConfig, params_hash
 from ..tasks import REFERENCE_KEY, Task
 from ..util.files import atomic_write_json, write_jsonl
-from .generation import generate, measure_latency
+from .generation import generate
 from .harness import harness_items
+from .latency import measure_latency
 from .loglikelihood import score_choices
 from .replies import reference_scores
 
@@ -231,9 +232,10 @@ def _evaluate_tasks(cfg, run: Run, paths: StudyPaths, model, tokenizer, record: 
     latency = cfg.eval.latency_task
     if any(t.name == latency for t in cfg.tasks):
         rows = load_eval(paths.data, latency)[: cfg.eval.latency_items]
-        log(f"timing {len(rows)} {latency} items one at a time")
+        tokens = cfg.eval.latency_tokens
+        log(f"timing {len(rows)} {latency} items one at a time, whole answers and exactly {tokens} tokens each")
         max_new = cfg.task(latency).max_new_tokens
         with resources.measure() as phase:
-            record["latency"] = measure_latency(model, tokenizer, tasks.get(latency, cfg), rows, max_new)
+            record["latency"] = measure_latency(model, tokenizer, tasks.get(latency, cfg), rows, max_new, tokens)
         record["latency"]["peak"] = phase.peak
     return predictions

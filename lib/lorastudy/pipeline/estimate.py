@@ -8,7 +8,9 @@ model. Compute is 2 x parameters FLOPs per token forward and 4 x backward throug
 weights (6 x with gradient checkpointing), at an effective rate per device (below); a
 generation step also costs a fixed overhead (kernel launches, Python). Expect the real time
 within about a factor of two, usually below the estimate, since outputs and examples are
-mostly shorter than their limits. Each profile says where its figures come from.
+mostly shorter than their limits. Each profile says where its figures come from. The latency
+passes at batch size 1 are the exception where the study has finished a run on this kind of
+device: they are then the TTFT, TPOT and per-answer latency it measured (resources.csv).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from .. import methods, tasks
 from ..data.datasets import eval_size
 from ..models.loading import HUB_CONFIGS
+from ..study.paths import StudyPaths
 from ..study.runs import runs_of
 from ..study.schema import StudyConfig
 
@@ -81,8 +86,10 @@ def parameters(cfg: StudyConfig, path: str) -> int | None:
     return embedding + layers * (attention + 3 * h * inter)
 
 
-def plan(cfg: StudyConfig, n_params: int | None, device: Device) -> list[dict]:
-    """One row per step: what it does, its items and tokens (upper bounds), estimated seconds."""
+def plan(cfg: StudyConfig, n_params: int | None, device: Device, measured: dict[str, dict] | None = None) -> list[dict]:
+    """One row per step: what it does, its items and tokens (upper bounds), estimated seconds.
+    `measured`: per method, the latency a finished run measured here (`measured_latency`), which
+    replaces the assumed duration of that method's latency passes."""
     rows = [{"step": "01_data", "work": "load, clean, split", "items": None, "tokens": None, "seconds": 5.0}]
     if any(methods.get(m, cfg).quantize for m in cfg.methods):
         seconds = None if n_params is None else 5.0 + n_params * QUANTIZE_S_PER_WEIGHT[device.name]
@@ -108,6 +115,9 @@ def plan(cfg: StudyConfig, n_params: int | None, device: Device) -> list[dict]:
     evaluation = _evaluation(cfg, n_params, device)
     for run in runs_of(cfg):
         seconds = evaluation["seconds"] and evaluation["seconds"] * _slowdown(run.method, cfg)
+        latency = _latency_seconds(cfg, n_params, device, (measured or {}).get(run.method))
+        if seconds is not None and latency is not None:
+            seconds += latency if run.method in (measured or {}) else latency * _slowdown(run.method, cfg)
         rows.append({"step": f"03_evaluate-{run.name}", **evaluation, "seconds": seconds})
     rows.append({"step": "04_report", "work": "tables, charts, render", "items": None, "tokens": None, "seconds": 15.0})
     for row in rows:
@@ -130,15 +140,76 @@ def _evaluation(cfg: StudyConfig, n_params: int | None, device: Device) -> dict:
         tokens += n * limit
         flops += 2 * (batches * cfg.eval.generation_batch_size * limit + n * PROMPT_TOKENS)
         decode_steps += batches * limit
-    latency = next((t for t in cfg.tasks if t.name == cfg.eval.latency_task), None)
-    if latency is not None:
-        limit = latency.max_new_tokens or tasks.get(latency.name, cfg).max_new_tokens
-        decode_steps += cfg.eval.latency_items * limit
-        flops += 2 * cfg.eval.latency_items * limit
     seconds = None
     if n_params is not None:
         seconds = flops * n_params / device.flops + decode_steps * device.step_overhead_s
     return {"work": f"{len(cfg.tasks)} tasks + latency", "items": items, "tokens": tokens, "seconds": seconds}
+
+
+def _latency_seconds(cfg: StudyConfig, n_params: int | None, device: Device, measured: dict | None) -> float | None:
+    """The two latency passes at batch size 1 (evaluate/latency.py), each over eval.latency_items
+    items and a warm-up item: whole answers (up to the task's limit) and exactly
+    eval.latency_tokens tokens. From a finished run's p50s where `measured`, else assumed."""
+    task = next((t for t in cfg.tasks if t.name == cfg.eval.latency_task), None)
+    if task is None:
+        return 0.0
+    items, fixed = cfg.eval.latency_items + 1, cfg.eval.latency_tokens
+    if measured is not None:
+        per_item = measured["latency_ms_p50"] + measured["ttft_ms_p50"] + measured["tpot_ms_p50"] * (fixed - 1)
+        return items * per_item / 1000.0
+    if n_params is None:
+        return None
+    ttft, tpot = assumed_latency(n_params, device)
+    limit = task.max_new_tokens or tasks.get(task.name, cfg).max_new_tokens
+    return items * (2 * ttft + tpot * (limit - 1 + fixed - 1))
+
+
+def assumed_latency(n_params: int, device: Device) -> tuple[float, float]:
+    """Seconds to the first token of a PROMPT_TOKENS prompt and per token after it, at batch 1."""
+    tpot = 2 * n_params / device.flops + device.step_overhead_s
+    return 2 * n_params * PROMPT_TOKENS / device.flops + device.step_overhead_s, tpot
+
+
+def measured_latency(cfg: StudyConfig, device: Device) -> dict[str, dict]:
+    """Per method, the latency figures (resources.csv's evaluation row) the study's last finished
+    run measured on this kind of device; empty before one, or where it measured no TTFT and TPOT."""
+    path = StudyPaths(cfg.resolve("."), cfg.study).results / "resources.csv"
+    if not path.is_file():
+        return {}
+    r = pd.read_csv(path)
+    if "ttft_ms_p50" not in r.columns:
+        return {}
+    kind = "cuda" if device.name == CUDA.name else "cpu_rss"
+    r = r[(r.phase == "eval") & (r.memory_kind == kind)].dropna(subset=list(MEASURED_COLUMNS))
+    studied = {run.method for run in runs_of(cfg)}
+    return {row["method"]: row.to_dict() for _, row in r.iterrows() if row["method"] in studied}
+
+
+MEASURED_COLUMNS = ("latency_ms_p50", "ttft_ms_p50", "tpot_ms_p50", "latency_tokens")
+
+
+def latency_line(cfg: StudyConfig, device: Device, n_params: int | None, measured: dict[str, dict]) -> str:
+    """What `lorastudy check` says of latency: the figures the estimate uses for its passes."""
+    e = cfg.eval
+    head = (
+        f"latency at batch 1 ({e.latency_items} {e.latency_task} items: whole answers, then exactly "
+        f"{e.latency_tokens} tokens each for TTFT and TPOT): "
+    )
+    if measured:
+        path = StudyPaths(cfg.resolve("."), cfg.study).results / "resources.csv"
+        figures = "; ".join(
+            f"{m} TTFT {v['ttft_ms_p50']:,.1f} ms, TPOT {v['tpot_ms_p50']:,.2f} ms a token "
+            f"(at {int(v['latency_tokens'])} tokens)"
+            for m, v in measured.items()
+        )
+        return head + f"measured (p50) in {path}: {figures}"
+    if n_params is None:
+        return head + "no estimate (model size unknown)"
+    ttft, tpot = assumed_latency(n_params, device)
+    return (
+        head + f"assumed on {device.name} before a finished run: TTFT about {ttft * 1000:,.1f} ms for a "
+        f"{PROMPT_TOKENS}-token prompt, TPOT about {tpot * 1000:,.1f} ms a token"
+    )
 
 
 def _slowdown(method: str, cfg: StudyConfig) -> float:

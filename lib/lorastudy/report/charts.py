@@ -115,31 +115,55 @@ def chart_score_vs_memory(res: StudyResults):
     )
 
 
+# The latency chart's panels: latency.csv's column and the axis it is drawn on.
+LATENCY_PANELS = (
+    ("latency_ms", "whole answer (ms)"),
+    ("ttft_ms", "time to first token (ms)"),
+    ("tpot_ms", "time per output token (ms)"),
+)
+
+
 def chart_latency(res: StudyResults):
     _style()
     if res.latency.empty:
         return None, "Latency was not measured (the study has no generation task)."
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     data = _labelled(res.latency, res.cfg)
     order = [label(m, res.cfg) for m in res.methods]
-    sns.boxplot(
-        data=data,
-        x="latency_ms",
-        y="method",
-        order=order,
-        hue="method",
-        palette=_palette(res.cfg),
-        ax=ax,
-        fliersize=0,
-        legend=False,
-    )
-    sns.stripplot(data=data, x="latency_ms", y="method", order=order, color="black", size=4, ax=ax)
-    ax.set_xlabel("latency per item at batch size 1 (ms)")
-    ax.set_ylabel("")
+    lengths = data["tokens"].dropna() if "tokens" in data.columns else pd.Series(dtype=float)
+    tokens = int(lengths.iloc[0]) if len(lengths) else None
+    fig, axes = plt.subplots(1, len(LATENCY_PANELS), figsize=(10, 1.0 + 0.5 * max(len(order), 3)), sharey=True)
+    for ax, (column, axis) in zip(axes, LATENCY_PANELS):
+        measured = data.dropna(subset=[column]) if column in data.columns else data.iloc[:0]
+        if measured.empty:
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+        else:
+            sns.boxplot(
+                data=measured,
+                x=column,
+                y="method",
+                order=order,
+                hue="method",
+                palette=_palette(res.cfg),
+                ax=ax,
+                fliersize=0,
+                legend=False,
+            )
+            sns.stripplot(data=measured, x=column, y="method", order=order, color="black", size=4, ax=ax)
+            ax.set_xlim(0, measured[column].max() * 1.1)
+        # The fixed-length panels name their length on the axis too, so a copied chart keeps it.
+        fixed = column != "latency_ms" and tokens is not None
+        ax.set_xlabel(axis.replace(" (ms)", f" (ms; {tokens} tokens)") if fixed else axis)
+        ax.set_ylabel("")
     fig.tight_layout()
     return fig, (
-        f"Per-item generation latency at batch size 1 on the first {res.cfg.eval.latency_items} "
-        f"{res.cfg.eval.latency_task} items (dots), with quartiles (boxes)."
+        f"Generation latency at batch size 1 on the first {res.cfg.eval.latency_items} {res.cfg.eval.latency_task} "
+        "items (dots), with quartiles (boxes): each whole answer, whose length is the method's own, then "
+        + (
+            f"the time to first token and the time per output token generating exactly {tokens} tokens, which do "
+            "not depend on how long a method's answers are."
+            if tokens is not None
+            else "the time to first token and per output token, not measured (evaluations recorded before them)."
+        )
     )
 
 

@@ -154,11 +154,23 @@ def eval_summary(record: dict) -> str:
     if "latency" in record:
         lat = record["latency"]
         text += (
-            f"\n\nLatency at batch size 1 on {lat['items']} {lat['task']} items: p50 {lat['p50_ms']:,.1f} ms, "
-            f"p95 {lat['p95_ms']:,.1f} ms, {lat['generated_tokens_per_s']:,.0f} generated tokens/s. "
+            f"\n\nLatency at batch size 1 on {lat['items']} {lat['task']} items, per whole answer: "
+            f"p50 {lat['p50_ms']:,.1f} ms, p95 {lat['p95_ms']:,.1f} ms, {lat['generated_tokens_per_s']:,.0f} "
+            f"generated tokens/s. {_fixed_length_sentence(lat.get('fixed_length'))} "
             f"Peak memory ({record['memory_kind']}): {record['peak_memory_mb']:,.1f} MB."
         )
     return text
+
+
+def _fixed_length_sentence(fixed: dict | None) -> str:
+    """TTFT and TPOT at the fixed generation length, or that they were not measured."""
+    if not fixed:
+        return "TTFT and TPOT: not measured (an evaluation recorded before fixed-length timing)."
+    return (
+        f"Generating exactly {fixed['tokens']} tokens: time to first token p50 {fixed['ttft_p50_ms']:,.1f} ms, "
+        f"p95 {fixed['ttft_p95_ms']:,.1f} ms; time per output token p50 {fixed['tpot_p50_ms']:,.2f} ms, "
+        f"p95 {fixed['tpot_p95_ms']:,.2f} ms."
+    )
 
 
 def quantization_summary(summary: dict) -> str:

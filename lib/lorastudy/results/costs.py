@@ -1,5 +1,6 @@
-"""resources.csv: each method's costs by phase (parameters, memory, time, throughput, latency)
-from the training and evaluation records."""
+"""resources.csv: each method's costs by phase (parameters, memory, time, throughput, latency:
+per item, and TTFT and TPOT at a fixed generation length) from the training and evaluation
+records."""
 
 from __future__ import annotations
 
@@ -20,7 +21,20 @@ RESOURCE_COLUMNS = [
     "tokens_per_s",
     "latency_ms_p50",
     "latency_ms_p95",
+    "ttft_ms_p50",
+    "ttft_ms_p95",
+    "tpot_ms_p50",
+    "tpot_ms_p95",
+    "latency_tokens",
 ]
+
+# The fixed-length figures (evaluate/latency.py): resources.csv's column, the record's key.
+FIXED_LENGTH = {
+    "ttft_ms_p50": "ttft_p50_ms",
+    "ttft_ms_p95": "ttft_p95_ms",
+    "tpot_ms_p50": "tpot_p50_ms",
+    "tpot_ms_p95": "tpot_p95_ms",
+}
 
 
 def _mean(values) -> float | None:
@@ -53,6 +67,8 @@ def _train_row(method: str, recs: list[dict]) -> dict:
         "tokens_per_s": _mean(r["tokens_per_s"] for r in recs),
         "latency_ms_p50": None,
         "latency_ms_p95": None,
+        **dict.fromkeys(FIXED_LENGTH),
+        "latency_tokens": None,
         "n_seeds": len(recs),
         "pct_trainable": first["pct_trainable"],
         "adapter_mb": first["adapter_bytes"] / MB,
@@ -96,6 +112,7 @@ def _eval_row(method: str, recs: list[dict]) -> dict:
         "tokens_per_s": _mean(lat["generated_tokens_per_s"] for lat in latencies),
         "latency_ms_p50": _mean(lat["p50_ms"] for lat in latencies),
         "latency_ms_p95": _mean(lat["p95_ms"] for lat in latencies),
+        **_fixed_length(latencies),
         "n_seeds": len(recs),
         "weights_mb": first["weights_bytes"] / MB,
         "peak_allocated_mb": _cuda(max(r["peak"].get("peak_allocated_bytes", 0) for r in recs)),
@@ -106,6 +123,19 @@ def _eval_row(method: str, recs: list[dict]) -> dict:
             f"peak_memory_mb.{task}": max(r["tasks"][task].get("peak_memory_mb", 0) for r in recs) or None
             for task in first["tasks"]
         },
+    }
+
+
+def _fixed_length(latencies: list[dict]) -> dict:
+    """TTFT and TPOT at the fixed generation length, each the mean over seeds of a run's p50 or
+    p95; None (not measured) for runs recorded before fixed-length timing or without latency."""
+    fixed = [lat["fixed_length"] for lat in latencies if "fixed_length" in lat]
+    lengths = {f["tokens"] for f in fixed}
+    if len(lengths) > 1:  # the seeds' records come from one study, so one length; never averaged across
+        raise ValueError(f"runs of one method timed at different fixed lengths: {sorted(lengths)}")
+    return {
+        **{column: _mean(f[key] for f in fixed) for column, key in FIXED_LENGTH.items()},
+        "latency_tokens": lengths.pop() if lengths else None,
     }
 
 

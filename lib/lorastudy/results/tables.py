@@ -239,11 +239,24 @@ def loss_table(res: StudyResults) -> pd.DataFrame:
 
 
 def latency_table(res: StudyResults) -> pd.DataFrame:
-    rows = [
-        {"method": run.method, "seed": run.seed, "latency_ms": ms}
-        for run in res.runs
-        for ms in res.evals[run.name].get("latency", {}).get("ms", [])
-    ]
+    """One row per timed item and run: its whole answer's latency and, at the fixed generation
+    length, its TTFT and TPOT (the same items in the same order; NaN in a run recorded before
+    fixed-length timing)."""
+    rows = []
+    for run in res.runs:
+        lat = res.evals[run.name].get("latency", {})
+        fixed = lat.get("fixed_length", {})
+        for i, ms in enumerate(lat.get("ms", [])):
+            rows.append(
+                {
+                    "method": run.method,
+                    "seed": run.seed,
+                    "latency_ms": ms,
+                    "ttft_ms": fixed["ttft_ms"][i] if fixed else np.nan,
+                    "tpot_ms": fixed["tpot_ms"][i] if fixed else np.nan,
+                    "tokens": fixed.get("tokens", np.nan),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -202,6 +202,10 @@ class EvalConfig:
     # take up to the task's token limit, so keep it small on a slow device.
     latency_task: str = "openmath"
     latency_items: int = 8
+    # Time to first token and time per output token are timed on the same items generating
+    # exactly this many tokens (end tokens suppressed), so a method that writes longer answers
+    # is not counted slower for it. At least 2: TPOT is the decoding steps after the first.
+    latency_tokens: int = 32
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,11 @@ def check(cfg: StudyConfig) -> list[str]:
     need(cfg.eval.generation_batch_size > 0, "eval.generation_batch_size: must be positive")
     need(cfg.eval.latency_items > 0, "eval.latency_items: must be positive")
     need(
+        cfg.eval.latency_tokens >= 2,
+        "eval.latency_tokens: must be at least 2 (the first token gives TTFT, the ones after it TPOT), "
+        f"got {cfg.eval.latency_tokens}",
+    )
+    need(
         cfg.report.bootstrap_resamples >= 1000,
         "report.bootstrap_resamples: must be at least 1000 for a stable 95% interval",
     )
