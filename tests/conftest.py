@@ -92,15 +92,27 @@ def study_root(tmp_path: Path, study_folder) -> Path:
     return study_folder(tmp_path)
 
 
+# Tests that need an optional extra: the marker, the modules it brings, how to install it, and the
+# variable with which CI says the extra must be there.
+EXTRA_MARKERS = {
+    "cluster": (("ray",), "needs Ray: pip install -e '.[cluster]' (or make install EXTRAS=cluster)", "CLUSTER"),
+    "bench": (
+        ("trl", "lm_eval"),
+        "needs TRL and lm-evaluation-harness: pip install -e '.[bench]' (or make install EXTRAS=bench)",
+        "BENCH",
+    ),
+}
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A `cluster` test needs Ray, an optional extra: without it the test is skipped with the reason
-    (pytest -ra lists it), or fails where LORASTUDY_REQUIRE_CLUSTER=1 says Ray must be there (CI)."""
-    if item.get_closest_marker("cluster") is None:
-        return
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        reason = "needs Ray: pip install -e '.[cluster]' (or make install EXTRAS=cluster)"
-        if os.environ.get("LORASTUDY_REQUIRE_CLUSTER") == "1":
+    """A test of an optional extra (`cluster`: Ray; `bench`: TRL and lm-evaluation-harness) is
+    skipped with the reason where the extra is not installed (pytest -ra lists it), or fails where
+    LORASTUDY_REQUIRE_CLUSTER=1 or LORASTUDY_REQUIRE_BENCH=1 says it must be there (CI)."""
+    import importlib.util
+
+    for marker, (modules, reason, variable) in EXTRA_MARKERS.items():
+        if item.get_closest_marker(marker) is None or all(importlib.util.find_spec(m) for m in modules):
+            continue
+        if os.environ.get(f"LORASTUDY_REQUIRE_{variable}") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
