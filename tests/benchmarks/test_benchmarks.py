@@ -104,6 +104,7 @@ def test_trl_peer_trains_the_same_loss_curve_as_lorastudy(tiny_model, tmp_path):
         for side in (ours, theirs):
             assert side["optimizer_steps"] == side["steps"] == 4 and side["timed_steps"] == 3, method
             assert side["median_step_s"] > 0 and side["total_s"] > 0 and side["tokens_per_s"] > 0, method
+            assert side["median_step_cpu_s"] > 0 and side["total_cpu_s"] > 0, method
             assert len(side["losses"]) == 4 and all(loss > 0 for loss in side["losses"]), method
         assert ours["tokens"] == theirs["tokens"] > 0  # the same examples, batch for batch
         assert figures["median_step_ratio"] > 0 and figures["total_ratio"] > 0
@@ -122,6 +123,7 @@ def test_generation_peer_gives_the_harness_the_same_outputs(tiny_model, tmp_path
     report = bench("peer_generation", "--items", "8", tmp_path=tmp_path)
     assert report["items"] == 8 and report["batch_size"] == 32 and report["max_new_tokens"] == 48
     assert report["lorastudy_generation_s"] > 0 and report["harness_generation_s"] > 0
+    assert report["lorastudy_generation_cpu_s"] > 0 and report["harness_generation_cpu_s"] > 0
     assert report["time_ratio"] == pytest.approx(report["lorastudy_generation_s"] / report["harness_generation_s"])
     assert report["generated_tokens"] > 8
     assert report["identical_outputs"] == 8 and report["all_identical"] and report["differing"] == []
