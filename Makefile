@@ -73,7 +73,7 @@ format: $(STAMP) ## reformat the code with ruff and apply its safe fixes
 lab: $(STAMP) ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
-bench: $(STAMP) ## the benchmarks: memory at Qwen3-0.6B's size, evaluation throughput, ARC scoring against lm-eval
+bench: $(STAMP) ## the benchmarks: memory at Qwen3-0.6B's size, evaluation throughput, the peers (lm-eval: ARC, generation; TRL: training)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/memory.py params/qwen3-0.6b.yaml -p train.batch_size=2 -p data.max_seq_len=128 \
 		-p train.gradient_checkpointing=false --json runs/benchmarks/memory-qwen3-0.6b.json
@@ -81,6 +81,8 @@ bench: $(STAMP) ## the benchmarks: memory at Qwen3-0.6B's size, evaluation throu
 	$(BIN)/python benchmarks/peer_lm_eval.py params/smoke.yaml --json runs/benchmarks/peer-smoke.json
 	$(BIN)/python benchmarks/eval_throughput.py params/smollm2-135m.yaml --json runs/benchmarks/eval-smollm2.json
 	$(BIN)/python benchmarks/peer_lm_eval.py params/smollm2-135m.yaml --json runs/benchmarks/peer-smollm2.json
+	$(BIN)/python benchmarks/peer_generation.py params/smollm2-135m.yaml --json runs/benchmarks/peer-gen-smollm2.json
+	$(BIN)/python benchmarks/peer_trl.py params/smollm2-135m.yaml --json runs/benchmarks/peer-trl-smollm2.json
 
 wheel: $(STAMP) ## build the sdist and the wheel into dist/ (the notebooks and params templates inside the package)
 	$(BIN)/python -m build --outdir dist .

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI's version matrix: for each named environment (.ci/versions/NAME.txt pins some libraries),
 # a fresh venv with lorastudy and those pins, then the fast tests and the shrunk SmolLM2 study
-# (pytest -m "not slow or matrix", less the lm_eval extra's tests). torch is this machine's (TORCH); the built models in
+# (pytest -m "not slow or matrix", less the lm_eval and bench extras' tests). torch is this machine's (TORCH); the built models in
 # runs/_models are shared with the main environment.
 #
 #   scripts/version_matrix.sh gpu-image lower-bounds
@@ -23,6 +23,6 @@ for name in "$@"; do
   installed=$(( $(date +%s) - started ))
   "$venv/bin/python" -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|accelerate|datasets|huggingface.hub|bitsandbytes|tokenizers|safetensors) '
   # Without the lm_eval extra: its tests (marked lm_eval) run in CI's main environment, which has it.
-  "$venv/bin/python" -m pytest -q -m "(not slow or matrix) and not lm_eval" -p no:cacheprovider
+  "$venv/bin/python" -m pytest -q -m "(not slow or matrix) and not lm_eval and not bench" -p no:cacheprovider
   echo "== $name: installed in ${installed} s, tested in $(( $(date +%s) - started - installed )) s"
 done

@@ -92,31 +92,32 @@ def study_root(tmp_path: Path, study_folder) -> Path:
     return study_folder(tmp_path)
 
 
-# Optional extras whose tests are marked: the module each needs, how to install it, and the variable
-# with which CI says it must be there.
-EXTRAS = {
-    "cluster": (
-        "ray",
-        "needs Ray: pip install -e '.[cluster]' (or make install EXTRAS=cluster)",
-        "LORASTUDY_REQUIRE_CLUSTER",
-    ),
+# Tests that need an optional extra: the marker, the modules it brings, how to install it, and the
+# variable with which CI says the extra must be there.
+EXTRA_MARKERS = {
+    "cluster": (("ray",), "needs Ray: pip install -e '.[cluster]' (or make install EXTRAS=cluster)", "CLUSTER"),
     "lm_eval": (
-        "lm_eval",
+        ("lm_eval",),
         "needs lm-evaluation-harness: pip install -e '.[lm_eval]' (or make install EXTRAS=lm_eval)",
-        "LORASTUDY_REQUIRE_LM_EVAL",
+        "LM_EVAL",
+    ),
+    "bench": (
+        ("trl", "lm_eval"),
+        "needs TRL and lm-evaluation-harness: pip install -e '.[bench]' (or make install EXTRAS=bench)",
+        "BENCH",
     ),
 }
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A test of an optional extra (marked `cluster` or `lm_eval`) needs it installed: without it the
-    test is skipped with the reason (pytest -ra lists it), or fails where the extra's variable says
-    it must be there (CI sets LORASTUDY_REQUIRE_CLUSTER=1 and LORASTUDY_REQUIRE_LM_EVAL=1)."""
+    """A test of an optional extra (`cluster`: Ray; `lm_eval`: lm-evaluation-harness; `bench`: TRL
+    and lm-evaluation-harness) is skipped with the reason where the extra is not installed (pytest
+    -ra lists it), or fails where LORASTUDY_REQUIRE_<EXTRA>=1 says it must be there (CI)."""
     import importlib.util
 
-    for marker, (module, reason, required) in EXTRAS.items():
-        if item.get_closest_marker(marker) is None or importlib.util.find_spec(module) is not None:
+    for marker, (modules, reason, variable) in EXTRA_MARKERS.items():
+        if item.get_closest_marker(marker) is None or all(importlib.util.find_spec(m) for m in modules):
             continue
-        if os.environ.get(required) == "1":
+        if os.environ.get(f"LORASTUDY_REQUIRE_{variable}") == "1":
             pytest.fail(reason)
         pytest.skip(reason)

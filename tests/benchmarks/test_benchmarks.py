@@ -91,3 +91,39 @@ def test_the_gpu_check_rehearses_on_a_cpu_and_leaves_only_a_few_plain_files(tiny
     assert figures["memory"]["qlora"]["peak_train_mb"] > 0 and figures["memory"]["qlora_over_lora"]["step_s"] > 0
     assert figures["memory"]["qlora"]["optimizer"] == "bitsandbytes.optim.adamw.AdamW"  # the study's, on CUDA
     assert set(figures["generation"]) == {"16-bit", "nf4 4-bit"}
+
+
+@pytest.mark.bench
+def test_trl_peer_trains_the_same_loss_curve_as_lorastudy(tiny_model, tmp_path):
+    """TRL's SFTTrainer and lorastudy's training path, on the same model, examples and settings:
+    every figure is there and positive, and the loss curves are the same within the tolerance."""
+    report = bench("peer_trl", "--steps", "4", "--warmup-steps", "1", tmp_path=tmp_path)
+    assert set(report["methods"]) == {"lora", "qlora"} and report["settings"]["optimizer_steps"] == 4
+    for method, figures in report["methods"].items():
+        ours, theirs = figures["lorastudy"], figures["trl"]
+        for side in (ours, theirs):
+            assert side["optimizer_steps"] == side["steps"] == 4 and side["timed_steps"] == 3, method
+            assert side["median_step_s"] > 0 and side["total_s"] > 0 and side["tokens_per_s"] > 0, method
+            assert side["median_step_cpu_s"] > 0 and side["total_cpu_s"] > 0, method
+            assert len(side["losses"]) == 4 and all(loss > 0 for loss in side["losses"]), method
+        assert ours["tokens"] == theirs["tokens"] > 0  # the same examples, batch for batch
+        assert figures["median_step_ratio"] > 0 and figures["total_ratio"] > 0
+        differences = [abs(a - b) for a, b in zip(ours["losses"], theirs["losses"])]
+        assert figures["max_loss_difference"] == max(differences) <= report["tolerance"], method
+        assert figures["losses_agree"], method
+    # TRL casts a quantized model's adapter to bfloat16; the benchmark gives it lorastudy's float32 weights back.
+    assert report["methods"]["qlora"]["trl"]["recast_to_study_dtype"] > 0
+    assert report["methods"]["lora"]["trl"]["recast_to_study_dtype"] == 0
+
+
+@pytest.mark.bench
+def test_generation_peer_gives_the_harness_the_same_outputs(tiny_model, tmp_path):
+    """lm-evaluation-harness's generate_until and lorastudy's generation on the same prompts: both
+    times are there and positive, and every output is the same text."""
+    report = bench("peer_generation", "--items", "8", tmp_path=tmp_path)
+    assert report["items"] == 8 and report["batch_size"] == 32 and report["max_new_tokens"] == 48
+    assert report["lorastudy_generation_s"] > 0 and report["harness_generation_s"] > 0
+    assert report["lorastudy_generation_cpu_s"] > 0 and report["harness_generation_cpu_s"] > 0
+    assert report["time_ratio"] == pytest.approx(report["lorastudy_generation_s"] / report["harness_generation_s"])
+    assert report["generated_tokens"] > 8
+    assert report["identical_outputs"] == 8 and report["all_identical"] and report["differing"] == []
