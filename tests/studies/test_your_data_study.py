@@ -80,6 +80,9 @@ def test_the_report_shows_the_tasks_their_verdicts_and_the_data(your_data):
     for title in ("chat.jsonl (held out)", "arithmetic\\_mc (lm-eval)", "arithmetic\\_gen (lm-eval)"):
         assert title in md or title.replace("\\", "") in md, title
     assert "Executive summary" in md and ("nll\\_per\\_token" in md or "nll_per_token" in md)
+    # What the study trained on, in words; no warning a library printed, no synthetic data it does not have.
+    assert "fine-tuned on 200 rows of <code>examples/chat\\.jsonl</code> (messages format)" in md
+    assert "Warning:" not in md.split("## Executive summary")[0] and "synthetic data" not in md
     summary = md.split("## Executive summary", 1)[1].split("## ", 1)[0]
     assert summary.count("no detectable difference") + summary.count("better") + summary.count("worse") >= 9
     assert "duplicate item: 3" in md  # the example file's three repeated conversations, dropped and counted
