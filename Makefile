@@ -50,7 +50,7 @@ report: $(STAMP) ## run the study in PARAMS and render rendered/<study>.html and
 
 # The report committed in rendered/ (the README links it), from the 3-seed SmolLM2 study: run it
 # from a clean checkout of a commit of main, so its provenance names that commit.
-rendered: $(STAMP) ## regenerate rendered/smollm2-135m.html and .md (the 3-seed SmolLM2 study, about 20 minutes on 2 cores)
+rendered: $(STAMP) ## render rendered/smollm2-135m.html and .md from the 3-seed SmolLM2 study (lorastudy check estimates its time)
 	$(BIN)/lorastudy run params/smollm2-135m.yaml $(ARGS)
 
 check: $(STAMP) ## validate PARAMS without loading any model
