@@ -62,6 +62,15 @@ def load_study(parser: argparse.ArgumentParser, args: argparse.Namespace, proble
         return None
 
 
+def needs_bench_extra(module: str, name: str, problems: list[str]) -> None:
+    """Add a problem where a peer tool of the bench extra is not installed (the caller reports
+    every problem at once, before any model loads)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        problems.append(f"{name} is not installed: pip install -e '.[bench]'")
+
+
 def emit(report: dict, path: Path | None) -> None:
     print(json.dumps(report, indent=2, default=str), flush=True)
     if path is not None:

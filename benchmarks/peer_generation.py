@@ -30,7 +30,7 @@ import os
 import sys
 import time
 
-from common import ROOT, emit, load_average, load_study, log, study_parser, versions
+from common import ROOT, emit, load_average, load_study, log, needs_bench_extra, study_parser, versions
 
 from lorastudy import resources, tasks  # noqa: E402
 from lorastudy.evaluate.generation import generate  # noqa: E402
@@ -114,10 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_study(parser, args, problems)
     if args.items < 1:
         problems.append("--items: must be positive")
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError:
-        problems.append("lm-evaluation-harness is not installed: pip install -e '.[bench]'")
+    needs_bench_extra("lm_eval", "lm-evaluation-harness", problems)
     if problems:
         parser.error("; ".join(problems))
     stops = tasks.get("openmath").stop_strings

@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, emit, load_average, load_study, log, study_parser, versions
+from common import ROOT, emit, load_average, load_study, log, needs_bench_extra, study_parser, versions
 
 from lorastudy import data, methods, models, resources  # noqa: E402
 from lorastudy.data.datasets import load_train, run_settings  # noqa: E402
@@ -237,10 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         problems.append("--steps: must be more than --warmup-steps, which must not be negative")
     if cfg is not None:
         problems += [f"--methods: {m} trains no adapter" for m in names if not methods.get(m, cfg).trains]
-    try:
-        import trl  # noqa: F401
-    except ImportError:
-        problems.append("TRL is not installed: pip install -e '.[bench]'")
+    needs_bench_extra("trl", "TRL", problems)
     if problems:
         parser.error("; ".join(problems))
     load_before = load_average()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +9,6 @@ from .pipeline.checks import check_study
 from .study.load import load_config
 from .study.paths import StudyPaths
 from .study.schema import StudyConfig
-
-# huggingface_hub's progress bars (tqdm.auto) warn in a kernel without ipywidgets; no step shows a
-# progress bar, so the warning would only stand at the top of the rendered report.
-warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 def setup(params_file: str, overrides: dict[str, Any], root: str) -> tuple[StudyConfig, StudyPaths]:

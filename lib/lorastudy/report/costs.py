@@ -9,7 +9,7 @@ from lorastudy import methods, tasks
 from lorastudy.report.charts import label
 from lorastudy.report.markdown import escape, table
 from lorastudy.report.recommendation import cost_sentences, memory_kind_label
-from lorastudy.results.tables import StudyResults, headline_pairs
+from lorastudy.results.tables import StudyResults, trained_headline_pairs
 
 # Evaluation figures that a run may lack (no generation task, or recorded before they were
 # measured): their rows stay in the evaluation table and say so, never blank or 0.
@@ -175,8 +175,7 @@ def _cost_comparison(res: StudyResults) -> list[str]:
     """Each executive-summary pair's memory and time, relative to each other, in full."""
     sentences = [
         sentence
-        for a, b in headline_pairs(res.cfg)
-        if res.trained(a) and res.trained(b)
+        for a, b in trained_headline_pairs(res)
         for sentence in cost_sentences(res.resources, methods.get(a, res.cfg), methods.get(b, res.cfg))[0]
     ]
     return [*[f"- {s}" for s in sentences], ""] if sentences else []

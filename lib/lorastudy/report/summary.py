@@ -13,7 +13,7 @@ from .. import methods, tasks
 from ..data.datasets import synthetic_sizes
 from ..models.builtin import SMOLLM2, SMOLLM2_DIST, SMOLLM2_VERSION, TINY
 from ..quantization.formats import format_of
-from ..results.tables import StudyResults, headline_pairs, pairs
+from ..results.tables import StudyResults, headline_pairs, pairs, trained_headline_pairs
 from ..study.schema import HELD_OUT
 from . import recommendation, verdicts
 from .charts import label
@@ -154,12 +154,10 @@ def _reconstruction(res: StudyResults) -> dict:
 
 def executive_summary(res: StudyResults) -> str:
     """The answer first (each trained pair's verdicts, memory and time), the recommendation, then
-    the verdicts and scores at a glance; every explanation is in the section it explains."""
+    the verdicts at a glance; every explanation is in the section it explains."""
     rep = res.cfg.report
     headline = headline_pairs(res.cfg)
-    trained_pairs = [
-        (methods.get(a, res.cfg), methods.get(b, res.cfg)) for a, b in headline if res.trained(a) and res.trained(b)
-    ]
+    trained_pairs = [(methods.get(a, res.cfg), methods.get(b, res.cfg)) for a, b in trained_headline_pairs(res)]
     lines = ["## Executive summary", ""]
     for a, b in trained_pairs:
         advice = recommendation.recommendation(res.comparisons, res.resources, rep.alpha, a, b, res.cfg)
@@ -196,16 +194,13 @@ def answer(res: StudyResults, a, b) -> str:
     _, figures = recommendation.cost_sentences(res.resources, a, b)
     if figures:
         ra, rb = (recommendation.train_row(res.resources, m.name) for m in (a, b))
+        memory, time = (number(figures[key], 1, signed=True) for key in ("memory_pct", "time_pct"))
         text += (
             f" Training: {recommendation.memory_kind_label(rb['memory_kind'])} {ra['peak_memory_mb']:,.1f} MB vs "
-            f"{rb['peak_memory_mb']:,.1f} MB ({_pct(figures['memory_pct'])}), time {ra['wall_s']:,.1f} s vs "
-            f"{rb['wall_s']:,.1f} s ({_pct(figures['time_pct'])})."
+            f"{rb['peak_memory_mb']:,.1f} MB ({memory}%), time {ra['wall_s']:,.1f} s vs {rb['wall_s']:,.1f} s "
+            f"({time}%)."
         )
     return text
-
-
-def _pct(value: float) -> str:
-    return f"{value:+.1f}%".replace("-", "\u2212")
 
 
 def _answer_parts(row) -> tuple[str, str]:
@@ -221,8 +216,7 @@ def _answer_parts(row) -> tuple[str, str]:
     if kind == "equivalent":
         return f"equivalent within {margin(row['margin'])}", evidence
     if kind == "inconclusive":
-        wide = row["verdict_ci_high"] - row["verdict_ci_low"] > 2 * row["margin"]
-        how = "wider than" if wide else "reaching beyond"
+        how = "wider than" if verdicts.wider_than_margin(row) else "reaching beyond"
         return f"inconclusive, the interval {how} the {margin(row['margin'])} margin", evidence
     return kind, evidence
 

@@ -43,6 +43,12 @@ def _bound_value(row: pd.Series) -> str:
     return number(0.0 if row["bound"] == "floor" else 1.0)
 
 
+def wider_than_margin(row: pd.Series) -> bool:
+    """Whether an inconclusive verdict's interval is wider than the margin's span: one narrower
+    than it can still reach past one end of it, and the words say which."""
+    return row["verdict_ci_high"] - row["verdict_ci_low"] > 2 * row["margin"]
+
+
 def verdict_words(row: pd.Series) -> str:
     kind = row["verdict"]
     if kind == "cannot separate":
@@ -50,10 +56,8 @@ def verdict_words(row: pd.Series) -> str:
     if kind == "equivalent":
         words = f"equivalent within {margin(row['margin'])}"
     elif kind == "inconclusive":
-        low, high = row["verdict_ci_low"], row["verdict_ci_high"]
-        # An interval narrower than the margin's span can still reach past one end of it: say which.
-        how = "is wider than the margin" if high - low > 2 * row["margin"] else "reaches beyond the margin"
-        words = f"inconclusive: the interval {interval(low, high)} {how}"
+        how = "is wider than the margin" if wider_than_margin(row) else "reaches beyond the margin"
+        words = f"inconclusive: the interval {interval(row['verdict_ci_low'], row['verdict_ci_high'])} {how}"
     else:
         words = kind
     return f"provisional: {words}" if bool(row.get("provisional", False)) else words

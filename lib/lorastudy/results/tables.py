@@ -57,6 +57,11 @@ def headline_pairs(cfg: StudyConfig) -> list[tuple[str, str]]:
     return [(a, b) for a, b, c in comparisons_made(cfg) if c.headline]
 
 
+def trained_headline_pairs(res: StudyResults) -> list[tuple[str, str]]:
+    """The executive summary's pairs of which both methods trained: those with costs to compare."""
+    return [(a, b) for a, b in headline_pairs(res.cfg) if res.trained(a) and res.trained(b)]
+
+
 def load(cfg: StudyConfig, paths: StudyPaths) -> StudyResults:
     runs = runs_of(cfg)
     missing = [p for r in runs for p in [paths.eval_json(r.name)] if not p.is_file()]
