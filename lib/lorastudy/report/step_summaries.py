@@ -42,11 +42,11 @@ def data_section(summary: dict) -> str:
     )
 
 
-
 def _evaluable_notes(summary: dict) -> list[str]:
     """What each built-in task's evaluation keeps of its rows, where it keeps fewer than all."""
     declared = [tasks.get(name) for name in summary["datasets"] if name in tasks.TASKS]
     return [task.evaluable_note for task in declared if task.evaluable_note]
+
 
 def _source_sentence(summary: dict) -> str:
     """Where the rows came from: the study's data source, and its own training file where it names one

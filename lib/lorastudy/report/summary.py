@@ -130,11 +130,15 @@ def _smollm2_note(res: StudyResults) -> str:
 # one sentence beside the title, so no reader takes its numbers for more than they are.
 MODEL_NOTES = {TINY.name: _tiny_note, SMOLLM2.name: _smollm2_note}
 MODEL_CAVEATS = {
-    TINY.name: lambda synthetic: f"> **Smoke study:** a tiny model{' on synthetic data' if synthetic else ''}; its "
-    "numbers show that every step works, not how LoRA and QLoRA compare on a real model.",
-    SMOLLM2.name: lambda synthetic: "> **The base is a dequantized Q4_1 checkpoint** of SmolLM2-135M-Instruct, so "
-    f"QLoRA measures what NF4 adds on top of Q4_1{'; the data are synthetic' if synthetic else ''} (see \"The model "
-    'and the methods").',
+    TINY.name: lambda synthetic: (
+        f"> **Smoke study:** a tiny model{' on synthetic data' if synthetic else ''}; its "
+        "numbers show that every step works, not how LoRA and QLoRA compare on a real model."
+    ),
+    SMOLLM2.name: lambda synthetic: (
+        "> **The base is a dequantized Q4_1 checkpoint** of SmolLM2-135M-Instruct, so "
+        f'QLoRA measures what NF4 adds on top of Q4_1{"; the data are synthetic" if synthetic else ""} (see "The model '
+        'and the methods").'
+    ),
 }
 
 
