@@ -56,8 +56,10 @@ rendered: $(STAMP) ## render rendered/smollm2-135m.html and .md from the 3-seed 
 check: $(STAMP) ## validate PARAMS without loading any model
 	$(BIN)/lorastudy check $(PARAMS) $(ARGS)
 
-test: $(STAMP) ## run the test suite (unit tests and an end-to-end smoke study)
-	$(BIN)/python -m pytest
+# In one pytest-xdist worker per core, a test file to a worker (so a module's shared study runs once): the kernels
+# leave a core idle while they start and import, which the other worker's tests fill.
+test: $(STAMP) ## run the test suite (unit tests and an end-to-end smoke study), one worker per core
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 test-fast: $(STAMP) ## the tests that take seconds, for the edit-test loop (no study, training or benchmark)
 	$(BIN)/python -m pytest -m "not slow"

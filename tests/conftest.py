@@ -10,6 +10,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# `make test` runs the suite in pytest-xdist workers, one per core, a test file to a worker. Each
+# worker (and each study kernel it starts, which inherits the variable) gets its share of the
+# cores' threads: torch's threads spinning on a core another worker holds would slow both down.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    if "torch" in sys.modules:  # imported before this file (by a plugin): it read the variable already
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:

@@ -1,4 +1,6 @@
-"""End to end: the smoke study through `lorastudy run`, its result files and both renderings."""
+"""End to end: the smoke study through `lorastudy run`, its result files, both renderings, and the
+notebooks opened on it with their defaults. The tests share one finished study (the `smoke`
+fixture); pytest-xdist runs a file in one worker, so it runs once."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import time
 from html import unescape as html_unescape
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
 
 from lorastudy.evaluate.step import evaluate
+from lorastudy.pipeline.execution import use_this_interpreter
 from lorastudy.results.costs import RESOURCE_COLUMNS
 from lorastudy.results.tables import COMPARISON_COLUMNS, METRIC_COLUMNS
 from lorastudy.study.load import load_config
@@ -314,3 +318,45 @@ def test_export_copies_the_adapter_or_merges_it_into_its_base(smoke, tmp_path, m
     with torch.no_grad():
         want, got = adapted(ids).logits, merged.eval()(ids).logits
     assert torch.allclose(got, want, atol=1e-4 * want.abs().max().item()), (got - want).abs().max()
+
+
+NOTEBOOKS = ["01_data", "01_quantization", "02_train", "03_evaluate", "04_report"]
+HEADING = re.compile(r"^(#{1,3}) (.+)$", re.M)
+
+
+def headings(markdown: str) -> list[str]:
+    return [f"{hashes} {text.strip()}" for hashes, text in HEADING.findall(markdown)]
+
+
+def test_every_notebook_runs_top_to_bottom_with_its_defaults(smoke, tmp_path, study_folder):
+    """Each notebook as a user opens it in JupyterLab: with its default parameters, run top to
+    bottom from the notebooks folder, against the finished smoke study for the report."""
+    import papermill as pm
+
+    # A checkout with the finished study copied in, since the notebooks redo what they run.
+    finished, _ = smoke
+    root = study_folder(tmp_path / "checkout")
+    shutil.copytree(ROOT / "params", root / "params")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    shutil.copytree(finished / "runs" / "smoke", root / "runs" / "smoke", symlinks=True)
+    shutil.copytree(finished / "rendered", root / "rendered")
+    rendered = (root / "rendered" / "smoke.md").read_text()
+    use_this_interpreter(tmp_path / "kernels")
+    for name in NOTEBOOKS:
+        notebook = root / "notebooks" / f"{name}.ipynb"
+        out = tmp_path / f"{name}.out.ipynb"
+        # No parameters injected: the defaults in the notebook's parameters cell, as JupyterLab runs it.
+        pm.execute_notebook(
+            str(notebook), str(out), kernel_name="python3", cwd=str(notebook.parent), progress_bar=False
+        )
+        executed = nbformat.read(out, as_version=4)
+        errors = [o for c in executed.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, f"{name}: {errors[:1]}"
+    shown = "\n".join(
+        o["data"]["text/markdown"]
+        for c in nbformat.read(tmp_path / "04_report.out.ipynb", as_version=4).cells
+        for o in c.get("outputs", [])
+        if "text/markdown" in o.get("data", {})
+    )
+    # The same sections, in the same order, as the rendered report.
+    assert headings(shown) == headings(rendered) and len(headings(rendered)) >= 8
