@@ -19,6 +19,7 @@ from scipy import stats as st
 from scipy.special import expit
 
 from lorastudy.results import seeds, stats
+from lorastudy.results.verdict_intervals import verdict_interval
 
 N_ITEMS = 100
 STUDIES = 3000
@@ -177,3 +178,21 @@ def test_the_interval_and_the_test_agree_at_every_level():
         low, high = seeds.interval_at(level, r["delta"], r["v_items"], r["v_seeds"], r["df"])
         assert (low > 0 or high < 0) == (r["p_value"] < level)
     assert float(seeds.tail(seeds.half_width(0.01, 1e-4, 4e-4, 2.0), 1e-4, 4e-4, 2.0)) == pytest.approx(0.01)
+
+
+def test_a_seeded_interval_stops_at_the_largest_difference_a_fraction_allows():
+    """Three seeds, one of them far off, at a Holm level: the Behrens-Fisher interval would run
+    past +1, which no difference of two fractions reaches; it is cut there, and still excludes 0
+    exactly when the test's p-value is below the level."""
+    rng = np.random.default_rng(3)
+    b = (rng.random((3, 100)) < 0.1).astype(float)
+    a = np.stack([rng.random(100) < p for p in (0.9, 0.85, 0.35)]).astype(float)
+    r = stats.compare_paired(a, b, test="mcnemar_exact")
+    level = 0.0028
+    raw = seeds.interval_at(level, r["delta"], r["v_items"], r["v_seeds"], r["df"])
+    assert raw[1] > 1.0  # what the seeded test alone would print
+    low, high = verdict_interval(a, b, test="mcnemar_exact", level=level)
+    assert (low, high) == (max(raw[0], -1.0), 1.0)
+    assert (low > 0 or high < 0) == (r["p_value"] < level)
+    # Without a scale (a metric on its own scale) nothing bounds it.
+    assert verdict_interval(a, b, test="mcnemar_exact", level=level, scale=None) == raw

@@ -66,7 +66,14 @@ def verdict_interval(
         return float(d.mean()), float(d.mean())
     if max(runs_a.shape[0], runs_b.shape[0]) > 1:
         r = seeds.seed_test(runs_a, runs_b)
-        return seeds.interval_at(level, r["delta"], r["v_items"], r["v_seeds"], r["df"])
+        low, high = seeds.interval_at(level, r["delta"], r["v_items"], r["v_seeds"], r["df"])
+        if scale is None:
+            return low, high
+        # With few seeds the t quantile at a Holm level is large (about 18 at 2 degrees of freedom
+        # and alpha 0.003), so the interval can run past the largest difference the scale allows;
+        # cut there, which moves neither its relation to 0 nor to a margin inside the scale.
+        width = scale[1] - scale[0]
+        return max(low, -width), min(high, width)
     if test == "mcnemar_exact":
         _, low, high = paired_proportion_ci(runs_a[0], runs_b[0], confidence=1.0 - level)
         return low, high
