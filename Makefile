@@ -57,9 +57,10 @@ check: $(STAMP) ## validate PARAMS without loading any model
 	$(BIN)/lorastudy check $(PARAMS) $(ARGS)
 
 # In one pytest-xdist worker per core, a test file to a worker (so a module's shared study runs once): the kernels
-# leave a core idle while they start and import, which the other worker's tests fill.
+# leave a core idle while they start and import, which the other worker's tests fill. At most 4
+# workers: the real-model tests hold a few GB each.
 test: $(STAMP) ## run the test suite (unit tests and an end-to-end smoke study), one worker per core
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 test-fast: $(STAMP) ## the tests that take seconds, for the edit-test loop (no study, training or benchmark)
 	$(BIN)/python -m pytest -m "not slow"

@@ -23,6 +23,6 @@ for name in "$@"; do
   installed=$(( $(date +%s) - started ))
   "$venv/bin/python" -m pip list 2>/dev/null | grep -iE '^(torch|transformers|peft|accelerate|datasets|huggingface.hub|bitsandbytes|tokenizers|safetensors) '
   # Without the lm_eval extra: its tests (marked lm_eval) run in CI's main environment, which has it.
-  "$venv/bin/python" -m pytest -q -n auto --dist loadfile -m "(not slow or matrix) and not lm_eval and not bench" -p no:cacheprovider
+  "$venv/bin/python" -m pytest -q -n auto --maxprocesses 4 --dist loadfile -m "(not slow or matrix) and not lm_eval and not bench" -p no:cacheprovider
   echo "== $name: installed in ${installed} s, tested in $(( $(date +%s) - started - installed )) s"
 done
