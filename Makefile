@@ -56,9 +56,9 @@ rendered: $(STAMP) ## render rendered/smollm2-135m.html and .md from the 3-seed 
 check: $(STAMP) ## validate PARAMS without loading any model
 	$(BIN)/lorastudy check $(PARAMS) $(ARGS)
 
-# In one pytest-xdist worker per core, a test file to a worker (so a module's shared study runs once): the kernels
-# leave a core idle while they start and import, which the other worker's tests fill. At most 4
-# workers: the real-model tests hold a few GB each.
+# In one pytest-xdist worker per core, a test file to a worker (so a module's shared study runs
+# once): the kernels leave a core idle while they start and import, which the other worker's
+# tests fill. At most 4 workers: the real-model tests hold a few GB each.
 test: $(STAMP) ## run the test suite (unit tests and an end-to-end smoke study), one worker per core
 	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile
 

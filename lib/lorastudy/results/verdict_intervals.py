@@ -51,6 +51,23 @@ def verdict_interval(
     comparison's test (:func:`compare_paired`) at ``level``: it excludes 0 exactly when the
     test's p-value is below ``level``. Printed beside a verdict at the comparison's Holm level,
     it excludes 0 exactly when the verdict is "better" or "worse"."""
+    low, high = _unbounded_interval(a, b, test=test, level=level, seed=seed, scale=scale)
+    if scale is None:
+        return low, high
+    # A difference of two scores on the scale lies within its width either way, yet an interval
+    # can run past that: with few seeds the t quantile at a Holm level is large (about 18 at 2
+    # degrees of freedom and alpha 0.003), and a permutation interval at a level below its
+    # smallest p-value ends at its search bound. Cut there, which moves neither its relation to
+    # 0 nor to a margin inside the scale.
+    width = scale[1] - scale[0]
+    return max(low, -width), min(high, width)
+
+
+def _unbounded_interval(
+    a: ArrayLike, b: ArrayLike, *, test: str, level: float, seed: int, scale: tuple[float, float] | None
+) -> tuple[float, float]:
+    """The interval from the comparison's own test, before the scale bounds it (the scale only
+    sizes the interval where every item ties)."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     runs_a, runs_b = _paired_runs(a, b)
@@ -66,14 +83,7 @@ def verdict_interval(
         return float(d.mean()), float(d.mean())
     if max(runs_a.shape[0], runs_b.shape[0]) > 1:
         r = seeds.seed_test(runs_a, runs_b)
-        low, high = seeds.interval_at(level, r["delta"], r["v_items"], r["v_seeds"], r["df"])
-        if scale is None:
-            return low, high
-        # With few seeds the t quantile at a Holm level is large (about 18 at 2 degrees of freedom
-        # and alpha 0.003), so the interval can run past the largest difference the scale allows;
-        # cut there, which moves neither its relation to 0 nor to a margin inside the scale.
-        width = scale[1] - scale[0]
-        return max(low, -width), min(high, width)
+        return seeds.interval_at(level, r["delta"], r["v_items"], r["v_seeds"], r["df"])
     if test == "mcnemar_exact":
         _, low, high = paired_proportion_ci(runs_a[0], runs_b[0], confidence=1.0 - level)
         return low, high
