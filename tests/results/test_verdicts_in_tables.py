@@ -77,6 +77,8 @@ def test_one_run_per_method_makes_verdicts_between_trained_methods_provisional(t
     assert "provisional: worse" in qlora_lora and "**" not in qlora_lora
     lora_base = next(line for line in summary.splitlines() if line.startswith("| LoRA vs base"))
     assert "**better**" in lora_base  # against the base a verdict keeps its form
+    # and the legend says which bold claims need several seeds, not that every one had them.
+    assert "Bold: a claimed difference (between trained methods, over several seeds)" in summary
     assert "another seed may reverse this verdict" in report.comparisons_table(res)
     answer = summary.splitlines()[2]
     assert answer.startswith("**The answer.** QLoRA against LoRA, provisional on one training run each: ")

@@ -254,7 +254,7 @@ def verdict_table(
         "Each task's primary metric; \u0394: the first method minus the second, with its interval at the "
         f"comparison's Holm level over all {len(res.comparisons)} comparisons (\u03b1 = {res.cfg.report.alpha}), "
         "which excludes 0 exactly when the verdict is better or worse; equivalent: that interval inside the task's "
-        "margin. \u2191 higher is better. Bold: claimed over several seeds; provisional: trained once each. "
-        + explained
+        "margin. \u2191 higher is better. Bold: a claimed difference (between trained methods, over several "
+        "seeds); provisional: trained once each. " + explained
     )
     return "\n".join([table(header, rows, ["l"] * len(header)), "", note])
