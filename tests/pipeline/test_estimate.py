@@ -86,7 +86,7 @@ def test_the_latency_passes_are_planned_at_the_fixed_length_and_a_finished_runs_
         return {r["step"]: r["seconds"] for r in estimate.plan(c, 100_000_000, estimate.CPU, measured)}
 
     assumed = evaluation(cfg)
-    # 480 more decoding steps for each of the 8 items and the warm-up, at the assumed TPOT.
+    # 480 more decoding steps for each of the 8 items and the warm-up (at the fixed length), at the assumed TPOT.
     _, tpot = estimate.assumed_latency(100_000_000, estimate.CPU)
     assert evaluation(longer)["03_evaluate-base"] - assumed["03_evaluate-base"] == pytest.approx(9 * 480 * tpot)
     results = tmp_path / "runs" / "smoke" / "results"
@@ -102,8 +102,8 @@ def test_the_latency_passes_are_planned_at_the_fixed_length_and_a_finished_runs_
     assert list(measured) == ["lora"]
     planned = evaluation(cfg, measured)
     tasks_only = assumed["03_evaluate-lora"] - estimate._latency_seconds(cfg, 100_000_000, estimate.CPU, None)
-    # Whole answers, then TTFT and 31 steps of TPOT at the study's 32 tokens, for 8 items and a warm-up.
-    assert planned["03_evaluate-lora"] - tasks_only == pytest.approx(9 * (500.0 + 40.0 + 10.0 * 31) / 1000)
+    # Whole answers for 8 items, then TTFT and 31 steps of TPOT at the study's 32 tokens for them and a warm-up.
+    assert planned["03_evaluate-lora"] - tasks_only == pytest.approx((8 * 500.0 + 9 * (40.0 + 10.0 * 31)) / 1000)
     assert planned["03_evaluate-base"] == assumed["03_evaluate-base"]
     line = estimate.latency_line(cfg, estimate.CPU, 100_000_000, measured)
     assert "exactly 32 tokens" in line and "lora TTFT 40.0 ms, TPOT 10.00 ms a token (at 16 tokens)" in line

@@ -162,6 +162,10 @@ def test_a_step_on_one_device_sees_one_gpu(study, monkeypatch):
     monkeypatch.setattr(execution.os, "replace", lambda a, b: None)
     execution.execute(by_id["03_evaluate-lora"], paths, {}, "identity", {})
     assert seen == ["5"] and os.environ["CUDA_VISIBLE_DEVICES"] == "5,6"
+    # A kernel the local executor starts for the step (kernels.py) is given the same environment.
+    started = pipeline.kernel_environment(by_id["03_evaluate-lora"])
+    assert started == {**os.environ, "CUDA_VISIBLE_DEVICES": "5"}
+    assert pipeline.kernel_environment(by_id["01_data"])["CUDA_VISIBLE_DEVICES"] == "5,6"
 
 
 def test_a_ray_task_asks_for_a_gpu_for_each_device_its_step_runs_on(study):
@@ -193,7 +197,9 @@ def test_force_removes_a_trainings_checkpoints_and_a_plain_rerun_keeps_them(stud
 def test_a_training_step_is_told_its_id_and_identity(study, monkeypatch):
     paths, steps = study
     seen = {}
-    monkeypatch.setattr(execution, "_execute_notebook", lambda step, output, parameters: seen.update(parameters))
+    monkeypatch.setattr(
+        execution, "_execute_notebook", lambda step, output, parameters, kernel: seen.update(parameters)
+    )
     monkeypatch.setattr(execution, "notebook_timing", lambda path: {})
     monkeypatch.setattr(execution.os, "replace", lambda a, b: None)
     train = next(s for s in steps if s.id == "02_train-lora")

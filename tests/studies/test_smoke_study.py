@@ -223,6 +223,22 @@ def test_a_finished_study_reruns_in_seconds(smoke, run_study):
     assert time.perf_counter() - start < 60
 
 
+def test_each_step_ran_in_a_kernel_of_its_own_some_started_ahead(smoke):
+    """The local executor starts the next step's kernel while a step's own is importing: the data
+    step's kernel starts with it (nothing runs before it), the quantization step's while the data
+    step's imports. A kernel started ahead ran nothing but its imports (silently): every executed
+    notebook's first cell is its first execution."""
+    root, _ = smoke
+    run = root / "runs" / "smoke"
+    ahead = dict(pd.read_csv(run / "results" / "steps.csv")[["step", "kernel_ahead"]].dropna().values)
+    assert len(ahead) == 8 and not ahead["01_data"] and ahead["01_quantization"]
+    for step in ahead:
+        cells = [
+            c for c in nbformat.read(run / "notebooks" / f"{step}.ipynb", as_version=4).cells if c.cell_type == "code"
+        ]
+        assert [c.execution_count for c in cells] == list(range(1, len(cells) + 1)), step
+
+
 def test_same_params_same_machine_same_metrics(smoke, study_root):
     """Retrain and re-evaluate LoRA from the same data: identical metrics and outputs."""
     root, _ = smoke

@@ -148,20 +148,20 @@ def _evaluation(cfg: StudyConfig, n_params: int | None, device: Device) -> dict:
 
 def _latency_seconds(cfg: StudyConfig, n_params: int | None, device: Device, measured: dict | None) -> float | None:
     """The two latency passes at batch size 1 (evaluate/latency.py), each over eval.latency_items
-    items and a warm-up item: whole answers (up to the task's limit) and exactly
-    eval.latency_tokens tokens. From a finished run's p50s where `measured`, else assumed."""
+    items, whole answers (up to the task's limit) and exactly eval.latency_tokens tokens, after a
+    warm-up item at that fixed length. From a finished run's p50s where `measured`, else assumed."""
     task = next((t for t in cfg.tasks if t.name == cfg.eval.latency_task), None)
     if task is None:
         return 0.0
-    items, fixed = cfg.eval.latency_items + 1, cfg.eval.latency_tokens
+    items, fixed = cfg.eval.latency_items, cfg.eval.latency_tokens
     if measured is not None:
-        per_item = measured["latency_ms_p50"] + measured["ttft_ms_p50"] + measured["tpot_ms_p50"] * (fixed - 1)
-        return items * per_item / 1000.0
+        fixed_s = (measured["ttft_ms_p50"] + measured["tpot_ms_p50"] * (fixed - 1)) / 1000.0
+        return items * measured["latency_ms_p50"] / 1000.0 + (items + 1) * fixed_s
     if n_params is None:
         return None
     ttft, tpot = assumed_latency(n_params, device)
     limit = task.max_new_tokens or tasks.get(task.name, cfg).max_new_tokens
-    return items * (2 * ttft + tpot * (limit - 1 + fixed - 1))
+    return items * (ttft + tpot * (limit - 1)) + (items + 1) * (ttft + tpot * (fixed - 1))
 
 
 def assumed_latency(n_params: int, device: Device) -> tuple[float, float]:

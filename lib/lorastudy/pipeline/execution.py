@@ -17,6 +17,7 @@ from typing import Any
 
 from ..study.paths import StudyPaths
 from ..util.files import atomic_write_json, atomic_write_text
+from .kernels import StartedKernel, adopting
 from .records import read_records
 from .steps import NOTEBOOKS_DIR, Step
 
@@ -60,9 +61,17 @@ def use_this_interpreter(kernels: Path) -> None:
         os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(kernels), *searched]))
 
 
-def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity: str, consumed: dict) -> float:
+def execute(
+    step: Step,
+    paths: StudyPaths,
+    study: dict[str, Any],
+    step_identity: str,
+    consumed: dict,
+    kernel: StartedKernel | None = None,
+) -> float:
     """Run one notebook in a fresh kernel with the study's parameters (`study`) and the step's;
-    keep the executed copy; write the step's record last."""
+    keep the executed copy; write the step's record last. `kernel`: one started for this step
+    (kernels.py), stopped with the notebook; without one papermill starts it."""
     from papermill.exceptions import PapermillExecutionError
 
     record_path = paths.steps / f"{step.id}.json"
@@ -79,7 +88,7 @@ def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity:
         parameters.update(step=step.id, identity=step_identity)
     try:
         with _environment(device_environment(step, os.environ)):
-            _execute_notebook(step, running, parameters)
+            _execute_notebook(step, running, parameters, None if kernel is None else kernel.hand_over())
     except PapermillExecutionError as exc:
         os.replace(running, failed)
         message = f"{exc.ename}: {exc.evalue}"
@@ -90,7 +99,7 @@ def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity:
         raise
     os.replace(running, final)
     wall_s = time.perf_counter() - start
-    timing = {"wall_s": wall_s, **notebook_timing(final)}
+    timing = {"wall_s": wall_s, **notebook_timing(final), "kernel_ahead": kernel is not None and kernel.ahead}
     record = {
         "step": step.id,
         "identity": step_identity,
@@ -109,9 +118,11 @@ def execute(step: Step, paths: StudyPaths, study: dict[str, Any], step_identity:
     return wall_s
 
 
-def _execute_notebook(step: Step, output: Path, parameters: dict[str, Any]) -> None:
+def _execute_notebook(step: Step, output: Path, parameters: dict[str, Any], manager) -> None:
     import papermill as pm
 
+    # A kernel started for the step is handed to nbclient as the kernel it starts.
+    started = {} if manager is None else {"kernel_manager_class": adopting(manager)}
     pm.execute_notebook(
         str(NOTEBOOKS_DIR / step.notebook),
         str(output),
@@ -124,6 +135,7 @@ def _execute_notebook(step: Step, output: Path, parameters: dict[str, Any]) -> N
         # The outputs are in the notebook once its last cell ran: stop the kernel then,
         # rather than wait seconds for it to wind down its libraries.
         shutdown_kernel="immediate",
+        **started,
     )
 
 
@@ -138,6 +150,11 @@ def device_environment(step: Step, environ: Mapping[str, str]) -> dict[str, str]
         return {}
     visible = environ.get("CUDA_VISIBLE_DEVICES")
     return {"CUDA_VISIBLE_DEVICES": "0" if visible is None else visible.split(",")[0].strip()}
+
+
+def kernel_environment(step: Step) -> dict[str, str]:
+    """The whole environment a step's kernel starts with: this process's, and its devices'."""
+    return {**os.environ, **device_environment(step, os.environ)}
 
 
 @contextmanager
@@ -180,16 +197,18 @@ def notebook_timing(path: Path) -> dict[str, float]:
 
 
 def write_step_times(paths: StudyPaths, step_ids: list[str], render_s: float) -> Path:
-    """results/steps.csv: each step's time as its record holds it, and the rendering's."""
+    """results/steps.csv: each step's time as its record holds it, and the rendering's; and
+    whether its kernel was started ahead, while the step before it ran (kernels.py)."""
     records = read_records(paths)
     fields = ["kernel_start_s", "imports_s", "work_s", "kernel_stop_s", "wall_s"]
-    lines = ["step,started,finished," + ",".join(fields)]
+    lines = ["step,started,finished," + ",".join(fields) + ",kernel_ahead"]
     for step in step_ids:
         record = records.get(step, {})
         timing = record.get("timing") or {"wall_s": record.get("wall_s")}
         values = ["" if timing.get(f) is None else f"{timing[f]:.3f}" for f in fields]
-        lines.append(",".join([step, record.get("started", ""), record.get("finished", ""), *values]))
-    lines.append("render,,," + ",".join(["", "", "", "", f"{render_s:.3f}"]))
+        ahead = {True: "true", False: "false"}.get(timing.get("kernel_ahead"), "")  # blank: not recorded
+        lines.append(",".join([step, record.get("started", ""), record.get("finished", ""), *values, ahead]))
+    lines.append("render,,," + ",".join(["", "", "", "", f"{render_s:.3f}", ""]))
     path = paths.results / "steps.csv"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path

@@ -44,7 +44,8 @@ from .. import __version__
 from ..study.paths import StudyPaths
 from ..study.schema import ConfigError
 from ..util.package_data import installable_copy
-from .execution import StepFailed, execute, use_this_interpreter
+from .execution import StepFailed, execute, kernel_environment, use_this_interpreter
+from .kernels import Kernels
 from .steps import Step
 
 EXECUTORS = ("local", "ray")
@@ -96,7 +97,11 @@ def open_executor(
 ) -> Iterator[Any]:
     check_executor(name, address)
     if name == "local":
-        yield LocalExecutor(paths)
+        local = LocalExecutor(paths, steps)
+        try:
+            yield local
+        finally:
+            local.close()
         return
     executor = RayExecutor(paths, address, log)
     try:
@@ -107,29 +112,43 @@ def open_executor(
 
 
 class LocalExecutor:
-    """Runs a step as soon as it is started, in this process's machine: one at a time."""
+    """Runs a step as soon as it is started, in this process's machine: one at a time, each in a
+    kernel it starts with the step's imports; while that kernel is still importing, it starts the
+    plan's next step's kernel too (kernels.py)."""
 
     slots = 1
 
-    def __init__(self, paths: StudyPaths):
+    def __init__(self, paths: StudyPaths, steps: list[Step]):
         self.paths = paths
         self.finished: dict[str, Outcome] = {}
+        self.following = {step.id: after for step, after in zip(steps, steps[1:])}
+        self.kernels = Kernels()
 
     def where(self, step: Step) -> str:
         return ""
 
     def start(self, step: Step, study: dict, step_identity: str, consumed: dict) -> str:
+        kernel, importing = self.kernels.for_step(step, kernel_environment(step))
+        following = self.following.get(step.id)
+        if importing and following is not None:
+            self.kernels.start_ahead(following, kernel_environment(following))
         try:
-            self.finished[step.id] = Outcome(wall_s=execute(step, self.paths, study, step_identity, consumed))
+            wall_s = execute(step, self.paths, study, step_identity, consumed, kernel=kernel)
+            self.finished[step.id] = Outcome(wall_s=wall_s)
         except StepFailed as exc:
             self.finished[step.id] = Outcome(error=exc)
+        finally:
+            kernel.stop_if_running()
         return step.id
 
     def next_finished(self, handles: list[str]) -> tuple[str, Outcome]:
         return handles[0], self.finished.pop(handles[0])
 
     def stop(self, handles: list[str]) -> None:
-        """Nothing runs in the background: an interrupted step was interrupted where it ran."""
+        """No step runs in the background: an interrupted step was interrupted where it ran."""
+
+    def close(self) -> None:
+        self.kernels.close()
 
 
 def run_step(step: Step, paths: StudyPaths, study: dict, step_identity: str, consumed: dict) -> Outcome:

@@ -164,22 +164,31 @@ def steps_table(chain: list[dict]) -> str:
 
 def time_by_step(steps: list[dict]) -> str:
     """Where each step's time went, each in its own process: starting the kernel, imports and
-    setup, the step's work, stopping the kernel (from the executed notebooks)."""
+    setup, the step's work, stopping the kernel (from the executed notebooks), and whether its
+    kernel was started ahead, with its imports, while the step before ran."""
     keys = ["kernel_start_s", "imports_s", "work_s", "kernel_stop_s", "wall_s"]
     timed = [row for row in steps if row.get("timing")]
     if not timed:
         return "The steps' records hold no timing (they were run by an older lorastudy)."
-    rows = [[row["step"]] + [f"{row['timing'].get(k, float('nan')):,.1f}" for k in keys] for row in timed]
+    ahead = {True: "yes", False: "no"}
+    rows = [
+        [row["step"]]
+        + [f"{row['timing'].get(k, float('nan')):,.1f}" for k in keys]
+        + [ahead.get(row["timing"].get("kernel_ahead"), "not recorded")]
+        for row in timed
+    ]
     total = [sum(row["timing"].get(k, 0.0) for row in timed) for k in keys]
-    rows.append(["all steps above"] + [f"{t:,.1f}" for t in total])
+    rows.append(["all steps above"] + [f"{t:,.1f}" for t in total] + [""])
     return "\n".join(
         [
             "Time by step, in seconds (each step runs in its own kernel, so each peak memory is its own):",
             "",
-            table(["step", "kernel start", "imports and setup", "work", "kernel stop", "wall"], rows),
+            table(["step", "kernel start", "imports and setup", "work", "kernel stop", "wall", "kernel ahead"], rows),
             "",
-            "This report's own step and the rendering are timed in `results/steps.csv`, written once the "
-            "report is rendered.",
+            "A kernel started ahead was started, and did the step's imports, while the step before it ran "
+            "(when that step's own kernel was still importing; not beside a step's work, which it would "
+            "slow): its step waited for what was left of them in its kernel start. This report's own step "
+            "and the rendering are timed in `results/steps.csv`, written once the report is rendered.",
         ]
     )
 
