@@ -33,6 +33,25 @@ def load_average() -> list[float] | None:
         return None
 
 
+def cpu_times() -> dict[str, float] | None:
+    """The machine's CPU seconds so far by kind (Linux /proc/stat), for `steal_share`."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n")[0].split()[1:9]
+    except OSError:
+        return None
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    return {name: int(value) / os.sysconf("SC_CLK_TCK") for name, value in zip(names, fields)}
+
+
+def steal_share(before: dict[str, float] | None, after: dict[str, float] | None) -> float | None:
+    """The share of the machine's CPU time between two cpu_times() that a virtual machine's host
+    took for others (steal): a run with much of it had fewer cores than it counts."""
+    if before is None or after is None:
+        return None
+    total = sum(after.values()) - sum(before.values())
+    return (after["steal"] - before["steal"]) / total if total > 0 else None
+
+
 def versions(*packages: str) -> dict:
     out = {"python": platform.python_version()}
     for package in packages or ("torch", "transformers", "peft", "bitsandbytes", "accelerate"):

@@ -70,6 +70,10 @@ def test_a_benchmark_refuses_bad_parameters_before_loading_anything(tmp_path):
     )
     assert done.returncode == 2
     assert "lora.r: must be positive" in done.stderr and "--steps: must be at least 1" in done.stderr
+    # The study-time benchmark runs a whole study twice: a bad parameter stops it before either.
+    script = [sys.executable, str(ROOT / "benchmarks" / "study_time.py"), str(ROOT / "params" / "smoke.yaml")]
+    done = subprocess.run([*script, "-p", "train.epochs=0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "train.epochs" in done.stderr and "peer:" not in done.stderr
 
 
 def test_the_gpu_check_rehearses_on_a_cpu_and_leaves_only_a_few_plain_files(tiny_model, tmp_path):
