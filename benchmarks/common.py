@@ -52,6 +52,21 @@ def steal_share(before: dict[str, float] | None, after: dict[str, float] | None)
     return (after["steal"] - before["steal"]) / total if total > 0 else None
 
 
+def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """The machine's float32 matmul speed now, in GFLOP/s (torch, all its threads): a probe beside
+    a run's time, on a virtual machine whose speed drifts (this project's: 114 to 199 in half an hour)."""
+    import time
+
+    import torch
+
+    a = torch.randn(size, size)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ a
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def versions(*packages: str) -> dict:
     out = {"python": platform.python_version()}
     for package in packages or ("torch", "transformers", "peft", "bitsandbytes", "accelerate"):

@@ -9,9 +9,11 @@ local executor, both ways, one run after the other:
     step's started while a step's own kernel is still importing (kernels.py).
 For each run it prints the total (planning, every step and the rendering, as `lorastudy run`
 reports it), each step's kernel start, imports, work and wall from results/steps.csv, the load
-average before and after, and the share of CPU time that the host of a virtual machine took for
-others meanwhile (steal). `--repeat N` runs each N times, interleaved, and compares the medians:
-this project's machine, a virtual one, ran the same smoke study in 62 to 73 s within an hour.
+average before and after, the share of CPU time that the host of a virtual machine took for
+others meanwhile (steal), and the machine's float32 matmul speed before and after (a 1024 x
+1024 probe, GFLOP/s), since steal does not show all of a shared host's drift. `--repeat N` runs
+each N times, interleaved, and compares the medians: this project's machine, a virtual one, ran
+the same smoke study in 62 to 73 s within an hour.
 Targets on a quiet 2-core machine: the smoke study in at most 50 s; the 3-seed SmolLM2 study
 (params/smollm2-135m.yaml, about 16 minutes a run) in at most 15 minutes. `--only lorastudy`
 skips the peer.
@@ -27,7 +29,18 @@ import sys
 import time
 from contextlib import redirect_stdout
 
-from common import ROOT, cpu_times, emit, load_average, load_study, log, steal_share, study_parser, versions
+from common import (
+    ROOT,
+    cpu_times,
+    emit,
+    load_average,
+    load_study,
+    log,
+    matmul_gflops,
+    steal_share,
+    study_parser,
+    versions,
+)
 
 from lorastudy.pipeline import executors, run_study  # noqa: E402
 from lorastudy.pipeline.execution import StepFailed, execute  # noqa: E402
@@ -49,7 +62,7 @@ class PapermillStarts(executors.LocalExecutor):
 def timed_run(args, study: str, executor_class) -> dict:
     local = executors.LocalExecutor
     executors.LocalExecutor = executor_class  # open_executor builds the local executor by this name
-    load_before, cpu_before = load_average(), cpu_times()
+    speed_before, load_before, cpu_before = matmul_gflops(), load_average(), cpu_times()
     start = time.perf_counter()
     try:
         with redirect_stdout(sys.stderr):  # the steps' output, which papermill sends to stdout: the JSON's
@@ -71,6 +84,8 @@ def timed_run(args, study: str, executor_class) -> dict:
         "load_average_before": load_before,
         "load_average_after": load_average(),
         "cpu_steal_share": steal_share(cpu_before, cpu_times()),
+        "matmul_gflops_before": speed_before,
+        "matmul_gflops_after": matmul_gflops(),
     }
 
 

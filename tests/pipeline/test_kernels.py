@@ -1,6 +1,6 @@
 """Kernels the local executor starts (kernels.py): what a step's kernel is sent to import, when
-the next step's kernel is started ahead, and that a step gets a live kernel started for its own
-notebook and environment, never one started for another."""
+the next step's kernel is started ahead, and that a step gets a live kernel started with its own
+environment, never one started with another."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def wait_for_imports(kernel: kernels.StartedKernel, timeout_s: float = 120) -> N
 
 
 @pytest.mark.slow
-def test_a_step_gets_the_kernel_started_for_it_and_never_one_for_another(steps):
+def test_a_step_gets_a_live_kernel_started_with_its_environment_and_never_one_with_another(steps):
     _, by_id = steps
     report, data = by_id["04_report"], by_id["01_data"]
     environment = pipeline.kernel_environment(report)
@@ -120,13 +120,18 @@ def test_a_step_gets_the_kernel_started_for_it_and_never_one_for_another(steps):
         kernel.stop()
         assert not kernel.alive()
 
-        # Started for another notebook, or with another environment: stopped, and a new one started.
-        for other in (data, report):
-            started.start_ahead(other, {**environment, "CUDA_VISIBLE_DEVICES": "7"} if other is report else environment)
-            unused = started.ahead
-            kernel, importing = started.for_step(report, environment)
-            assert kernel is not unused and importing and not unused.alive()
-            kernel.stop()
+        # Started for another step (one the scheduler skipped) with this step's environment: used,
+        # since it ran nothing but imports; with another environment: stopped, and a new one started.
+        started.start_ahead(data, environment)
+        other = started.ahead
+        kernel, _ = started.for_step(report, environment)
+        assert kernel is other
+        kernel.stop()
+        started.start_ahead(report, {**environment, "CUDA_VISIBLE_DEVICES": "7"})
+        unused = started.ahead
+        kernel, importing = started.for_step(report, environment)
+        assert kernel is not unused and importing and not unused.alive()
+        kernel.stop()
 
         # One that died is replaced.
         started.start_ahead(report, environment)

@@ -13,8 +13,9 @@ study's) most do. `results/steps.csv` shows each step's kernel start and imports
 
 A kernel started ahead is still a fresh kernel for its step: it has run nothing but imports, so
 no state, memory peak or seed carries over from another step. One started for a step that does
-not come next (the scheduler skipped it) is used by the next step of the same notebook and
-environment, or stopped unused; one that died is replaced by a new one.
+not come next (the scheduler skipped it) is used by the step that does, whose own imports then
+run in it, if it was started with that step's environment (the GPUs it sees); otherwise it is
+stopped unused. One that died is replaced by a new one.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class StartedKernel:
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
-        self.key, self.ahead = _key(step, environment), ahead  # ahead: while the step before ran
+        self.environment, self.ahead = environment, ahead  # ahead: while the step before ran
         self.manager = AsyncKernelManager(kernel_name="python3")
         # As nbclient starts a notebook's kernel: in the notebooks' folder, with no history file.
         run_sync(self.manager.start_kernel)(
@@ -112,10 +113,10 @@ class Kernels:
         self.ahead: StartedKernel | None = None
 
     def for_step(self, step: Step, environment: dict[str, str]) -> tuple[StartedKernel, bool]:
-        """The kernel for `step`: the one started ahead if it was started for this notebook and
-        environment and is alive, else a new one; and whether it is still importing."""
+        """The kernel for `step`: the one started ahead if it was started with this environment
+        and is alive, else a new one; and whether it is still importing."""
         kernel, self.ahead = self.ahead, None
-        if kernel is not None and not (kernel.key == _key(step, environment) and kernel.alive()):
+        if kernel is not None and not (kernel.environment == environment and kernel.alive()):
             kernel.stop()
             kernel = None
         if kernel is None:
@@ -143,7 +144,3 @@ def adopting(manager) -> type:
             return manager  # not an instance of Adopted, so __init__ does not run again
 
     return Adopted
-
-
-def _key(step: Step, environment: dict[str, str]) -> tuple:
-    return step.notebook, tuple(sorted(environment.items()))
