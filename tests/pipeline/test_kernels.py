@@ -96,6 +96,21 @@ def test_the_next_kernel_starts_ahead_only_while_the_steps_own_is_importing(step
     assert ran == [(s.id, s.id) for s in order]  # each step in its own kernel
     assert all(k.stopped for k in executor.kernels.given)
 
+    # Where a GPU is visible none starts ahead: its CUDA context could count in a GPU step's peak.
+    monkeypatch.setattr(executors, "gpus_visible", lambda: True)
+    executor = executors.LocalExecutor(paths, order)
+    executor.kernels = ScriptedKernels({s.id: True for s in order})
+    for step in order:
+        executor.start(step, {}, "identity", {})
+    assert executor.kernels.ahead == [] and len(executor.kernels.given) == len(order)
+
+
+def test_gpus_are_seen_without_importing_torch_unless_hidden(monkeypatch):
+    assert not kernels.gpus_visible({"CUDA_VISIBLE_DEVICES": ""})
+    assert not kernels.gpus_visible({"CUDA_VISIBLE_DEVICES": "-1"})
+    monkeypatch.setattr(kernels.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    assert kernels.gpus_visible({"CUDA_VISIBLE_DEVICES": "0"}) and kernels.gpus_visible({})
+
 
 def wait_for_imports(kernel: kernels.StartedKernel, timeout_s: float = 120) -> None:
     start = time.monotonic()

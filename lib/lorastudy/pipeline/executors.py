@@ -45,7 +45,7 @@ from ..study.paths import StudyPaths
 from ..study.schema import ConfigError
 from ..util.package_data import installable_copy
 from .execution import StepFailed, execute, kernel_environment, use_this_interpreter
-from .kernels import Kernels
+from .kernels import Kernels, gpus_visible
 from .steps import Step
 
 EXECUTORS = ("local", "ray")
@@ -113,8 +113,8 @@ def open_executor(
 
 class LocalExecutor:
     """Runs a step as soon as it is started, in this process's machine: one at a time, each in a
-    kernel it starts with the step's imports; while that kernel is still importing, it starts the
-    plan's next step's kernel too (kernels.py)."""
+    kernel it starts with the step's imports; where no GPU is visible, while that kernel is still
+    importing, it starts the plan's next step's kernel too (kernels.py)."""
 
     slots = 1
 
@@ -123,6 +123,7 @@ class LocalExecutor:
         self.finished: dict[str, Outcome] = {}
         self.following = {step.id: after for step, after in zip(steps, steps[1:])}
         self.kernels = Kernels()
+        self.start_ahead = not gpus_visible()  # a kernel beside a GPU step could add to its memory peak
 
     def where(self, step: Step) -> str:
         return ""
@@ -130,7 +131,7 @@ class LocalExecutor:
     def start(self, step: Step, study: dict, step_identity: str, consumed: dict) -> str:
         kernel, importing = self.kernels.for_step(step, kernel_environment(step))
         following = self.following.get(step.id)
-        if importing and following is not None:
+        if self.start_ahead and importing and following is not None:
             self.kernels.start_ahead(following, kernel_environment(following))
         try:
             wall_s = execute(step, self.paths, study, step_identity, consumed, kernel=kernel)

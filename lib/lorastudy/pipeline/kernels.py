@@ -11,6 +11,12 @@ as it saves, more where the step's threads wait spinning for a descheduled one. 
 (the SmolLM2 study's) every other step starts with its imports done; with short ones (the smoke
 study's) most do. `results/steps.csv` shows each step's kernel start and imports.
 
+Only where no GPU is visible: a kernel importing bitsandbytes (which asks torch for each GPU's
+capability) may create a CUDA context, and a GPU step's peak memory is the device's used memory,
+every process's context included. On a GPU machine each step's kernel still starts with its
+imports sent at once, and no kernel starts beside a running step. A kernel started ahead holds
+about 0.6 GB of memory (torch, transformers, peft) while it waits.
+
 A kernel started ahead is still a fresh kernel for its step: it has run nothing but imports, so
 no state, memory peak or seed carries over from another step. One started for a step that does
 not come next (the scheduler skipped it) is used by the step that does, whose own imports then
@@ -22,6 +28,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from .steps import NOTEBOOKS_DIR, Step
@@ -34,6 +43,15 @@ LIBRARIES = {
     "02_train.ipynb": ("peft", "transformers.Trainer", "transformers.AutoModelForCausalLM"),
     "03_evaluate.ipynb": ("transformers.AutoModelForCausalLM", "transformers.AutoTokenizer"),
 }
+
+
+def gpus_visible(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether a kernel started with `environ` could see a GPU, told without importing torch (a
+    second): an NVIDIA or AMD device, unless CUDA_VISIBLE_DEVICES hides every one."""
+    if environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False
+    devices = Path("/dev")
+    return any(devices.glob("nvidia[0-9]*")) or (devices / "kfd").exists() or shutil.which("nvidia-smi") is not None
 
 
 def notebook_imports(notebook: Path) -> str:
