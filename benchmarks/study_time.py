@@ -73,9 +73,11 @@ def timed_run(args, study: str, executor_class) -> dict:
     with open(ROOT / "runs" / study / "results" / "steps.csv") as f:
         rows = list(csv.DictReader(f))
     fields = ("kernel_start_s", "imports_s", "work_s", "wall_s")
-    steps = {r["step"]: {k: float(r[k]) for k in fields if r.get(k)} for r in rows if r["step"] != "render"}
-    for name, row in steps.items():
-        row["kernel_ahead"] = next(r["kernel_ahead"] for r in rows if r["step"] == name) == "true"
+    steps = {
+        r["step"]: {**{k: float(r[k]) for k in fields if r.get(k)}, "kernel_ahead": r["kernel_ahead"] == "true"}
+        for r in rows
+        if r["step"] != "render"
+    }
     return {
         "total_s": total_s,
         "steps": steps,

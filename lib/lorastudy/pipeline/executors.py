@@ -123,7 +123,7 @@ class LocalExecutor:
         self.finished: dict[str, Outcome] = {}
         self.following = {step.id: after for step, after in zip(steps, steps[1:])}
         self.kernels = Kernels()
-        self.start_ahead = not gpus_visible()  # a kernel beside a GPU step could add to its memory peak
+        self.may_start_ahead = not gpus_visible()  # a kernel beside a GPU step could add to its memory peak
 
     def where(self, step: Step) -> str:
         return ""
@@ -131,7 +131,7 @@ class LocalExecutor:
     def start(self, step: Step, study: dict, step_identity: str, consumed: dict) -> str:
         kernel, importing = self.kernels.for_step(step, kernel_environment(step))
         following = self.following.get(step.id)
-        if self.start_ahead and importing and following is not None:
+        if self.may_start_ahead and importing and following is not None:
             self.kernels.start_ahead(following, kernel_environment(following))
         try:
             wall_s = execute(step, self.paths, study, step_identity, consumed, kernel=kernel)

@@ -120,7 +120,7 @@ class StartedKernel:
         """Stop the kernel unless nbclient did (it does when the notebook ends, failed or not)."""
         from jupyter_core.utils import run_sync
 
-        if self.manager.has_kernel and run_sync(self.manager.is_alive)():
+        if self.manager.has_kernel and self.alive():
             run_sync(self.manager.shutdown_kernel)(now=True)
 
 
